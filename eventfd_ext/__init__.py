@@ -1,0 +1,25 @@
+"""Linux eventfd for Python: fast cffi bindings, an EventFD object, drop-in
+replacements for the ``os.eventfd*`` functions, and MaskFD, a userspace
+emulation of the never-merged EFD_MASK flag."""
+
+from ._dropin import (
+    EFD_CLOEXEC,
+    EFD_MASK,
+    EFD_NONBLOCK,
+    EFD_SEMAPHORE,
+    eventfd,
+    eventfd_read,
+    eventfd_write,
+)
+from ._eventfd import EventFD
+
+__all__ = [
+    "EFD_CLOEXEC",
+    "EFD_MASK",
+    "EFD_NONBLOCK",
+    "EFD_SEMAPHORE",
+    "EventFD",
+    "eventfd",
+    "eventfd_read",
+    "eventfd_write",
+]

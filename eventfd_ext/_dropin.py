@@ -1,0 +1,73 @@
+"""Drop-in replacements for ``os.eventfd``, ``os.eventfd_read`` and
+``os.eventfd_write``, with the same signatures, defaults and exceptions.
+
+The fast path is one shim call; everything else (fileno() objects, bad
+arguments, EINTR, errno) happens only after the shim reports a failure.
+"""
+
+from __future__ import annotations
+
+from . import _core
+from ._core import FileDescriptorLike
+from ._shim import lib
+
+__all__ = [
+    "EFD_CLOEXEC",
+    "EFD_MASK",
+    "EFD_NONBLOCK",
+    "EFD_SEMAPHORE",
+    "eventfd",
+    "eventfd_read",
+    "eventfd_write",
+]
+
+#: Close the fd on exec (``O_CLOEXEC``).
+EFD_CLOEXEC: int = lib.EFD_CLOEXEC
+#: Non-blocking reads and writes (``O_NONBLOCK``).
+EFD_NONBLOCK: int = lib.EFD_NONBLOCK
+#: Reads take 1 from the counter instead of all of it.
+EFD_SEMAPHORE: int = lib.EFD_SEMAPHORE
+#: The flag value of the never-merged EFD_MASK patch; see :class:`MaskFD`.
+EFD_MASK: int = 1 << 1
+
+_read = lib.efx_read
+_write = lib.efx_write
+_FAILED = _core.FAILED
+
+
+def eventfd(initval: int, flags: int = EFD_CLOEXEC) -> int:
+    """Create an eventfd with counter *initval* and return its fd number."""
+    _core.check_initval(initval)
+    if not isinstance(flags, int):
+        raise TypeError("an integer is required")
+    if not -(2**31) <= flags < 2**31:
+        raise OverflowError("Python int too large to convert to C int")
+    fd = lib.efx_create(initval, flags)
+    if fd < 0:
+        _core.raise_errno(-fd)
+    return fd
+
+
+def eventfd_read(fd: FileDescriptorLike) -> int:
+    """Read and return the counter of eventfd *fd* (an int or has fileno())."""
+    try:
+        value = _read(fd)
+    except (TypeError, OverflowError):
+        return eventfd_read(_core.as_fd(fd))
+    if value != _FAILED:
+        return value
+    if fd < 0:
+        _core.as_fd(fd)  # raises the ValueError os.eventfd_read gives
+    return _core.retry_read(_read, fd)
+
+
+def eventfd_write(fd: FileDescriptorLike, value: int) -> None:
+    """Add *value* to the counter of eventfd *fd* (an int or has fileno())."""
+    try:
+        result = _write(fd, value)
+    except (TypeError, OverflowError):
+        return eventfd_write(_core.as_fd(fd), _core.check_value(value))
+    if result:
+        if fd < 0:
+            _core.as_fd(fd)
+        _core.retry_write(fd, value, result)

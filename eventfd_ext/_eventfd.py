@@ -1,0 +1,251 @@
+"""EventFD: an eventfd as an object that owns its file descriptor."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import warnings
+from types import TracebackType
+from typing import NoReturn
+
+from . import _core
+from ._dropin import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
+from ._shim import lib
+
+__all__ = ["EventFD"]
+
+_read = lib.efx_read
+_write = lib.efx_write
+_FAILED = _core.FAILED
+_CLOSED = -1
+# Makes taking the fd out of an object atomic, so that two threads closing it
+# at once cannot both close the number (the second could close a reused fd).
+_release_lock = threading.Lock()
+
+
+def _fdinfo(fd: int) -> dict[str, str]:
+    """The fields of /proc/self/fdinfo/FD (the kernel's view of the fd)."""
+    with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
+        fields = (line.partition(":") for line in f)
+        return {key: value.strip() for key, _, value in fields}
+
+
+class EventFD:
+    """A Linux eventfd: a 64-bit counter behind a pollable file descriptor.
+
+    ``write(n)`` adds *n* to the counter and wakes readers; ``read()`` takes
+    the whole count (or 1, with ``semaphore=True``), blocking while it is zero
+    unless the fd is non-blocking.  The object owns its fd: ``close()`` it, or
+    use it as a context manager; one collected unclosed is closed with a
+    ResourceWarning, as sockets are.  It can be passed wherever an fd is
+    accepted (``select``, ``selectors``, ``os.*``) through ``fileno()``.
+    """
+
+    __slots__ = ("_fd", "__weakref__")
+
+    _fd: int
+
+    def __init__(
+        self,
+        initval: int = 0,
+        *,
+        semaphore: bool = False,
+        nonblocking: bool = False,
+        cloexec: bool = True,
+    ) -> None:
+        self._fd = _CLOSED  # __del__ and repr must work if creation fails
+        _core.check_initval(initval)
+        flags = (
+            (EFD_SEMAPHORE if semaphore else 0)
+            | (EFD_NONBLOCK if nonblocking else 0)
+            | (EFD_CLOEXEC if cloexec else 0)
+        )
+        fd = lib.efx_create(initval, flags)
+        if fd < 0:
+            _core.raise_errno(-fd)
+        self._fd = fd
+
+    @classmethod
+    def from_fd(cls, fd: _core.FileDescriptorLike) -> EventFD:
+        """Adopt an existing eventfd: the object owns (and will close) *fd*.
+
+        Use it for an fd inherited through ``subprocess`` ``pass_fds`` or
+        received over a UNIX socket.  Anything but an eventfd is refused with
+        ValueError, and *fd* is then left open.
+        """
+        fd = _core.as_fd(fd)
+        try:
+            is_eventfd = "eventfd-count" in _fdinfo(fd)
+        except FileNotFoundError:
+            _core.raise_errno(9)  # EBADF: no such open fd
+        if not is_eventfd:
+            raise ValueError(f"fd {fd} is not an eventfd")
+        self = cls.__new__(cls)
+        self._fd = fd
+        return self
+
+    # -- the fd ---------------------------------------------------------
+
+    def fileno(self) -> int:
+        """The file descriptor number; ValueError once closed."""
+        fd = self._fd
+        if fd < 0:
+            self._raise_closed()
+        return fd
+
+    @property
+    def closed(self) -> bool:
+        """True once close() or detach() has been called."""
+        return self._fd < 0
+
+    def close(self) -> None:
+        """Close the fd.  Closing again does nothing."""
+        fd = self._release()
+        if fd >= 0:
+            os.close(fd)
+
+    def detach(self) -> int:
+        """Give up ownership: return the fd, which the caller must close."""
+        fd = self._release()
+        if fd < 0:
+            self._raise_closed()
+        return fd
+
+    def _release(self) -> int:
+        with _release_lock:
+            fd, self._fd = self._fd, _CLOSED
+        return fd
+
+    def __enter__(self) -> EventFD:
+        self.fileno()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", _CLOSED) >= 0:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+            self.close()
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            f"cannot pickle {type(self).__name__}: its fd only means something "
+            "in this process; pass it to multiprocessing.Process, or send it "
+            "with eventfd_ext.send_fds"
+        )
+
+    def __repr__(self) -> str:
+        fd = self._fd
+        if fd < 0:
+            return f"<{type(self).__name__} [closed]>"
+        try:
+            info = _fdinfo(fd)
+        except OSError:
+            return f"<{type(self).__name__} fd={fd} [unreadable fdinfo]>"
+        flags = int(info.get("flags", "0"), 8)
+        mode = [
+            name
+            for name, on in (
+                ("semaphore", info.get("eventfd-semaphore") == "1"),
+                ("nonblocking", flags & os.O_NONBLOCK),
+            )
+            if on
+        ]
+        count = int(info.get("eventfd-count", "0"), 16)
+        return f"<{type(self).__name__} fd={fd} count={count}{''.join(' ' + m for m in mode)}>"
+
+    # -- modes ----------------------------------------------------------
+
+    @property
+    def semaphore(self) -> bool:
+        """Whether reads take 1 (EFD_SEMAPHORE) rather than the whole count.
+
+        Read from the kernel (fdinfo), so it is right for adopted fds too.
+        """
+        return _fdinfo(self.fileno()).get("eventfd-semaphore") == "1"
+
+    @property
+    def nonblocking(self) -> bool:
+        """Whether reads and writes raise BlockingIOError instead of waiting.
+
+        Shared with every duplicate of the fd, like ``O_NONBLOCK`` itself.
+        """
+        return bool(fcntl.fcntl(self.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+
+    @nonblocking.setter
+    def nonblocking(self, value: bool) -> None:
+        os.set_blocking(self.fileno(), not value)
+
+    # -- the counter ----------------------------------------------------
+
+    def read(self, timeout: float | None = None) -> int:
+        """Take the count (1 in semaphore mode) and return it.
+
+        With no *timeout*, blocks while the count is zero (BlockingIOError if
+        non-blocking).  With a *timeout* in seconds, waits at most that long
+        whatever the fd's mode, and raises TimeoutError if nothing came; the
+        wait and the read are one call into C, and a count another reader
+        takes first sends it back to waiting, never into a blocking read.
+        """
+        if timeout is None:
+            fd = self._fd
+            value = _read(fd)
+            if value != _FAILED:
+                return value
+            if fd < 0:
+                self._raise_closed()
+            return _core.retry_read(_read, fd)
+        value = _core.wait_readable(self.fileno(), timeout, lib.efx_wait_read)
+        if value == 0:
+            raise TimeoutError(f"no count within {timeout} s")
+        return value
+
+    def write(self, value: int = 1) -> None:
+        """Add *value* (0 <= value < 2**64 - 1) to the count, waking readers.
+
+        Blocks (BlockingIOError if non-blocking) while the count would pass
+        2**64 - 2.  A refused value leaves the count as it was.
+        """
+        fd = self._fd
+        try:
+            result = _write(fd, value)
+        except (TypeError, OverflowError):
+            _core.check_value(value)
+            raise  # unreachable: check_value raises for what cffi refuses
+        if result:
+            if fd < 0:
+                self._raise_closed()
+            if value == _FAILED:
+                raise ValueError(
+                    "2**64 - 1 cannot be written to an eventfd (the kernel "
+                    "reserves it to mark an overflow)"
+                )
+            _core.retry_write(fd, value, result)
+
+    def peek(self) -> int:
+        """The current count, without taking it (from /proc/self/fdinfo)."""
+        return int(_fdinfo(self.fileno())["eventfd-count"], 16)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the count is nonzero, without taking it.
+
+        Returns True when readable, False if *timeout* seconds passed first.
+        """
+        revents = _core.wait_readable(self.fileno(), timeout, _poll_in)
+        if revents & lib.POLLNVAL:
+            self._raise_closed()
+        return revents != 0
+
+    def _raise_closed(self) -> NoReturn:
+        raise ValueError(f"I/O operation on closed {type(self).__name__}")
+
+
+def _poll_in(fd: int, ms: int) -> int:
+    return lib.efx_poll(fd, lib.POLLIN, ms)
