@@ -1,0 +1,33 @@
+"""The installed package: what it exports and what it ships."""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+
+import pytest
+
+import eventfd_ext
+
+
+def test_every_public_name_is_documented() -> None:
+    for name in eventfd_ext.__all__:
+        obj = getattr(eventfd_ext, name)
+        if callable(obj):
+            assert obj.__doc__, f"{name} has no docstring"
+
+
+@pytest.mark.parametrize("name", ["EFD_CLOEXEC", "EFD_NONBLOCK", "EFD_SEMAPHORE"])
+def test_flags_have_the_kernel_values(name: str) -> None:
+    assert getattr(eventfd_ext, name) == getattr(os, name)
+
+
+def test_efd_mask_has_the_patch_value() -> None:
+    assert eventfd_ext.EFD_MASK == 1 << 1
+
+
+def test_ships_py_typed_and_compiled_module() -> None:
+    files = importlib.resources.files("eventfd_ext")
+    assert files.joinpath("py.typed").is_file()
+    assert any(p.name.startswith("_shim.") and p.name.endswith(".so") for p in files.iterdir())
+
