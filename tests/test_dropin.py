@@ -7,6 +7,7 @@ must be the same, and a refused call must leave the counter as it was.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import inspect
 import os
@@ -335,6 +336,22 @@ def test_read_and_write_on_a_non_eventfd_like_os() -> None:
             ours = outcome(getattr(eventfd_ext, fn), *args)
             assert theirs[0] == "raised"
             assert ours == theirs, fn
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_short_read_from_a_non_eventfd_is_oserror() -> None:
+    # CPython raises OSError with whatever errno was left (often 0); ours
+    # says EINVAL rather than pass 3 stray bytes off as a count.
+    r, w = os.pipe()
+    try:
+        for fn in (os.eventfd_read, eventfd_ext.eventfd_read):
+            os.write(w, b"abc")
+            with pytest.raises(OSError) as info:
+                fn(r)
+        assert type(info.value) is OSError
+        assert info.value.errno == errno.EINVAL
     finally:
         os.close(r)
         os.close(w)
