@@ -135,7 +135,9 @@ def timeout_ms(timeout: float | None) -> int:
         raise ValueError("timeout must not be NaN")
     if timeout <= 0:
         return 0
-    return min(math.ceil(timeout * 1000), _MAX_POLL_MS)
+    if timeout * 1000 >= _MAX_POLL_MS:  # also inf, which math.ceil refuses
+        return _MAX_POLL_MS
+    return math.ceil(timeout * 1000)
 
 
 def wait_readable(
