@@ -73,10 +73,17 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     return t, out
 
 
-# System call numbers of the calls a test waits inside, per machine.
+# System call numbers of the calls a test waits inside, per machine (each
+# name also covers the variants libc may use: ppoll, pselect6, epoll_pwait*).
 _SYSCALLS = {
-    "x86_64": {"read": 0, "write": 1, "poll": 7, "ppoll": 271},
-    "aarch64": {"read": 63, "write": 64, "ppoll": 73},
+    "x86_64": {
+        "read": {0}, "write": {1}, "poll": {7, 271}, "select": {23, 270},
+        "epoll_wait": {232, 281, 441},
+    },
+    "aarch64": {
+        "read": {63}, "write": {64}, "poll": {73}, "select": {72},
+        "epoll_wait": {22, 441},
+    },
 }
 
 
@@ -87,8 +94,7 @@ def wait_in_syscall(thread: threading.Thread, name: str, timeout: float = 10.0) 
     when this machine's numbers are unknown or /proc does not tell; callers
     use it only to make sure the blocking path is the one exercised.
     """
-    numbers = _SYSCALLS.get(os.uname().machine, {})
-    wanted = {numbers[n] for n in (name, "p" + name) if n in numbers}
+    wanted = _SYSCALLS.get(os.uname().machine, {}).get(name, set())
     if not wanted:
         return False
     path = f"/proc/self/task/{thread.native_id}/syscall"
