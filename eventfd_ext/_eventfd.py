@@ -7,13 +7,16 @@ import os
 import threading
 import warnings
 from types import TracebackType
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from . import _core
 from ._dropin import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
 from ._shim import lib
 
 __all__ = ["EventFD"]
+
+# from_fd on a subclass returns the subclass (typing.Self needs Python 3.11).
+_E = TypeVar("_E", bound="EventFD")
 
 _read = lib.efx_read
 _write = lib.efx_write
@@ -67,7 +70,7 @@ class EventFD:
         self._fd = fd
 
     @classmethod
-    def from_fd(cls, fd: _core.FileDescriptorLike) -> EventFD:
+    def from_fd(cls: type[_E], fd: _core.FileDescriptorLike) -> _E:
         """Adopt an existing eventfd: the object owns (and will close) *fd*.
 
         Use it for an fd inherited through ``subprocess`` ``pass_fds`` or
