@@ -8,6 +8,7 @@ every other name is the real ``os``.
 
 from __future__ import annotations
 
+import importlib
 import os
 import types
 import unittest
@@ -22,7 +23,7 @@ DROPINS = ("eventfd", "eventfd_read", "eventfd_write")
 CONSTANTS = ("EFD_CLOEXEC", "EFD_NONBLOCK", "EFD_SEMAPHORE")
 
 try:
-    from test import test_os
+    test_os: Any = importlib.import_module("test.test_os")
 except ImportError as e:  # distributions may strip the test package
     test_os = None
     _MISSING = f"this interpreter has no test.test_os ({e})"
@@ -47,14 +48,14 @@ def _proxy(calls: Counter[str]) -> types.ModuleType:
         setattr(proxy, name, counted(name))
     for name in CONSTANTS:
         setattr(proxy, name, getattr(eventfd_ext, name))
-    proxy.__getattr__ = lambda name: getattr(os, name)  # type: ignore[attr-defined]
+    setattr(proxy, "__getattr__", lambda name: getattr(os, name))  # PEP 562
     return proxy
 
 
 def _cases() -> list[str]:
     if test_os is None:
         return []
-    return unittest.TestLoader().getTestCaseNames(test_os.EventfdTests)
+    return list(unittest.TestLoader().getTestCaseNames(test_os.EventfdTests))
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def test_defaults() -> None:
 
 def test_modes_are_keyword_only() -> None:
     with pytest.raises(TypeError):
-        EventFD(0, True)  # type: ignore[misc]
+        EventFD(0, True)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
@@ -615,6 +615,7 @@ def test_unclosed_object_warns_and_closes_its_fd() -> None:
 def test_unclosed_object_in_a_cycle_warns_and_closes_its_fd() -> None:
     class Sub(EventFD):
         __slots__ = ("me",)
+        me: EventFD
 
     efd = Sub.from_fd(high_fd(os.eventfd(0)))
     efd.me = efd
