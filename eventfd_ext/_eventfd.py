@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
@@ -28,8 +29,16 @@ _release_lock = threading.Lock()
 
 
 def _fdinfo(fd: int) -> dict[str, str]:
-    """The fields of /proc/self/fdinfo/FD (the kernel's view of the fd)."""
-    with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
+    """The fields of /proc/self/fdinfo/FD (the kernel's view of the fd).
+
+    A closed fd raises OSError(EBADF), as the fd's other operations do.
+    """
+    try:
+        f = open(f"/proc/self/fdinfo/{fd}", encoding="ascii")
+    except FileNotFoundError:
+        os.fstat(fd)  # EBADF if fd is closed; otherwise /proc itself is missing
+        raise
+    with f:
         fields = (line.partition(":") for line in f)
         return {key: value.strip() for key, _, value in fields}
 
@@ -78,11 +87,7 @@ class EventFD:
         ValueError, and *fd* is then left open.
         """
         fd = _core.as_fd(fd)
-        try:
-            is_eventfd = "eventfd-count" in _fdinfo(fd)
-        except FileNotFoundError:
-            _core.raise_errno(9)  # EBADF: no such open fd
-        if not is_eventfd:
+        if "eventfd-count" not in _fdinfo(fd):
             raise ValueError(f"fd {fd} is not an eventfd")
         self = cls.__new__(cls)
         self._fd = fd
@@ -254,7 +259,9 @@ class EventFD:
         """
         revents = _core.wait_readable(self.fileno(), timeout, _poll_in)
         if revents & lib.POLLNVAL:
-            self._raise_closed()
+            if self.closed:  # by another thread while we polled
+                self._raise_closed()
+            _core.raise_errno(errno.EBADF)  # closed behind the object's back
         return revents != 0
 
     def _raise_closed(self) -> NoReturn:
