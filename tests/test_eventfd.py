@@ -408,6 +408,37 @@ def test_any_use_of_a_closed_object_is_valueerror(use: Callable[[EventFD], objec
     assert efd.closed
 
 
+EXTERNALLY_CLOSED_USES: list[tuple[str, Callable[[EventFD], object]]] = [
+    ("read", lambda e: e.read()),
+    ("read timeout", lambda e: e.read(timeout=0)),
+    ("write", lambda e: e.write()),
+    ("peek", lambda e: e.peek()),
+    ("wait", lambda e: e.wait(0)),
+    ("wait forever", lambda e: e.wait()),  # POLLNVAL: no hang
+    ("get nonblocking", lambda e: e.nonblocking),
+    ("semaphore", lambda e: e.semaphore),
+]
+
+
+@pytest.mark.parametrize(
+    "use", [u for _, u in EXTERNALLY_CLOSED_USES], ids=[i for i, _ in EXTERNALLY_CLOSED_USES]
+)
+def test_fd_closed_behind_the_objects_back_is_ebadf(use: Callable[[EventFD], object]) -> None:
+    # The object is still open, so this is not ValueError but the kernel's
+    # EBADF, the same for every method.
+    efd = EventFD.from_fd(high_fd(os.eventfd(1, os.EFD_NONBLOCK)))
+    os.close(efd.fileno())
+    try:
+        with pytest.raises(OSError) as info:
+            use(efd)
+        assert info.value.errno == errno.EBADF, info.value
+        assert not efd.closed
+    finally:
+        with pytest.raises(OSError):
+            efd.close()
+    assert efd.closed
+
+
 def test_closed_and_close_twice() -> None:
     efd = EventFD()
     fd = efd.fileno()
