@@ -123,6 +123,8 @@ GOOD_CREATE = [
     (1, os.EFD_CLOEXEC | os.EFD_NONBLOCK | os.EFD_SEMAPHORE),
     (1, Index(os.EFD_CLOEXEC)),
     (1, MyInt(os.EFD_SEMAPHORE)),
+    (1, True),  # a bool flag is EFD_SEMAPHORE
+    (False, False),
 ]
 
 
@@ -381,7 +383,7 @@ def test_fileno_exception_propagates_like_os() -> None:
 
 # -- the good paths --------------------------------------------------------------
 
-GOOD_VALUES = [0, 1, True, MyInt(9), 2**32, 2**63, _kernel.MAX - START]
+GOOD_VALUES = [0, 1, True, False, MyInt(9), 2**32, 2**63, _kernel.MAX - START]
 
 
 @pytest.mark.parametrize("value", GOOD_VALUES, ids=repr)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import warnings
+import weakref
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -23,6 +24,13 @@ from eventfd_ext import EventFD
 import _kernel
 
 START = 5
+
+
+class Index:
+    """Converts to an int only through __index__ (os.eventfd_write refuses it)."""
+
+    def __index__(self) -> int:
+        return 1
 
 
 @pytest.fixture
@@ -174,6 +182,8 @@ def test_semaphore_reads_one() -> None:
         (b"\x01", TypeError),
         (None, TypeError),
         ([1], TypeError),
+        (1 + 0j, TypeError),
+        (Index(), TypeError),
     ],
     ids=repr,
 )
@@ -711,6 +721,11 @@ def test_copying_is_refused(fn: Callable[[Any], Any], efd: EventFD) -> None:
     # A copy would own the same fd number twice.
     with pytest.raises(TypeError):
         fn(efd)
+
+
+def test_weak_references_work(efd: EventFD) -> None:
+    ref = weakref.ref(efd)
+    assert ref() is efd
 
 
 def test_no_attribute_dict(efd: EventFD) -> None:
