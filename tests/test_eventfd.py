@@ -487,21 +487,23 @@ def test_context_manager() -> None:
 
 
 def test_close_from_many_threads_closes_once() -> None:
-    # Only one of the racing close() calls may close the number; a second
-    # os.close would hit whatever reused it (here: a sentinel eventfd).
+    # Only one of the racing close() calls may close the number: a second
+    # os.close of it would fail with EBADF here (or, in a real program, close
+    # whatever had reused the number).
+    def closer(efd: EventFD, barrier: threading.Barrier, errors: list[BaseException]) -> None:
+        try:
+            barrier.wait(10)
+            efd.close()
+        except BaseException as e:
+            errors.append(e)
+
     for _ in range(50):
         efd = EventFD()
         barrier = threading.Barrier(4)
         errors: list[BaseException] = []
-
-        def closer() -> None:
-            try:
-                barrier.wait(10)
-                efd.close()
-            except BaseException as e:
-                errors.append(e)
-
-        threads = [threading.Thread(target=closer) for _ in range(4)]
+        threads = [
+            threading.Thread(target=closer, args=(efd, barrier, errors)) for _ in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:
