@@ -213,8 +213,12 @@ def test_read_empty_nonblocking_is_blockingioerror() -> None:
         assert efd.peek() == 0
 
 
-def test_read_waits_for_a_write(blocking: EventFD) -> None:
-    thread, out = _kernel.in_thread(blocking.read)
+@pytest.mark.parametrize("api", ["EventFD.read", "eventfd_read"])
+def test_read_waits_for_a_write(blocking: EventFD, api: str) -> None:
+    reader: Callable[[], int] = (
+        blocking.read if api == "EventFD.read" else lambda: eventfd_ext.eventfd_read(blocking)
+    )
+    thread, out = _kernel.in_thread(reader)
     _kernel.wait_in_syscall(thread, "read")
     assert not out
     blocking.write(11)
