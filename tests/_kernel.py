@@ -7,7 +7,9 @@ call that must finish within a time bound.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import resource
 import struct
 import threading
 import time
@@ -51,6 +53,18 @@ def raw_read_nowait(fd: int) -> int | None:
 def raw_write(fd: int, value: int) -> None:
     """One write(2) of value (any 64-bit pattern) to the counter."""
     os.write(fd, struct.pack("=Q", value))
+
+
+def high_fd(fd: int) -> int:
+    """Move fd to a number near the fd limit and return it.
+
+    fds are allocated lowest first, so once such a number is freed nothing
+    else takes it while a test checks that it was closed.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, soft - 16)
+    os.close(fd)
+    return high
 
 
 def open_fds() -> set[int]:

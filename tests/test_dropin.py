@@ -8,10 +8,8 @@ must be the same, and a refused call must leave the counter as it was.
 from __future__ import annotations
 
 import errno
-import fcntl
 import inspect
 import os
-import resource
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -67,12 +65,9 @@ def outcome(fn: Callable[..., Any], *args: Any) -> tuple[Any, ...]:
 @pytest.fixture
 def closed_fd() -> int:
     """An fd number that is not open, high enough not to be reused meanwhile."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    fd = os.eventfd(0)
-    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, soft - 8)
+    fd = _kernel.high_fd(os.eventfd(0))
     os.close(fd)
-    os.close(high)
-    return high
+    return fd
 
 
 @pytest.fixture
