@@ -457,18 +457,19 @@ def test_close_closes_the_fd() -> None:
 
 
 def test_context_manager() -> None:
-    with EventFD(1) as efd:
-        assert isinstance(efd, EventFD)
+    original = EventFD.from_fd(high_fd(os.eventfd(1)))
+    with original as efd:
+        assert efd is original
         fd = efd.fileno()
         assert efd.read() == 1
     assert efd.closed
-    with pytest.raises(ValueError):
-        efd.fileno()
+    assert_fd_closed(fd)
     with pytest.raises(RuntimeError):
-        with EventFD() as efd2:
-            raise RuntimeError("boom")
-    assert efd2.closed
-    del fd
+        with EventFD.from_fd(high_fd(os.eventfd(0))) as efd:
+            fd = efd.fileno()
+            raise RuntimeError("boom")  # propagates, and the fd is closed
+    assert efd.closed
+    assert_fd_closed(fd)
 
 
 def test_close_from_many_threads_closes_once() -> None:
