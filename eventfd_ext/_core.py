@@ -62,14 +62,13 @@ def as_fd(obj: object) -> int:
             raise TypeError("argument must be an int, or have a fileno() method.")
         fd = fileno()
         if not isinstance(fd, int):
-            raise TypeError(
-                f"fileno() returned a non-integer ({type(fd).__name__})"
-            )
+            raise TypeError("fileno() returned a non-integer")
+    # Range before sign, as CPython does: -2**70 is an OverflowError there.
+    if not -(2**31) <= fd <= 2**31 - 1:
+        raise OverflowError("Python int too large to convert to C int")
     if fd < 0:
         raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
-    if fd > 2**31 - 1:
-        raise OverflowError("Python int too large to convert to C int")
-    return fd
+    return int(fd)
 
 
 def check_initval(initval: object) -> int:
@@ -78,6 +77,8 @@ def check_initval(initval: object) -> int:
         raise TypeError("an integer is required")
     if initval < 0:
         raise ValueError("value must be positive")
+    if initval >= _U64_LIMIT:  # CPython converts to unsigned long first
+        raise OverflowError("Python int too large to convert to C unsigned long")
     if initval >= _INITVAL_LIMIT:
         raise OverflowError("Python int too large for C unsigned int")
     return int(initval)
@@ -134,7 +135,9 @@ def timeout_ms(timeout: float | None) -> int:
         raise ValueError("timeout must not be NaN")
     if timeout <= 0:
         return 0
-    return min(math.ceil(timeout * 1000), _MAX_POLL_MS)
+    if timeout * 1000 >= _MAX_POLL_MS:  # also inf, which math.ceil refuses
+        return _MAX_POLL_MS
+    return math.ceil(timeout * 1000)
 
 
 def wait_readable(

@@ -7,6 +7,8 @@ arguments, EINTR, errno) happens only after the shim reports a failure.
 
 from __future__ import annotations
 
+import operator
+
 from . import _core
 from ._core import FileDescriptorLike
 from ._shim import lib
@@ -38,8 +40,7 @@ _FAILED = _core.FAILED
 def eventfd(initval: int, flags: int = EFD_CLOEXEC) -> int:
     """Create an eventfd with counter *initval* and return its fd number."""
     _core.check_initval(initval)
-    if not isinstance(flags, int):
-        raise TypeError("an integer is required")
+    flags = operator.index(flags)  # CPython's int converter takes __index__
     if not -(2**31) <= flags < 2**31:
         raise OverflowError("Python int too large to convert to C int")
     fd = lib.efx_create(initval, flags)

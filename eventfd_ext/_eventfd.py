@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
 import warnings
 from types import TracebackType
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from . import _core
 from ._dropin import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
 from ._shim import lib
 
 __all__ = ["EventFD"]
+
+# from_fd on a subclass returns the subclass (typing.Self needs Python 3.11).
+_E = TypeVar("_E", bound="EventFD")
 
 _read = lib.efx_read
 _write = lib.efx_write
@@ -25,8 +29,16 @@ _release_lock = threading.Lock()
 
 
 def _fdinfo(fd: int) -> dict[str, str]:
-    """The fields of /proc/self/fdinfo/FD (the kernel's view of the fd)."""
-    with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
+    """The fields of /proc/self/fdinfo/FD (the kernel's view of the fd).
+
+    A closed fd raises OSError(EBADF), as the fd's other operations do.
+    """
+    try:
+        f = open(f"/proc/self/fdinfo/{fd}", encoding="ascii")
+    except FileNotFoundError:
+        os.fstat(fd)  # EBADF if fd is closed; otherwise /proc itself is missing
+        raise
+    with f:
         fields = (line.partition(":") for line in f)
         return {key: value.strip() for key, _, value in fields}
 
@@ -67,7 +79,7 @@ class EventFD:
         self._fd = fd
 
     @classmethod
-    def from_fd(cls, fd: _core.FileDescriptorLike) -> EventFD:
+    def from_fd(cls: type[_E], fd: _core.FileDescriptorLike) -> _E:
         """Adopt an existing eventfd: the object owns (and will close) *fd*.
 
         Use it for an fd inherited through ``subprocess`` ``pass_fds`` or
@@ -75,11 +87,7 @@ class EventFD:
         ValueError, and *fd* is then left open.
         """
         fd = _core.as_fd(fd)
-        try:
-            is_eventfd = "eventfd-count" in _fdinfo(fd)
-        except FileNotFoundError:
-            _core.raise_errno(9)  # EBADF: no such open fd
-        if not is_eventfd:
+        if "eventfd-count" not in _fdinfo(fd):
             raise ValueError(f"fd {fd} is not an eventfd")
         self = cls.__new__(cls)
         self._fd = fd
@@ -130,8 +138,19 @@ class EventFD:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", _CLOSED) >= 0:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+        fd = getattr(self, "_fd", _CLOSED)
+        if fd < 0:
+            return
+        # Close whatever happens to the warning: -W error::ResourceWarning
+        # makes warn() raise, and at interpreter exit repr() can fail (the
+        # codecs that open() needs may be gone).
+        try:
+            try:
+                text = repr(self)
+            except Exception:
+                text = f"<{type(self).__name__} fd={fd}>"
+            warnings.warn(f"unclosed {text}", ResourceWarning, source=self)
+        finally:
             self.close()
 
     def __reduce__(self) -> NoReturn:
@@ -240,7 +259,9 @@ class EventFD:
         """
         revents = _core.wait_readable(self.fileno(), timeout, _poll_in)
         if revents & lib.POLLNVAL:
-            self._raise_closed()
+            if self.closed:  # by another thread while we polled
+                self._raise_closed()
+            _core.raise_errno(errno.EBADF)  # closed behind the object's back
         return revents != 0
 
     def _raise_closed(self) -> NoReturn:

@@ -1,0 +1,739 @@
+"""EventFD: the object API, its errors, and what it does with its fd."""
+
+from __future__ import annotations
+
+import copy
+import errno
+import gc
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import warnings
+import weakref
+from typing import Any, Callable, Iterator
+
+import pytest
+
+import eventfd_ext
+from eventfd_ext import EventFD
+
+import _kernel
+
+START = 5
+
+
+class Index:
+    """Converts to an int only through __index__ (os.eventfd_write refuses it)."""
+
+    def __index__(self) -> int:
+        return 1
+
+
+@pytest.fixture
+def efd() -> Iterator[EventFD]:
+    """A non-blocking EventFD holding START."""
+    with EventFD(START, nonblocking=True) as efd:
+        yield efd
+
+
+@pytest.fixture
+def blocking() -> Iterator[EventFD]:
+    with EventFD() as efd:
+        yield efd
+
+
+high_fd = _kernel.high_fd
+
+
+def assert_fd_closed(fd: int) -> None:
+    """fd (a high number, see high_fd, so not reused meanwhile) is closed."""
+    with pytest.raises(OSError) as info:
+        os.fstat(fd)
+    assert info.value.errno == errno.EBADF, f"fd {fd} is still open"
+
+
+# -- creation ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("semaphore", [False, True])
+@pytest.mark.parametrize("nonblocking", [False, True])
+@pytest.mark.parametrize("cloexec", [False, True])
+def test_create_modes(semaphore: bool, nonblocking: bool, cloexec: bool) -> None:
+    with EventFD(7, semaphore=semaphore, nonblocking=nonblocking, cloexec=cloexec) as efd:
+        fd = efd.fileno()
+        assert _kernel.count(fd) == 7
+        assert (_kernel.fdinfo(fd)["eventfd-semaphore"] == "1") is semaphore
+        assert os.get_blocking(fd) is not nonblocking
+        assert os.get_inheritable(fd) is not cloexec
+        assert efd.semaphore is semaphore
+        assert efd.nonblocking is nonblocking
+
+
+def test_defaults() -> None:
+    with EventFD() as efd:
+        assert efd.peek() == 0
+        assert not efd.semaphore
+        assert not efd.nonblocking
+        assert not os.get_inheritable(efd.fileno())
+
+
+def test_modes_are_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        EventFD(0, True)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "initval, exc",
+    [
+        (-1, ValueError),
+        (-(2**100), ValueError),
+        (2**32, OverflowError),
+        (2**64, OverflowError),
+        (1.0, TypeError),
+        ("1", TypeError),
+        (None, TypeError),
+        (b"1", TypeError),
+    ],
+    ids=repr,
+)
+def test_bad_initval(initval: object, exc: type[Exception]) -> None:
+    before = _kernel.open_fds()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a half-built object must not warn
+        with pytest.raises(exc):
+            EventFD(initval)  # type: ignore[arg-type]
+        gc.collect()
+    assert _kernel.open_fds() == before
+    # The same error as os.eventfd, message included.
+    with pytest.raises(exc) as theirs:
+        os.eventfd(initval)  # type: ignore[arg-type]
+    with pytest.raises(exc) as ours:
+        EventFD(initval)  # type: ignore[arg-type]
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_largest_initval() -> None:
+    with EventFD(2**32 - 1) as efd:
+        assert efd.peek() == 2**32 - 1
+
+
+# -- read / write / peek ---------------------------------------------------------
+
+
+def test_write_read_peek(efd: EventFD) -> None:
+    assert efd.peek() == START
+    efd.write()
+    assert efd.peek() == START + 1
+    efd.write(2**63)
+    assert efd.peek() == START + 1 + 2**63
+    assert efd.peek() == START + 1 + 2**63  # peek does not consume
+    value = efd.read()
+    assert value == START + 1 + 2**63 and type(value) is int
+    assert efd.peek() == 0
+    efd.write(0)
+    assert efd.peek() == 0
+
+
+def test_write_bool_and_int_subclass(efd: EventFD) -> None:
+    class MyInt(int):
+        pass
+
+    efd.write(True)
+    efd.write(MyInt(4))
+    assert efd.peek() == START + 5
+
+
+def test_semaphore_reads_one() -> None:
+    with EventFD(3, semaphore=True, nonblocking=True) as efd:
+        assert [efd.read() for _ in range(3)] == [1, 1, 1]
+        with pytest.raises(BlockingIOError):
+            efd.read()
+        assert efd.peek() == 0
+
+
+@pytest.mark.parametrize(
+    "value, exc",
+    [
+        (-1, ValueError),
+        (-(2**70), ValueError),
+        (2**64, OverflowError),
+        (2**70, OverflowError),
+        (2**64 - 1, ValueError),  # refused: the kernel reserves it
+        (1.0, TypeError),
+        (1.5, TypeError),
+        ("1", TypeError),
+        (b"\x01", TypeError),
+        (None, TypeError),
+        ([1], TypeError),
+        (1 + 0j, TypeError),
+        (Index(), TypeError),
+    ],
+    ids=repr,
+)
+def test_bad_write_value(efd: EventFD, value: object, exc: type[Exception]) -> None:
+    with pytest.raises(exc) as info:
+        efd.write(value)  # type: ignore[arg-type]
+    assert type(info.value) is exc
+    assert efd.peek() == START
+    assert _kernel.count(efd.fileno()) == START
+
+
+@pytest.mark.parametrize("value", [-1, 2**64, 1.0, "1", None], ids=repr)
+def test_bad_write_value_matches_os_eventfd_write(efd: EventFD, value: object) -> None:
+    with pytest.raises(Exception) as theirs:
+        os.eventfd_write(efd.fileno(), value)  # type: ignore[arg-type]
+    with pytest.raises(Exception) as ours:
+        efd.write(value)  # type: ignore[arg-type]
+    assert (type(ours.value), str(ours.value)) == (type(theirs.value), str(theirs.value))
+    assert efd.peek() == START
+
+
+def test_read_empty_nonblocking_is_blockingioerror() -> None:
+    with EventFD(nonblocking=True) as efd:
+        with pytest.raises(BlockingIOError) as info:
+            efd.read()
+        assert info.value.errno == errno.EAGAIN
+        assert efd.peek() == 0
+
+
+@pytest.mark.parametrize("api", ["EventFD.read", "eventfd_read"])
+def test_read_waits_for_a_write(blocking: EventFD, api: str) -> None:
+    reader: Callable[[], int] = (
+        blocking.read if api == "EventFD.read" else lambda: eventfd_ext.eventfd_read(blocking)
+    )
+    thread, out = _kernel.in_thread(reader)
+    _kernel.wait_in_syscall(thread, "read")
+    assert not out
+    blocking.write(11)
+    thread.join(10)
+    assert not thread.is_alive(), "read() stayed blocked after a write"
+    assert out == {"result": 11}
+
+
+# -- the overflow edge -------------------------------------------------------------
+
+
+def test_count_reaches_max_and_stops_nonblocking(efd: EventFD) -> None:
+    efd.write(_kernel.MAX - START)
+    assert efd.peek() == _kernel.MAX
+    for value in (1, 2**63, _kernel.MAX):
+        with pytest.raises(BlockingIOError) as info:
+            efd.write(value)
+        assert info.value.errno == errno.EAGAIN
+        assert efd.peek() == _kernel.MAX
+    efd.write(0)  # still fine at the maximum
+    assert efd.peek() == _kernel.MAX
+    assert efd.read() == _kernel.MAX
+    efd.write(1)
+    assert efd.peek() == 1
+
+
+@pytest.mark.parametrize("api", ["EventFD.write", "eventfd_write"])
+def test_write_past_max_blocks_until_a_read(api: str) -> None:
+    with EventFD(0) as efd:
+        efd.write(_kernel.MAX)
+        if api == "EventFD.write":
+            writer: Callable[[], Any] = lambda: efd.write(7)
+        else:
+            writer = lambda: eventfd_ext.eventfd_write(efd.fileno(), 7)
+        thread, out = _kernel.in_thread(writer)
+        try:
+            _kernel.wait_in_syscall(thread, "write")
+            assert not out, f"the write past the maximum did not block: {out}"
+            assert efd.peek() == _kernel.MAX
+            # The blocked write cannot have landed before this read.
+            assert efd.read() == _kernel.MAX
+            thread.join(10)
+            assert not thread.is_alive(), "the blocked write was not released by a read"
+            assert out == {"result": None}
+            assert efd.peek() == 7
+        finally:
+            if thread.is_alive():  # make room so that the thread can end
+                os.eventfd_read(efd.fileno())
+                thread.join(10)
+
+
+# -- read(timeout) and wait(timeout) ---------------------------------------------
+
+
+@pytest.mark.parametrize("nonblocking", [False, True])
+def test_read_timeout_takes_a_waiting_count(nonblocking: bool) -> None:
+    with EventFD(3, nonblocking=nonblocking) as efd:
+        assert efd.read(timeout=0) == 3
+        assert efd.peek() == 0
+        efd.write(4)
+        assert efd.read(timeout=10) == 4
+        efd.write(5)
+        assert efd.read(timeout=None) == 5
+
+
+@pytest.mark.parametrize("nonblocking", [False, True])
+@pytest.mark.parametrize("timeout", [0, 0.001, 0.02, -1.0])
+def test_read_timeout_expires_with_timeouterror(nonblocking: bool, timeout: float) -> None:
+    with EventFD(nonblocking=nonblocking) as efd:
+        with pytest.raises(TimeoutError):
+            efd.read(timeout=timeout)
+        assert efd.peek() == 0
+
+
+def test_read_timeout_semaphore_takes_one() -> None:
+    with EventFD(2, semaphore=True) as efd:
+        assert efd.read(timeout=0) == 1
+        assert efd.peek() == 1
+
+
+def test_read_timeout_is_woken_by_a_write(blocking: EventFD) -> None:
+    thread, out = _kernel.in_thread(lambda: blocking.read(timeout=30))
+    _kernel.wait_in_syscall(thread, "poll")
+    blocking.write(8)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert out == {"result": 8}
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e300, 10**30, 2**31 / 1000 + 0.5])
+def test_huge_timeouts_wait_like_none(efd: EventFD, timeout: float) -> None:
+    # Longer than poll(2) can express (inf included): waited in slices.
+    assert efd.wait(timeout) is True
+    assert efd.read(timeout) == START
+
+
+def test_read_timeout_nan_is_valueerror(efd: EventFD) -> None:
+    with pytest.raises(ValueError):
+        efd.read(timeout=float("nan"))
+    assert efd.peek() == START
+
+
+def test_wait_does_not_consume(efd: EventFD) -> None:
+    assert efd.wait(0) is True
+    assert efd.wait(timeout=1) is True
+    assert efd.wait() is True
+    assert efd.peek() == START
+
+
+@pytest.mark.parametrize("timeout", [0, 0.001, 0.02, -1.0])
+def test_wait_times_out_with_false(blocking: EventFD, timeout: float) -> None:
+    assert blocking.wait(timeout) is False
+    assert blocking.peek() == 0
+
+
+def test_wait_is_woken_by_a_write(blocking: EventFD) -> None:
+    thread, out = _kernel.in_thread(blocking.wait)
+    _kernel.wait_in_syscall(thread, "poll")
+    blocking.write(2)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert out == {"result": True}
+    assert blocking.peek() == 2
+
+
+def test_wait_true_at_max(efd: EventFD) -> None:
+    efd.write(_kernel.MAX - START)
+    assert efd.wait(0) is True
+
+
+# -- modes ------------------------------------------------------------------------
+
+
+def test_nonblocking_property_toggles_the_fd(blocking: EventFD) -> None:
+    blocking.nonblocking = True
+    assert blocking.nonblocking is True
+    assert not os.get_blocking(blocking.fileno())
+    with pytest.raises(BlockingIOError):
+        blocking.read()
+    blocking.nonblocking = False
+    assert blocking.nonblocking is False
+    assert os.get_blocking(blocking.fileno())
+
+
+def test_nonblocking_is_shared_with_dups(blocking: EventFD) -> None:
+    dup = os.dup(blocking.fileno())
+    try:
+        os.set_blocking(dup, False)
+        assert blocking.nonblocking is True
+    finally:
+        os.close(dup)
+
+
+def test_semaphore_property_reads_the_kernel() -> None:
+    fd = os.eventfd(0, os.EFD_SEMAPHORE)
+    with EventFD.from_fd(fd) as efd:
+        assert efd.semaphore is True
+    with EventFD() as efd:
+        assert efd.semaphore is False
+
+
+# -- closing ------------------------------------------------------------------------
+
+CLOSED_USES: list[tuple[str, Callable[[EventFD], object]]] = [
+    ("fileno", lambda e: e.fileno()),
+    ("read", lambda e: e.read()),
+    ("read timeout", lambda e: e.read(timeout=0)),
+    ("read timeout None", lambda e: e.read(timeout=None)),
+    ("write", lambda e: e.write()),
+    ("write 0", lambda e: e.write(0)),
+    ("write max", lambda e: e.write(_kernel.MAX)),
+    ("write all ones", lambda e: e.write(2**64 - 1)),
+    ("peek", lambda e: e.peek()),
+    ("wait", lambda e: e.wait()),
+    ("wait 0", lambda e: e.wait(0)),
+    ("detach", lambda e: e.detach()),
+    ("get nonblocking", lambda e: e.nonblocking),
+    ("set nonblocking", lambda e: setattr(e, "nonblocking", True)),
+    ("semaphore", lambda e: e.semaphore),
+    ("enter", lambda e: e.__enter__()),
+    ("eventfd_read", lambda e: eventfd_ext.eventfd_read(e)),
+    ("eventfd_write", lambda e: eventfd_ext.eventfd_write(e, 1)),
+]
+
+
+@pytest.mark.parametrize("use", [u for _, u in CLOSED_USES], ids=[i for i, _ in CLOSED_USES])
+def test_any_use_of_a_closed_object_is_valueerror(use: Callable[[EventFD], object]) -> None:
+    efd = EventFD(START)
+    fd = efd.fileno()
+    # Another eventfd now holds the number, so that a use of the stale fd
+    # would show up as a change to its count.
+    efd.close()
+    other = os.eventfd(START)
+    try:
+        with pytest.raises(ValueError):
+            use(efd)
+        if other == fd:
+            assert _kernel.count(other) == START
+    finally:
+        os.close(other)
+    assert efd.closed
+
+
+EXTERNALLY_CLOSED_USES: list[tuple[str, Callable[[EventFD], object]]] = [
+    ("read", lambda e: e.read()),
+    ("read timeout", lambda e: e.read(timeout=0)),
+    ("write", lambda e: e.write()),
+    ("peek", lambda e: e.peek()),
+    ("wait", lambda e: e.wait(0)),
+    ("wait forever", lambda e: e.wait()),  # POLLNVAL: no hang
+    ("get nonblocking", lambda e: e.nonblocking),
+    ("semaphore", lambda e: e.semaphore),
+]
+
+
+@pytest.mark.parametrize(
+    "use", [u for _, u in EXTERNALLY_CLOSED_USES], ids=[i for i, _ in EXTERNALLY_CLOSED_USES]
+)
+def test_fd_closed_behind_the_objects_back_is_ebadf(use: Callable[[EventFD], object]) -> None:
+    # The object is still open, so this is not ValueError but the kernel's
+    # EBADF, the same for every method.
+    efd = EventFD.from_fd(high_fd(os.eventfd(1, os.EFD_NONBLOCK)))
+    os.close(efd.fileno())
+    try:
+        with pytest.raises(OSError) as info:
+            use(efd)
+        assert info.value.errno == errno.EBADF, info.value
+        assert not efd.closed
+    finally:
+        with pytest.raises(OSError):
+            efd.close()
+    assert efd.closed
+
+
+def test_closed_and_close_twice() -> None:
+    efd = EventFD.from_fd(high_fd(os.eventfd(0)))
+    fd = efd.fileno()
+    assert efd.closed is False
+    efd.close()
+    assert efd.closed is True
+    assert_fd_closed(fd)
+    efd.close()
+    assert efd.closed is True
+
+
+def test_close_closes_the_fd() -> None:
+    efd = EventFD.from_fd(high_fd(os.eventfd(0)))
+    fd = efd.fileno()
+    efd.close()
+    assert_fd_closed(fd)
+
+
+def test_context_manager() -> None:
+    original = EventFD.from_fd(high_fd(os.eventfd(1)))
+    with original as efd:
+        assert efd is original
+        fd = efd.fileno()
+        assert efd.read() == 1
+    assert efd.closed
+    assert_fd_closed(fd)
+    with pytest.raises(RuntimeError):
+        with EventFD.from_fd(high_fd(os.eventfd(0))) as efd:
+            fd = efd.fileno()
+            raise RuntimeError("boom")  # propagates, and the fd is closed
+    assert efd.closed
+    assert_fd_closed(fd)
+
+
+def test_close_from_many_threads_closes_once() -> None:
+    # Only one of the racing close() calls may close the number: a second
+    # os.close of it would fail with EBADF here (or, in a real program, close
+    # whatever had reused the number).
+    def closer(efd: EventFD, barrier: threading.Barrier, errors: list[BaseException]) -> None:
+        try:
+            barrier.wait(10)
+            efd.close()
+        except BaseException as e:
+            errors.append(e)
+
+    for _ in range(50):
+        efd = EventFD()
+        barrier = threading.Barrier(4)
+        errors: list[BaseException] = []
+        threads = [
+            threading.Thread(target=closer, args=(efd, barrier, errors)) for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert not any(t.is_alive() for t in threads)
+        assert not errors, errors
+        assert efd.closed
+
+
+# -- repr ---------------------------------------------------------------------------
+
+
+def test_repr_shows_fd_count_and_modes() -> None:
+    with EventFD(42, semaphore=True, nonblocking=True) as efd:
+        text = repr(efd)
+        assert f"fd={efd.fileno()}" in text
+        assert "count=42" in text
+        assert "semaphore" in text and "nonblocking" in text
+        efd.read()
+        assert "count=41" in repr(efd)
+    with EventFD(2**32 - 1) as efd:
+        text = repr(efd)
+        assert str(2**32 - 1) in text
+        assert "semaphore" not in text and "nonblocking" not in text
+        assert text.startswith("<EventFD")
+    assert "closed" in repr(efd)
+
+
+def test_repr_of_a_subclass_names_it() -> None:
+    class Sub(EventFD):
+        pass
+
+    with Sub() as efd:
+        assert repr(efd).startswith("<Sub ")
+
+
+# -- adopting and detaching ------------------------------------------------------
+
+
+def test_from_fd_adopts_and_owns() -> None:
+    fd = high_fd(os.eventfd(3, os.EFD_SEMAPHORE | os.EFD_NONBLOCK))
+    efd = EventFD.from_fd(fd)
+    assert isinstance(efd, EventFD)
+    assert efd.fileno() == fd
+    assert efd.semaphore and efd.nonblocking
+    assert efd.read() == 1 and efd.peek() == 2
+    efd.close()
+    assert_fd_closed(fd)
+
+
+def test_from_fd_accepts_a_fileno_object() -> None:
+    class Holder:
+        def __init__(self, fd: int) -> None:
+            self.fd = fd
+
+        def fileno(self) -> int:
+            return self.fd
+
+    with EventFD.from_fd(Holder(os.eventfd(4))) as efd:
+        assert efd.peek() == 4
+
+
+def test_from_fd_on_a_subclass_returns_the_subclass() -> None:
+    class Sub(EventFD):
+        pass
+
+    with Sub.from_fd(os.eventfd(0)) as efd:
+        assert type(efd) is Sub
+
+
+def test_from_fd_refuses_a_pipe_and_leaves_it_open() -> None:
+    r, w = os.pipe()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for fd in (r, w):
+                with pytest.raises(ValueError):
+                    EventFD.from_fd(fd)
+                gc.collect()
+        os.fstat(r)
+        os.fstat(w)
+        os.write(w, b"still open")
+        assert os.read(r, 100) == b"still open"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_from_fd_refuses_a_regular_file(tmp_path: Any) -> None:
+    with open(tmp_path / "f", "wb") as f:
+        with pytest.raises(ValueError):
+            EventFD.from_fd(f)
+        f.write(b"x")  # still open
+
+
+@pytest.mark.parametrize("bad, exc", [(-1, ValueError), (2**40, OverflowError), (1.5, TypeError), (None, TypeError)], ids=repr)
+def test_from_fd_bad_argument(bad: object, exc: type[Exception]) -> None:
+    with pytest.raises(exc):
+        EventFD.from_fd(bad)  # type: ignore[arg-type]
+
+
+def test_from_fd_closed_number_is_ebadf() -> None:
+    fd = high_fd(os.eventfd(0))
+    os.close(fd)
+    with pytest.raises(OSError) as info:
+        EventFD.from_fd(fd)
+    assert info.value.errno == errno.EBADF
+
+
+def test_detach_gives_up_ownership() -> None:
+    efd = EventFD(9)
+    fd = efd.fileno()
+    assert efd.detach() == fd
+    assert efd.closed
+    with pytest.raises(ValueError):
+        efd.detach()
+    efd.close()  # does not close the detached fd
+    try:
+        assert _kernel.count(fd) == 9
+        assert os.eventfd_read(fd) == 9
+    finally:
+        os.close(fd)
+
+
+def test_detach_then_collect_does_not_warn_or_close() -> None:
+    efd = EventFD(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fd = efd.detach()
+        del efd
+        gc.collect()
+    try:
+        assert os.eventfd_read(fd) == 1
+    finally:
+        os.close(fd)
+
+
+# -- garbage collection, pickling, leaks ----------------------------------------------
+
+
+def test_unclosed_object_warns_and_closes_its_fd() -> None:
+    efd = EventFD.from_fd(high_fd(os.eventfd(0)))
+    fd = efd.fileno()
+    with pytest.warns(ResourceWarning, match=f"unclosed <EventFD fd={fd}"):
+        del efd
+        gc.collect()
+    assert_fd_closed(fd)
+
+
+def test_unclosed_object_in_a_cycle_warns_and_closes_its_fd() -> None:
+    class Sub(EventFD):
+        __slots__ = ("me",)
+        me: EventFD
+
+    efd = Sub.from_fd(high_fd(os.eventfd(0)))
+    efd.me = efd
+    fd = efd.fileno()
+    with pytest.warns(ResourceWarning):
+        del efd
+        gc.collect()
+    assert_fd_closed(fd)
+
+
+def test_unclosed_object_closes_its_fd_when_the_warning_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under -W error::ResourceWarning warn() raises inside __del__; the fd
+    # must be closed all the same (the exception goes to sys.unraisablehook).
+    seen: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    efd = EventFD.from_fd(high_fd(os.eventfd(0)))
+    fd = efd.fileno()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        del efd
+        gc.collect()
+    assert [type(u.exc_value) for u in seen] == [ResourceWarning]
+    assert_fd_closed(fd)
+
+
+def test_unclosed_object_at_interpreter_exit_warns_cleanly() -> None:
+    # At exit the codecs that repr() needs for /proc may be gone already.
+    package_root = os.path.dirname(os.path.dirname(eventfd_ext.__file__))
+    env = dict(os.environ, PYTHONPATH=package_root)
+    proc = subprocess.run(
+        [sys.executable, "-W", "always", "-c",
+         "import eventfd_ext\nefd = eventfd_ext.EventFD(1)\n"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+    assert "ResourceWarning: unclosed <EventFD fd=" in proc.stderr, proc.stderr
+
+
+def test_closed_object_collects_silently() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        efd = EventFD()
+        efd.close()
+        del efd
+        gc.collect()
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_pickling_is_refused(protocol: int, efd: EventFD) -> None:
+    with pytest.raises(TypeError):
+        pickle.dumps(efd, protocol)
+    assert efd.peek() == START
+
+
+@pytest.mark.parametrize("fn", [copy.copy, copy.deepcopy])
+def test_copying_is_refused(fn: Callable[[Any], Any], efd: EventFD) -> None:
+    # A copy would own the same fd number twice.
+    with pytest.raises(TypeError):
+        fn(efd)
+
+
+def test_weak_references_work(efd: EventFD) -> None:
+    ref = weakref.ref(efd)
+    assert ref() is efd
+
+
+def test_no_attribute_dict(efd: EventFD) -> None:
+    with pytest.raises(AttributeError):
+        efd.extra = 1  # type: ignore[attr-defined]
+
+
+CYCLES = 3000
+
+
+def test_no_fd_leak_over_create_close_cycles() -> None:
+    before = _kernel.open_fds()
+    for i in range(CYCLES):
+        efd = EventFD(i % 7, semaphore=bool(i & 1), nonblocking=bool(i & 2))
+        efd.write(1)
+        efd.close()
+        with EventFD() as efd:
+            efd.write()
+        EventFD.from_fd(eventfd_ext.eventfd(0)).close()
+        os.close(EventFD().detach())
+        os.close(eventfd_ext.eventfd(i % 3, eventfd_ext.EFD_NONBLOCK))
+        with pytest.raises(OSError):
+            eventfd_ext.eventfd(0, 0xFF)
+        with pytest.raises(ValueError):
+            EventFD(-1)
+    gc.collect()
+    assert _kernel.open_fds() == before

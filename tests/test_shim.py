@@ -1,0 +1,304 @@
+"""The C shim's calling convention, called directly through cffi.
+
+Counter-returning functions give the count, or EFX_FAILED with errno set (0
+after success); int-returning functions give a result >= 0 or -errno.  Not
+tested here: a genuine count of 2**64 - 1 (EFX_FAILED with errno 0), which
+only the kernel's own eventfd_signal can produce.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+from typing import Iterator
+
+import pytest
+
+from eventfd_ext._shim import ffi, lib
+
+import _kernel
+
+FAILED = 2**64 - 1
+
+
+@pytest.fixture
+def fd() -> Iterator[int]:
+    """A blocking eventfd with count 0."""
+    fd = os.eventfd(0)
+    yield fd
+    os.close(fd)
+
+
+@pytest.fixture
+def nbfd() -> Iterator[int]:
+    fd = os.eventfd(0, os.EFD_NONBLOCK)
+    yield fd
+    os.close(fd)
+
+
+@pytest.fixture
+def closed_fd() -> int:
+    fd = os.eventfd(0)
+    os.close(fd)
+    return fd
+
+
+def bounded(call, release, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    """Run call() in a thread; if it is still running after timeout, run
+    release() to unblock it and fail (a hang becomes a failure)."""
+    thread, out = _kernel.in_thread(call)
+    thread.join(timeout)
+    if thread.is_alive():
+        release()
+        thread.join(timeout)
+        pytest.fail(f"{call} blocked; released after {timeout} s")
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
+
+
+def test_constants() -> None:
+    assert lib.EFX_FAILED == FAILED
+    assert (lib.EFD_CLOEXEC, lib.EFD_NONBLOCK, lib.EFD_SEMAPHORE) == (
+        os.EFD_CLOEXEC,
+        os.EFD_NONBLOCK,
+        os.EFD_SEMAPHORE,
+    )
+    for name in ("POLLIN", "POLLOUT", "POLLERR", "POLLHUP", "POLLNVAL", "POLLPRI"):
+        assert getattr(lib, name) == getattr(select, name), name
+
+
+# -- efx_create: fd or -errno ------------------------------------------------
+
+
+def test_create_returns_an_fd_with_the_flags() -> None:
+    flags = lib.EFD_SEMAPHORE | lib.EFD_NONBLOCK | lib.EFD_CLOEXEC
+    fd = lib.efx_create(2**32 - 1, flags)
+    try:
+        assert fd >= 0
+        assert _kernel.count(fd) == 2**32 - 1
+        assert _kernel.fdinfo(fd)["eventfd-semaphore"] == "1"
+        assert not os.get_blocking(fd)
+        assert not os.get_inheritable(fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("flags", [0xFF, 1 << 1, -1, os.O_APPEND], ids=hex)
+def test_create_bad_flags_is_minus_einval(flags: int) -> None:
+    before = _kernel.open_fds()
+    assert lib.efx_create(0, flags) == -errno.EINVAL
+    assert _kernel.open_fds() == before
+
+
+# -- efx_read: count, or EFX_FAILED + errno ------------------------------------
+
+
+def test_read_returns_the_count_and_clears_errno(nbfd: int) -> None:
+    os.eventfd_write(nbfd, 2**63 + 5)
+    ffi.errno = errno.EPERM  # stale errno from an earlier call
+    assert lib.efx_read(nbfd) == 2**63 + 5
+    assert ffi.errno == 0
+    assert _kernel.count(nbfd) == 0
+
+
+def test_read_semaphore_returns_one() -> None:
+    fd = os.eventfd(3, os.EFD_SEMAPHORE)
+    try:
+        assert lib.efx_read(fd) == 1
+        assert _kernel.count(fd) == 2
+    finally:
+        os.close(fd)
+
+
+def test_read_empty_nonblocking_is_failed_eagain(nbfd: int) -> None:
+    assert lib.efx_read(nbfd) == FAILED
+    assert ffi.errno == errno.EAGAIN
+
+
+def test_read_bad_fd_is_failed_ebadf(closed_fd: int) -> None:
+    assert lib.efx_read(closed_fd) == FAILED
+    assert ffi.errno == errno.EBADF
+    assert lib.efx_read(-1) == FAILED
+    assert ffi.errno == errno.EBADF
+
+
+def test_read_blocks_until_a_write(fd: int) -> None:
+    thread, out = _kernel.in_thread(lambda: lib.efx_read(fd))
+    _kernel.wait_in_syscall(thread, "read")
+    assert "result" not in out
+    os.eventfd_write(fd, 9)
+    thread.join(10)
+    assert not thread.is_alive(), "efx_read stayed blocked after a write"
+    assert out == {"result": 9}
+
+
+# -- efx_read_nowait: never blocks ---------------------------------------------
+
+
+def test_read_nowait_on_a_blocking_fd_is_eagain(fd: int) -> None:
+    result = bounded(
+        lambda: (lib.efx_read_nowait(fd), ffi.errno), lambda: os.eventfd_write(fd, 1)
+    )
+    if result == (FAILED, errno.EOPNOTSUPP):
+        pytest.skip("kernel lacks RWF_NOWAIT reads on eventfd")
+    assert result == (FAILED, errno.EAGAIN)
+    assert os.get_blocking(fd), "the fd's mode must not change"
+    assert _kernel.count(fd) == 0
+
+
+def test_read_nowait_takes_the_count(fd: int) -> None:
+    os.eventfd_write(fd, 41)
+    ffi.errno = errno.EPERM
+    assert lib.efx_read_nowait(fd) == 41
+    assert ffi.errno == 0
+    assert _kernel.count(fd) == 0
+
+
+def test_read_nowait_bad_fd(closed_fd: int) -> None:
+    assert lib.efx_read_nowait(closed_fd) == FAILED
+    assert ffi.errno == errno.EBADF
+
+
+# -- efx_write: 0 or -errno ------------------------------------------------------
+
+
+def test_write_adds(nbfd: int) -> None:
+    assert lib.efx_write(nbfd, 5) == 0
+    assert lib.efx_write(nbfd, 2**63) == 0
+    assert _kernel.count(nbfd) == 2**63 + 5
+
+
+def test_write_all_ones_is_minus_einval(nbfd: int) -> None:
+    os.eventfd_write(nbfd, 3)
+    assert lib.efx_write(nbfd, FAILED) == -errno.EINVAL
+    assert _kernel.count(nbfd) == 3
+
+
+def test_write_past_max_nonblocking_is_minus_eagain(nbfd: int) -> None:
+    assert lib.efx_write(nbfd, _kernel.MAX) == 0
+    assert lib.efx_write(nbfd, 1) == -errno.EAGAIN
+    assert _kernel.count(nbfd) == _kernel.MAX
+    assert lib.efx_write(nbfd, 0) == 0  # write(0) succeeds even at the maximum
+    assert _kernel.count(nbfd) == _kernel.MAX
+
+
+def test_write_bad_fd_is_minus_ebadf(closed_fd: int) -> None:
+    assert lib.efx_write(closed_fd, 1) == -errno.EBADF
+    assert lib.efx_write(-1, 1) == -errno.EBADF
+
+
+def test_write_refuses_out_of_range_python_values(nbfd: int) -> None:
+    # cffi's own conversion: these never reach C.
+    with pytest.raises(OverflowError):
+        lib.efx_write(nbfd, -1)
+    with pytest.raises(OverflowError):
+        lib.efx_write(nbfd, 2**64)
+    with pytest.raises(TypeError):
+        lib.efx_write(nbfd, 1.0)
+    assert _kernel.count(nbfd) == 0
+
+
+# -- efx_poll: revents, 0 on timeout, -errno -------------------------------------
+
+
+def test_poll_reports_the_kernels_states(nbfd: int) -> None:
+    both = lib.POLLIN | lib.POLLOUT
+    assert lib.efx_poll(nbfd, both, 0) == lib.POLLOUT
+    os.eventfd_write(nbfd, 1)
+    assert lib.efx_poll(nbfd, both, 0) == both
+    os.eventfd_write(nbfd, _kernel.MAX - 1)
+    assert lib.efx_poll(nbfd, both, 0) == lib.POLLIN
+    assert _kernel.count(nbfd) == _kernel.MAX  # poll consumes nothing
+
+
+def test_poll_times_out_with_zero(fd: int) -> None:
+    assert lib.efx_poll(fd, lib.POLLIN, 0) == 0
+    assert lib.efx_poll(fd, lib.POLLIN, 20) == 0
+
+
+def test_poll_closed_fd_is_pollnval(closed_fd: int) -> None:
+    assert lib.efx_poll(closed_fd, lib.POLLIN, 0) == lib.POLLNVAL
+
+
+def test_poll_wakes_on_write(fd: int) -> None:
+    thread, out = _kernel.in_thread(lambda: lib.efx_poll(fd, lib.POLLIN, -1))
+    _kernel.wait_in_syscall(thread, "poll")
+    os.eventfd_write(fd, 1)
+    thread.join(10)
+    assert not thread.is_alive(), "efx_poll stayed blocked after a write"
+    assert out == {"result": lib.POLLIN}
+    assert _kernel.count(fd) == 1
+
+
+# -- efx_wait_read: count, 0 on timeout, EFX_FAILED + errno ------------------------
+
+
+def test_wait_read_takes_a_waiting_count(fd: int) -> None:
+    os.eventfd_write(fd, 2**40)
+    assert lib.efx_wait_read(fd, 0) == 2**40
+    assert ffi.errno == 0
+    assert _kernel.count(fd) == 0
+
+
+def test_wait_read_semaphore_takes_one() -> None:
+    fd = os.eventfd(2, os.EFD_SEMAPHORE)
+    try:
+        assert lib.efx_wait_read(fd, 0) == 1
+        assert _kernel.count(fd) == 1
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("timeout_ms", [0, 1, 30])
+def test_wait_read_times_out_with_zero_on_a_blocking_fd(fd: int, timeout_ms: int) -> None:
+    result = bounded(
+        lambda: lib.efx_wait_read(fd, timeout_ms), lambda: os.eventfd_write(fd, 1)
+    )
+    assert result == 0
+    assert _kernel.count(fd) == 0
+
+
+def test_wait_read_times_out_on_a_nonblocking_fd(nbfd: int) -> None:
+    assert lib.efx_wait_read(nbfd, 5) == 0
+
+
+def test_wait_read_waits_for_a_write(fd: int) -> None:
+    thread, out = _kernel.in_thread(lambda: lib.efx_wait_read(fd, -1))
+    _kernel.wait_in_syscall(thread, "poll")
+    os.eventfd_write(fd, 6)
+    thread.join(10)
+    assert not thread.is_alive(), "efx_wait_read stayed blocked after a write"
+    assert out == {"result": 6}
+    assert _kernel.count(fd) == 0
+
+
+def test_wait_read_closed_fd_is_failed_ebadf(closed_fd: int) -> None:
+    assert lib.efx_wait_read(closed_fd, 0) == FAILED
+    assert ffi.errno == errno.EBADF
+    assert lib.efx_wait_read(closed_fd, -1) == FAILED  # POLLNVAL: no hang
+    assert ffi.errno == errno.EBADF
+
+
+@pytest.mark.parametrize(
+    "name", ["efx_read", "efx_read_nowait", "efx_wait_read"]
+)
+def test_short_read_from_a_non_eventfd_is_failed_einval(name: str) -> None:
+    # Fewer than 8 bytes (or EOF) can only come from something that is not
+    # an eventfd; errno 0 would claim a genuine count of 2**64 - 1.
+    fn = getattr(lib, name)
+    call = (lambda fd: fn(fd, 0)) if name == "efx_wait_read" else fn
+    r, w = os.pipe()
+    try:
+        os.write(w, b"abc")
+        assert call(r) == FAILED
+        assert ffi.errno == errno.EINVAL
+        os.close(w)
+        w = -1
+        assert call(r) == FAILED  # EOF
+        assert ffi.errno == errno.EINVAL
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
