@@ -17,6 +17,16 @@
 
 static const uint64_t EFX_FAILED = UINT64_MAX;
 
+/* A read that did not return 8 bytes.  A short read or EOF (n >= 0) comes
+ * from an fd that is not an eventfd; it gets EINVAL so that errno 0 keeps
+ * meaning "a genuine count of UINT64_MAX". */
+static uint64_t efx_read_failed(ssize_t n)
+{
+    if (n >= 0)
+        errno = EINVAL;
+    return EFX_FAILED;
+}
+
 static int efx_create(unsigned int initval, int flags)
 {
     int fd = eventfd(initval, flags);
@@ -27,8 +37,9 @@ static uint64_t efx_read(int fd)
 {
     uint64_t value;
     errno = 0; /* a kernel-side overflow can make UINT64_MAX a real count */
-    if (read(fd, &value, sizeof value) != sizeof value)
-        return EFX_FAILED;
+    ssize_t n = read(fd, &value, sizeof value);
+    if (n != sizeof value)
+        return efx_read_failed(n);
     return value;
 }
 
@@ -37,14 +48,18 @@ static uint64_t efx_read_nowait(int fd)
     uint64_t value;
     struct iovec iov = {&value, sizeof value};
     errno = 0;
-    if (preadv2(fd, &iov, 1, -1, RWF_NOWAIT) != sizeof value)
-        return EFX_FAILED;
+    ssize_t n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+    if (n != sizeof value)
+        return efx_read_failed(n);
     return value;
 }
 
 static int efx_write(int fd, uint64_t value)
 {
-    return write(fd, &value, sizeof value) == sizeof value ? 0 : -errno;
+    ssize_t n = write(fd, &value, sizeof value);
+    if (n == sizeof value)
+        return 0;
+    return n < 0 ? -errno : -EINVAL; /* short write: not an eventfd */
 }
 
 static int efx_poll(int fd, int events, int timeout_ms)
