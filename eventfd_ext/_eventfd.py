@@ -130,8 +130,19 @@ class EventFD:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", _CLOSED) >= 0:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+        fd = getattr(self, "_fd", _CLOSED)
+        if fd < 0:
+            return
+        # Close whatever happens to the warning: -W error::ResourceWarning
+        # makes warn() raise, and at interpreter exit repr() can fail (the
+        # codecs that open() needs may be gone).
+        try:
+            try:
+                text = repr(self)
+            except Exception:
+                text = f"<{type(self).__name__} fd={fd}>"
+            warnings.warn(f"unclosed {text}", ResourceWarning, source=self)
+        finally:
             self.close()
 
     def __reduce__(self) -> NoReturn:
