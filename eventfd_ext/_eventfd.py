@@ -225,6 +225,8 @@ class EventFD:
         2**64 - 2.  A refused value leaves the count as it was.
         """
         fd = self._fd
+        if type(value) is not int:  # cffi would take Decimal('1.5') as 1
+            value = _core.check_value(value)
         try:
             result = _write(fd, value)
         except (TypeError, OverflowError):
