@@ -41,12 +41,12 @@ def syscall_numbers(*names: str) -> set[int]:
     return {table[n] for n in names if n in table}
 
 
-def _current_syscall(tid: int) -> int | None:
-    """The syscall thread *tid* of this process sleeps in, or None."""
+def _current_syscall(tid: int, pid: int | str) -> int | None:
+    """The syscall thread *tid* of process *pid* sleeps in, or None."""
     try:
-        with open(f"/proc/self/task/{tid}/stat") as f:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
             state = f.read().rpartition(")")[2].split()[0]
-        with open(f"/proc/self/task/{tid}/syscall") as f:
+        with open(f"/proc/{pid}/task/{tid}/syscall") as f:
             fields = f.read().split()
     except OSError:
         return None
@@ -55,14 +55,15 @@ def _current_syscall(tid: int) -> int | None:
     return int(fields[0])
 
 
-def blocked_in(tid: int, names: tuple[str, ...], timeout: float = TIMEOUT) -> None:
-    """Return once thread *tid* sleeps in one of the syscalls *names*.
-
-    Fails the test if it does not within *timeout* seconds.
+def blocked_in(
+    tid: int, names: tuple[str, ...], timeout: float = TIMEOUT, pid: int | str = "self"
+) -> None:
+    """Return once thread *tid* (of process *pid*) sleeps in one of the
+    syscalls *names*.  Fails the test if it does not within *timeout* s.
     """
     wanted = syscall_numbers(*names)
     deadline = time.monotonic() + timeout
-    while _current_syscall(tid) not in wanted:
+    while _current_syscall(tid, pid) not in wanted:
         if time.monotonic() > deadline:
             pytest.fail(f"thread {tid} not blocked in {names} after {timeout} s")
         time.sleep(0.0005)  # polling the kernel's state; there is no event for it
