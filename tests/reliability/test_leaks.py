@@ -123,7 +123,8 @@ def test_fds_and_rss_flat(kind: str, cycles: int) -> None:
         gc.collect()
         fds_after, rss_after = open_fds(), rss_bytes()
     assert fds_after == fds_before
-    assert rss_after - rss_before < RSS_SLACK, (rss_before, rss_after)
+    if not os.environ.get("EFX_SANITIZER"):  # ASan's quarantine holds freed memory
+        assert rss_after - rss_before < RSS_SLACK, (rss_before, rss_after)
     if kind == "collected_unclosed":
         assert warned == cycles  # one ResourceWarning per collected object
     record(f"leaks.{kind}.{cycles}", {
