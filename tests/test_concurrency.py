@@ -24,7 +24,8 @@ import textwrap
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from types import FrameType
+from typing import Callable, Iterator, Optional
 
 import pytest
 
@@ -89,6 +90,18 @@ def main_thread_only() -> Iterator[int]:
 
 class Boom(Exception):
     """Raised by the test's signal handler."""
+
+
+def _raise_boom(signum: int, frame: FrameType | None) -> None:
+    raise Boom
+
+
+# How the exception arises: Ctrl-C, or any handler that raises.
+Handler = Callable[[int, Optional[FrameType]], object]
+SIGNAL_KINDS: dict[str, tuple[int, Handler, type[BaseException]]] = {
+    "SIGINT": (signal.SIGINT, signal.default_int_handler, KeyboardInterrupt),
+    "handler_raises": (signal.SIGUSR1, _raise_boom, Boom),
+}
 
 
 # -- the GIL -------------------------------------------------------------
@@ -195,21 +208,14 @@ def test_eintr_is_retried(name: str, main_thread_only: int) -> None:
 
 
 @pytest.mark.parametrize("name", list(CALLS))
-@pytest.mark.parametrize("kind", ["SIGINT", "handler_raises"])
+@pytest.mark.parametrize("kind", list(SIGNAL_KINDS))
 def test_handler_exception_interrupts_promptly(
     name: str, kind: str, main_thread_only: int
 ) -> None:
     """Ctrl-C (SIGINT -> KeyboardInterrupt), or a handler raising, ends the
     blocking call with that exception, and the counter is left as it was."""
     spec = CALLS[name]
-    if kind == "SIGINT":
-        signum, handler, expected = signal.SIGINT, signal.default_int_handler, KeyboardInterrupt
-    else:
-
-        def handler(signum: int, frame: object) -> None:
-            raise Boom
-
-        signum, expected = signal.SIGUSR1, Boom
+    signum, handler, expected = SIGNAL_KINDS[kind]
     done = threading.Event()
     sent: list[float] = []
 

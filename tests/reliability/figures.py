@@ -81,7 +81,9 @@ def render(fig: dict[str, Any], summary: str, seconds: float, full: bool,
         f"Python {platform.python_version()}): {summary}, {seconds:.0f} s.",
         "",
     ]
-    by = lambda prefix: sorted((k, v) for k, v in fig.items() if k.startswith(prefix))  # noqa: E731
+
+    def by(prefix: str) -> list[tuple[str, Any]]:
+        return sorted((k, v) for k, v in fig.items() if k.startswith(prefix))
 
     rows = [[k.split(".")[1], k.split(".")[2], f"{v['writers']} x {_n(v['writes'] // v['writers'])}",
              _n(v["sum_written"]), _n(v["sum_read"]), _n(v["reads"]), v["seconds"]]

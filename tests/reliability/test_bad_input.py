@@ -126,6 +126,11 @@ class FilenoRaises:
 
 Case = Callable[[World], object]
 
+
+def _switch_nonblocking_and_overflow(w: World) -> None:
+    w.ev.nonblocking = True
+    w.ev.write(MAX)
+
 # (id, the call, the exception it must raise, errno if an OSError)
 CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     # EventFD(): values, types, signature
@@ -134,7 +139,7 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("EventFD(1.5)", lambda w: EventFD(1.5), TypeError, None),  # type: ignore[arg-type]
     ("EventFD('1')", lambda w: EventFD("1"), TypeError, None),  # type: ignore[arg-type]
     ("EventFD(None)", lambda w: EventFD(None), TypeError, None),  # type: ignore[arg-type]
-    ("EventFD(0, True) positional mode", lambda w: EventFD(0, True), TypeError, None),  # type: ignore[misc]
+    ("EventFD(0, True) positional mode", lambda w: EventFD(0, True), TypeError, None),  # type: ignore[call-arg]
     ("EventFD(bogus=1)", lambda w: EventFD(bogus=1), TypeError, None),  # type: ignore[call-arg]
     # EventFD.write: values and types
     ("write(-1)", lambda w: w.ev.write(-1), ValueError, None),
@@ -158,7 +163,7 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     # EAGAIN and timeouts
     ("nonblocking read at 0", lambda w: w.nb.read(), BlockingIOError, errno.EAGAIN),
     ("nonblocking write past max", lambda w: w.full.write(1), BlockingIOError, errno.EAGAIN),
-    ("write(MAX) onto 5, non-blocking", lambda w: (setattr(w.ev, "nonblocking", True), w.ev.write(MAX)), BlockingIOError, errno.EAGAIN),
+    ("write(MAX) onto 5, non-blocking", _switch_nonblocking_and_overflow, BlockingIOError, errno.EAGAIN),
     ("read(timeout=0) at 0", lambda w: w.nb.read(timeout=0), TimeoutError, None),
     ("eventfd_read non-blocking at 0", lambda w: eventfd_read(w.nb), BlockingIOError, errno.EAGAIN),
     ("eventfd_write past max", lambda w: eventfd_write(w.full, 1), BlockingIOError, errno.EAGAIN),

@@ -115,17 +115,15 @@ def test_close_while_blocked_then_number_reused(name: str, sigusr1_noop: None) -
     ev = EventFD()
     ev.write(initial)
     fd = ev.fileno()
-    tid: list[int] = []
-    t, errors = run_thread(lambda: (tid.append(threading.get_native_id()), call(ev)))
-    while not tid:
-        t.join(0.001)  # the thread publishes its id at once
-    blocked_in(tid[0], syscalls)
+    t, errors = run_thread(lambda: call(ev))
+    assert t.native_id is not None
+    blocked_in(t.native_id, syscalls)
     ev.close()
     successor = EventFD(7)  # the lowest free number: usually the same one
     try:
         if successor.fileno() != fd:
             pytest.skip("the closed fd number was not reused")
-        blocked_in(tid[0], syscalls, timeout=1)  # close() woke nobody
+        blocked_in(t.native_id, syscalls, timeout=1)  # close() woke nobody
         assert t.is_alive()
         signal.pthread_kill(t.ident, signal.SIGUSR1)  # type: ignore[arg-type]
         join_thread(t)
@@ -155,14 +153,12 @@ def test_close_while_waiting(call: Callable[[EventFD], object], sigusr1_noop: No
     """poll(2) sleeps on after close(); the waiter ends with ValueError at its
     timeout, or at a signal when it has none."""
     ev = EventFD()
-    tid: list[int] = []
-    t, errors = run_thread(lambda: (tid.append(threading.get_native_id()), call(ev)))
-    while not tid:
-        t.join(0.001)
-    blocked_in(tid[0], ("poll", "ppoll"))
+    t, errors = run_thread(lambda: call(ev))
+    assert t.native_id is not None
+    blocked_in(t.native_id, ("poll", "ppoll"))
     ev.close()
     if call is WAIT_FOREVER:  # still asleep after close(); a signal ends it
-        blocked_in(tid[0], ("poll", "ppoll"), timeout=1)
+        blocked_in(t.native_id, ("poll", "ppoll"), timeout=1)
         signal.pthread_kill(t.ident, signal.SIGUSR1)  # type: ignore[arg-type]
     join_thread(t)  # the timed waits end by themselves
     assert len(errors) == 1 and isinstance(errors[0], ValueError), errors

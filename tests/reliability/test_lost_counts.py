@@ -7,6 +7,7 @@ CI size: 4 writers x 5,000 writes.  Full size (``--runslow``): 4 x 250,000.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pytest
 
@@ -50,9 +51,9 @@ def test_sum_read_equals_sum_written(kind: str, semaphore: bool, n: int) -> None
     with EventFD(semaphore=semaphore) as ev:
         started = time.perf_counter()
         if kind == "processes":
-            children = [Child(lambda w=w: _writer(ev, w, plan[w])) for w in range(WRITERS)]
+            children = [Child(partial(_writer, ev, w, plan[w])) for w in range(WRITERS)]
         else:
-            threads = [run_thread(lambda w=w: _writer(ev, w, plan[w])) for w in range(WRITERS)]
+            threads = [run_thread(partial(_writer, ev, w, plan[w])) for w in range(WRITERS)]
         total = reads = 0
         try:
             while total < expected:
