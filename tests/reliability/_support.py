@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
@@ -72,6 +73,24 @@ def blocked_in(
 def open_fds() -> set[int]:
     """The fd numbers open in this process."""
     return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+
+def c_heap_in_use() -> int | None:
+    """Bytes malloc() has handed out and not had back (glibc mallinfo2), or
+    None where that is unknown.  Unlike RSS, it moves with every leak, even
+    one that fits in memory freed earlier."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except AttributeError:  # not glibc >= 2.33
+        return None
+    mallinfo2.restype = _Mallinfo2
+    return int(mallinfo2().uordblks)
 
 
 def rss_bytes() -> int:

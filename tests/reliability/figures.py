@@ -124,10 +124,19 @@ def render(fig: dict[str, Any], summary: str, seconds: float, full: bool,
                    "from pthread_kill to the exception.")
     out.append("")
 
-    rows = [[k.split(".")[1], _n(v["cycles"]), v["fds_before"], v["fds_after"],
-             _n(v["rss_before_kib"]), _n(v["rss_after_kib"])] for k, v in by("leaks.")]
-    out += ["**Leaks** (`tests/reliability/test_leaks.py`): create/use/close cycles.", "",
-            _table(["kind", "cycles", "fds before", "fds after", "RSS before KiB", "RSS after KiB"], rows), ""]
+    def delta(v: dict[str, Any], what: str) -> str:
+        if v.get(f"{what}_before") is None:
+            return "n/a"
+        return f"{v[f'{what}_after'] - v[f'{what}_before']:+,}"
+
+    rows = [[k.split(".")[1], _n(v["cycles"]), f"{v['fds_before']} / {v['fds_after']}",
+             delta(v, "blocks"), delta(v, "heap"),
+             f"{_n(v['rss_before_kib'])} / {_n(v['rss_after_kib'])}"] for k, v in by("leaks.")]
+    out += ["**Leaks** (`tests/reliability/test_leaks.py`): create/use/close cycles, measured "
+            "after a warm-up; Python blocks from `sys.getallocatedblocks()`, C heap from "
+            "glibc `mallinfo2()`.", "",
+            _table(["kind", "cycles", "fds before / after", "Python blocks",
+                    "C heap bytes", "RSS KiB before / after"], rows), ""]
 
     if sanitizer is not None:
         out += [f"**Memory safety** (`bash .ci/sanitize`): {sanitizer}", ""]

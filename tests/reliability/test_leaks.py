@@ -1,5 +1,6 @@
-"""Leaks: the open fds and the RSS stay flat over many create/use/close
-cycles of each way to hold an eventfd, error paths included.
+"""Leaks: the open fds, the Python objects, the C heap and the RSS stay flat
+over many create/use/close cycles of each way to hold an eventfd, error
+paths included.
 
 CI size: 5,000 cycles per kind.  Full size (``--runslow``): 100,000.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import warnings
 from typing import Callable
 
@@ -15,15 +17,17 @@ import pytest
 
 from eventfd_ext import EFD_NONBLOCK, EventFD, eventfd, eventfd_read, eventfd_write
 
-from ._support import open_fds, record, rss_bytes
+from ._support import c_heap_in_use, open_fds, record, rss_bytes
 
 SIZES = [
     pytest.param(5_000, id="ci"),
     pytest.param(100_000, id="full", marks=pytest.mark.slow),
 ]
-#: RSS growth allowed over the measured cycles: a leak of 24 bytes a cycle
-#: shows at the full size; allocator noise stays well below.
+#: RSS growth allowed over the measured cycles (RSS misses leaks that fit
+#: in memory freed earlier: the C heap and object counts below do not).
 RSS_SLACK = 2 * 1024 * 1024
+#: C heap growth allowed: well under one byte a cycle at the full size.
+HEAP_SLACK = 64 * 1024
 
 
 def _eventfd_object() -> None:
@@ -118,16 +122,24 @@ def test_fds_and_rss_flat(kind: str, cycles: int) -> None:
         gc.collect()
         warned = 0
         fds_before, rss_before = open_fds(), rss_bytes()
+        blocks_before, heap_before = sys.getallocatedblocks(), c_heap_in_use()
         for _ in range(cycles):
             cycle()
         gc.collect()
         fds_after, rss_after = open_fds(), rss_bytes()
+        blocks_after, heap_after = sys.getallocatedblocks(), c_heap_in_use()
     assert fds_after == fds_before
+    # Fewer than one Python object left behind per 100 cycles.
+    assert blocks_after - blocks_before < max(cycles // 100, 50), (blocks_before, blocks_after)
     if not os.environ.get("EFX_SANITIZER"):  # ASan's quarantine holds freed memory
         assert rss_after - rss_before < RSS_SLACK, (rss_before, rss_after)
+        if heap_before is not None and heap_after is not None:
+            assert heap_after - heap_before < HEAP_SLACK, (heap_before, heap_after)
     if kind == "collected_unclosed":
         assert warned == cycles  # one ResourceWarning per collected object
     record(f"leaks.{kind}.{cycles}", {
         "cycles": cycles, "fds_before": len(fds_before), "fds_after": len(fds_after),
         "rss_before_kib": rss_before // 1024, "rss_after_kib": rss_after // 1024,
+        "blocks_before": blocks_before, "blocks_after": blocks_after,
+        "heap_before": heap_before, "heap_after": heap_after,
     })
