@@ -43,11 +43,11 @@ def _read(ev: EventFD, rnd: int) -> None:
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGALRM) is not _alarm
     ):
-        assert ev.read() == 1
+        _took_one(ev.read(), rnd)
         return
     signal.setitimer(signal.ITIMER_REAL, TIMEOUT)
     try:
-        assert ev.read() == 1
+        _took_one(ev.read(), rnd)
     except _Alarm:
         _fail(ev, rnd, "read")
     finally:
@@ -62,9 +62,14 @@ def _alarm(signum: int, frame: object) -> None:
     raise _Alarm
 
 
+def _took_one(got: int, rnd: int) -> None:
+    if got != 1:
+        raise AssertionError(f"round {rnd}: read {got}, expected 1")
+
+
 def _read_timeout(ev: EventFD, rnd: int) -> None:
     try:
-        assert ev.read(timeout=TIMEOUT) == 1
+        _took_one(ev.read(timeout=TIMEOUT), rnd)
     except TimeoutError:
         _fail(ev, rnd, "read(timeout)")
 
@@ -72,7 +77,7 @@ def _read_timeout(ev: EventFD, rnd: int) -> None:
 def _wait(ev: EventFD, rnd: int) -> None:
     if not ev.wait(TIMEOUT):
         _fail(ev, rnd, "wait")
-    assert ev.read() == 1
+    _took_one(ev.read(), rnd)
 
 
 def _poll(ev: EventFD, rnd: int) -> None:
@@ -80,7 +85,7 @@ def _poll(ev: EventFD, rnd: int) -> None:
     p.register(ev, select.POLLIN)
     if not p.poll(TIMEOUT * 1000):
         _fail(ev, rnd, "poll")
-    assert ev.read() == 1
+    _took_one(ev.read(), rnd)
 
 
 def _epoll(ev: EventFD, rnd: int) -> None:
@@ -88,7 +93,7 @@ def _epoll(ev: EventFD, rnd: int) -> None:
         ep.register(ev, select.EPOLLIN)
         if not ep.poll(TIMEOUT):
             _fail(ev, rnd, "epoll")
-    assert ev.read() == 1
+    _took_one(ev.read(), rnd)
 
 
 WAITERS: dict[str, Waiter] = {
@@ -136,17 +141,23 @@ def test_handshakes(peer: str, mode: str, rounds: int) -> None:
                 ping.write(1)
                 wait(pong, rnd)
                 latencies.append(clock() - t0)
-        finally:
+        except BaseException:
+            # This side's failure (with its round) is the report: stop the
+            # peer without letting its own complaint hide it.
             if peer == "process":
-                try:
-                    child.check()
-                finally:
-                    child.close()
+                child.close()
             else:
-                if thread.is_alive() and len(latencies) < rounds:
-                    ping.write(rounds)  # release a peer left waiting by a failure
-                join_thread(thread)
-                assert not errors, errors
+                ping.write(rounds)  # a peer left waiting gets out
+                thread.join(TIMEOUT)
+            raise
+        if peer == "process":
+            try:
+                child.check()
+            finally:
+                child.close()
+        else:
+            join_thread(thread)
+            assert not errors, errors
         assert ping.peek() == 0 and pong.peek() == 0
     latencies.sort()
     record(
