@@ -41,6 +41,11 @@ struct mfx_handle *mfx_attach(int memfd, int a, int b);
 int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bits,
                int set_data, uint64_t data);
 
+/* mfx_change(h, 0, bits, 0, 0) and mfx_change(h, bits, 0, 0, 0): the hot
+ * path, with the fewest arguments to convert. */
+int mfx_set(struct mfx_handle *h, uint32_t bits);
+int mfx_clear(struct mfx_handle *h, uint32_t bits);
+
 /* The stored pair, read under the lock. */
 struct mfx_pair mfx_get(struct mfx_handle *h);
 

@@ -71,6 +71,8 @@ _EVENT_NAMES = (
 _U64_LIMIT = 1 << 64
 
 _change = lib.mfx_change
+_set = lib.mfx_set
+_clear = lib.mfx_clear
 _NULL = ffi.NULL
 
 
@@ -314,7 +316,7 @@ class MaskFD:
     def set(self, events: int) -> None:
         """Add the bits in *events* to the stored mask; the data stays."""
         try:
-            result = _change(self._h, 0, events, 0, 0)
+            result = _set(self._h, events)
         except (TypeError, OverflowError):
             self._refuse(events, 0)
         if result:
@@ -323,7 +325,7 @@ class MaskFD:
     def clear(self, events: int) -> None:
         """Remove the bits in *events* from the stored mask; the data stays."""
         try:
-            result = _change(self._h, events, 0, 0, 0)
+            result = _clear(self._h, events)
         except (TypeError, OverflowError):
             self._refuse(events, 0)
         if result:
