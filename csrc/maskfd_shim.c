@@ -224,6 +224,9 @@ static void mfx_limits_of(struct mfx_handle *h, uint32_t *cant_set, uint32_t *ca
             s |= POLLERR;           /* the peer that raised it is gone */
         if (!sh->k_err && !sh->err_spent && sh->shared)
             s |= POLLERR;           /* needs the peer's last reference */
+        if (!sh->k_err && sh->k_hup && !sh->k_fill)
+            s |= POLLERR;           /* and unread data at the peer, which
+                                       A cannot send after the shutdown */
         break;
     case MFX_DGRAM:
         s |= POLLPRI;

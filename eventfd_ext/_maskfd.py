@@ -156,8 +156,9 @@ _CANT_CLEAR = {
 _CANT_SET = {
     ("stream", POLLPRI): "needs AF_UNIX MSG_OOB (Linux >= 5.15, CONFIG_AF_UNIX_OOB), "
     "which this kernel refused, or a peer that has not shut down",
-    ("stream", POLLERR): "ERR comes from the peer's last close, once, and only while "
-    "no other process holds this MaskFD; backing='dgram' shows ERR reversibly",
+    ("stream", POLLERR): "ERR comes from the peer's last close, once, with unread data "
+    "at the peer (none after HUP with OUT shown), and only while no other process "
+    "holds this MaskFD; backing='dgram' shows ERR reversibly",
     ("dgram", POLLPRI): "datagram sockets have no out-of-band data; use backing='stream'",
     ("pipe", POLLPRI): "a pipe never shows PRI; use backing='stream'",
     ("pipe", POLLOUT): "a pipe's read end never shows OUT; use backing='stream'",
