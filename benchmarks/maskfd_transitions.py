@@ -23,6 +23,7 @@ import time
 from typing import Callable
 
 from eventfd_ext import MaskFD
+from eventfd_ext._maskfd import Backing
 
 IN, OUT = select.POLLIN, select.POLLOUT
 
@@ -37,7 +38,7 @@ def per_cycle(body: Callable[[int], None], cycles: int, repeats: int) -> float:
     return statistics.median(runs)
 
 
-def mask_in(backing: str) -> Callable[[int], None]:
+def mask_in(backing: Backing) -> Callable[[int], None]:
     mask = MaskFD(backing=backing)  # closed at exit: the benchmark owns it
     set_, clear = mask.set, mask.clear
 

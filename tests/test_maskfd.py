@@ -8,6 +8,7 @@ import os
 import pickle
 import resource
 import struct
+from typing import Callable, Iterator
 
 import pytest
 
@@ -27,7 +28,7 @@ BACKINGS = ["stream", "dgram", "pipe"]
 
 
 @pytest.fixture(params=BACKINGS)
-def mask(request: pytest.FixtureRequest):
+def mask(request: pytest.FixtureRequest) -> Iterator[MaskFD]:
     with MaskFD(backing=request.param) as m:
         yield m
 
@@ -94,7 +95,9 @@ def test_set_clear_update_touch_only_their_bits() -> None:
         (lambda m: m.update(set=IN, data="x"), TypeError),
     ],
 )
-def test_bad_input_is_refused_and_changes_nothing(call, exc) -> None:
+def test_bad_input_is_refused_and_changes_nothing(
+    call: Callable[[MaskFD], object], exc: type[Exception]
+) -> None:
     with MaskFD(IN, 5) as m:
         before, shown, calls = m.read(), by_poll(m.fileno()), m.syscalls
         with pytest.raises(exc):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import errno
 import itertools
 import select
+from typing import Callable
 
 import pytest
 
 from eventfd_ext import MaskFD
+from eventfd_ext._maskfd import Backing
 from eventfd_ext.fidelity import Row, measure, measure_combinations
 
 from maskfd_helpers import (
@@ -52,7 +54,7 @@ def combos(bits: int) -> list[int]:
 
 
 @pytest.mark.parametrize("backing", ["stream", "dgram"])
-def test_in_out_all_four_combinations_and_every_transition(backing: str) -> None:
+def test_in_out_all_four_combinations_and_every_transition(backing: Backing) -> None:
     """The heart of the feature, reversibly, in every order."""
     with MaskFD(backing=backing) as m:
         for first, second in itertools.product(combos(IN | OUT), repeat=2):
@@ -65,7 +67,7 @@ def test_in_out_all_four_combinations_and_every_transition(backing: str) -> None
 
 
 @pytest.mark.parametrize("backing", ["stream", "dgram", "pipe"])
-def test_every_transition_between_reversible_masks(backing: str) -> None:
+def test_every_transition_between_reversible_masks(backing: Backing) -> None:
     masks = combos(REVERSIBLE[backing])
     with MaskFD(backing=backing) as m:
         for first, second in itertools.product(masks, repeat=2):
@@ -77,7 +79,7 @@ def test_every_transition_between_reversible_masks(backing: str) -> None:
 
 
 @pytest.mark.parametrize("backing", ["stream", "dgram", "pipe"])
-def test_every_mask_from_fresh_is_shown_or_refused_cleanly(backing: str) -> None:
+def test_every_mask_from_fresh_is_shown_or_refused_cleanly(backing: Backing) -> None:
     """All 32 masks, and from each accepted one all 32 writes: shown when
     accepted, refused with OSError and no change otherwise."""
     for first in range(ALL + 1):
@@ -128,11 +130,14 @@ def test_pri_refused_clearly_without_kernel_support() -> None:
 
 
 @pytest.mark.parametrize("backing", ["stream", "dgram"])
-def test_hup_is_refused_to_clear_on_sockets(backing: str) -> None:
+def test_hup_is_refused_to_clear_on_sockets(backing: Backing) -> None:
     with MaskFD(IN | OUT, 3, backing=backing) as m:
         m.set(HUP)
         assert_shows(m)
-        for call in (lambda: m.clear(HUP), lambda: m.write(IN | OUT), lambda: m.write(0)):
+        calls: list[Callable[[], None]] = [
+            lambda: m.clear(HUP), lambda: m.write(IN | OUT), lambda: m.write(0)
+        ]
+        for call in calls:
             with pytest.raises(OSError, match="POLLHUP") as info:
                 call()
             assert info.value.errno == errno.ENOTRECOVERABLE
@@ -193,7 +198,7 @@ def edges(ep: select.epoll) -> int:
 
 
 @pytest.mark.parametrize("backing", ["stream", "dgram"])
-def test_edge_triggered_epoll_edges(backing: str) -> None:
+def test_edge_triggered_epoll_edges(backing: Backing) -> None:
     """An edge is a bit going from clear to set; clearing, and writes that
     change no bit, make none (the patch woke waiters on every write)."""
     with MaskFD(backing=backing) as m, select.epoll() as ep:
@@ -254,10 +259,10 @@ FIDELITY = {
 
 
 @pytest.mark.parametrize(("backing", "event"), sorted(FIDELITY))
-def test_fidelity_row(backing: str, event: int) -> None:
+def test_fidelity_row(backing: Backing, event: int) -> None:
     if (backing, event) == ("stream", PRI) and not HAS_OOB:
         pytest.skip("AF_UNIX MSG_OOB needs Linux >= 5.15 with CONFIG_AF_UNIX_OOB")
-    row: Row = measure(backing, event)  # type: ignore[arg-type]
+    row: Row = measure(backing, event)
     shown, extra, reversible, set_cost, clear_cost, repeatable = FIDELITY[backing, event]
     assert (row.shown, row.extra, row.reversible) == (shown, extra, reversible), row
     assert (row.set_syscalls, row.clear_syscalls) == (set_cost, clear_cost), row
@@ -267,7 +272,7 @@ def test_fidelity_row(backing: str, event: int) -> None:
 @pytest.mark.parametrize(("backing", "exact", "at_least"), [
     ("stream", 12, 32), ("dgram", 9, 16), ("pipe", 4, 4),
 ])
-def test_fidelity_combinations(backing: str, exact: int, at_least: int) -> None:
+def test_fidelity_combinations(backing: Backing, exact: int, at_least: int) -> None:
     if backing == "stream" and not HAS_OOB:
         pytest.skip("the stream counts include PRI (AF_UNIX MSG_OOB)")
-    assert measure_combinations(backing) == (exact, at_least)  # type: ignore[arg-type]
+    assert measure_combinations(backing) == (exact, at_least)
