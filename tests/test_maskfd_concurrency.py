@@ -163,8 +163,8 @@ def test_close_racing_with_writers_is_safe() -> None:
 # -- processes ----------------------------------------------------------------
 
 
-def run_child(body: Callable[[], int]) -> int:
-    """Fork, run *body* in the child, return its exit status (bounded)."""
+def fork_child(body: Callable[[], int]) -> int:
+    """Fork and run *body* in the child; returns the child's pid."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
@@ -172,6 +172,11 @@ def run_child(body: Callable[[], int]) -> int:
             code = body()
         finally:
             os._exit(code)
+    return pid
+
+
+def reap(pid: int) -> int:
+    """The child's exit status; kills it and fails if it hangs."""
     deadline = time.monotonic() + WAIT_MS / 1000
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -181,6 +186,11 @@ def run_child(body: Callable[[], int]) -> int:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     raise AssertionError("forked child hung")
+
+
+def run_child(body: Callable[[], int]) -> int:
+    """Fork, run *body* in the child, return its exit status (bounded)."""
+    return reap(fork_child(body))
 
 
 @pytest.mark.parametrize("backing", ["stream", "dgram", "pipe"])
@@ -214,14 +224,14 @@ def test_fork_handshakes_between_processes() -> None:
                 m.update(set=OUT, clear=IN)
             return 0
 
-        pid_status: list[int] = []
-        thread = threading.Thread(target=lambda: pid_status.append(run_child(child)))
-        thread.start()
-        for i in range(rounds):
-            m.update(set=IN, clear=OUT)
-            assert wait_for(m.fileno(), OUT) & OUT, f"missed OUT in round {i}"
-        thread.join(WAIT_MS / 1000)
-        assert pid_status == [0]
+        pid = fork_child(child)
+        try:
+            for i in range(rounds):
+                m.update(set=IN, clear=OUT)
+                assert wait_for(m.fileno(), OUT) & OUT, f"missed OUT in round {i}"
+        finally:
+            status = reap(pid)
+        assert status == 0
 
 
 def test_pipe_backing_across_fork() -> None:
