@@ -15,6 +15,7 @@ Ratios are of medians over --repeats runs of --cycles cycles each.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import select
 import socket
@@ -28,6 +29,10 @@ from eventfd_ext._maskfd import Backing
 IN, OUT = select.POLLIN, select.POLLOUT
 
 
+# Everything the cycles use, closed at the end.
+_opened: list[Callable[[], None]] = []
+
+
 def per_cycle(body: Callable[[int], None], cycles: int, repeats: int) -> float:
     """Median seconds per cycle of body(cycles) over *repeats* runs."""
     runs = []
@@ -39,7 +44,8 @@ def per_cycle(body: Callable[[int], None], cycles: int, repeats: int) -> float:
 
 
 def mask_in(backing: Backing) -> Callable[[int], None]:
-    mask = MaskFD(backing=backing)  # closed at exit: the benchmark owns it
+    mask = MaskFD(backing=backing)
+    _opened.append(mask.close)
     set_, clear = mask.set, mask.clear
 
     def body(n: int) -> None:
@@ -47,12 +53,12 @@ def mask_in(backing: Backing) -> Callable[[int], None]:
             set_(IN)
             clear(IN)
 
-    body.mask = mask  # type: ignore[attr-defined]
     return body
 
 
 def raw_socketpair() -> Callable[[int], None]:
     a, b = socket.socketpair()
+    _opened.extend((a.close, b.close))
     a.setblocking(False)
     b.setblocking(False)
     send, recv = b.send, a.recv
@@ -62,12 +68,12 @@ def raw_socketpair() -> Callable[[int], None]:
             send(b"i")
             recv(64)
 
-    body.socks = (a, b)  # type: ignore[attr-defined]
     return body
 
 
 def raw_pipe() -> Callable[[int], None]:
     r, w = os.pipe()
+    _opened.extend(functools.partial(os.close, fd) for fd in (r, w))
     write, read = os.write, os.read
 
     def body(n: int) -> None:
@@ -75,12 +81,12 @@ def raw_pipe() -> Callable[[int], None]:
             write(w, b"i")
             read(r, 64)
 
-    body.fds = (r, w)  # type: ignore[attr-defined]
     return body
 
 
 def mask_out() -> Callable[[int], None]:
     mask = MaskFD(OUT)
+    _opened.append(mask.close)
     set_, clear = mask.set, mask.clear
 
     def body(n: int) -> None:
@@ -88,12 +94,12 @@ def mask_out() -> Callable[[int], None]:
             clear(OUT)
             set_(OUT)
 
-    body.mask = mask  # type: ignore[attr-defined]
     return body
 
 
 def raw_out() -> Callable[[int], None]:
     a, b = socket.socketpair()
+    _opened.extend((a.close, b.close))
     a.setblocking(False)
     b.setblocking(False)
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
@@ -105,7 +111,6 @@ def raw_out() -> Callable[[int], None]:
             send(chunk)
             recv(65536)
 
-    body.socks = (a, b)  # type: ignore[attr-defined]
     return body
 
 
@@ -140,7 +145,9 @@ def main() -> None:
             mask.write(IN | OUT, 7)
         t = (time.perf_counter() - start) / c
         made = mask.syscalls - before
-    print(f"| no-change write (IN|OUT again) | {t * 1e6:.2f} us | - | syscalls made: {made} |")
+    print(f"| no-change write (IN, OUT again) | {t * 1e6:.2f} us | - | syscalls made: {made} |")
+    for close in _opened:
+        close()
 
 
 if __name__ == "__main__":

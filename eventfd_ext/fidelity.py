@@ -101,10 +101,15 @@ def measure_combinations(backing: Backing) -> tuple[int, int]:
     return exact, at_least
 
 
+def _short(events: int) -> str:
+    """``"IN, OUT"``: no ``|``, which would split a markdown table cell."""
+    return ", ".join(name[4:] for name in event_names(events).split("|"))
+
+
 def _cell(row: Row) -> str:
     if not row.shown:
         return "no"
-    extra = f" + {event_names(row.extra)}" if row.extra else ""
+    extra = f" + {_short(row.extra)}" if row.extra else ""
     if row.reversible:
         costs = f"{row.set_syscalls}/{row.clear_syscalls}"
         once = " once" if row.note else ""
@@ -119,8 +124,7 @@ def markdown() -> str:
         "|---|" + "---|" * len(BACKINGS),
     ]
     for event in EVENTS:
-        name = event_names(event)
-        label = "OUT (set after a clear)" if event == select.POLLOUT else name
+        label = _short(event)
         cells = [_cell(measure(b, event)) for b in BACKINGS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -138,8 +142,10 @@ def main() -> int:
 
     print(f"Measured on Linux {platform.release()} ({platform.machine()}), "
           f"Python {platform.python_version()}.")
-    print("Cells: shown when written alone, + extra bits shown beside it, and "
-          "whether writing 0 takes it away (syscalls per set/clear).\n")
+    print("Cells: is the bit shown when written alone (for OUT: shown again "
+          "after a write that cleared it); + the extra bits shown beside it; "
+          "does writing 0 take it away again (reversible), with the syscalls "
+          "a set / a clear costs, counted by the shim.\n")
     print(markdown())
     return 0
 
