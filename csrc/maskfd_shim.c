@@ -330,6 +330,9 @@ static int stream_out(struct mfx_handle *h, uint32_t want)
     int fill = !(want & POLLOUT);
     if (fill == (int)sh->k_fill || (fill && sh->k_hup))
         return 0; /* after HUP A cannot send: OUT stays (an extra bit) */
+    if (!fill && (want & POLLERR) && !sh->k_err)
+        return 0; /* raising ERR below needs the unread fill at the peer,
+                     and frees it: OUT shows then */
     if (fill) {
         /* One send larger than the buffer takes what fits and leaves A
          * unwritable; loop only if a reader freed room meanwhile. */
