@@ -307,6 +307,9 @@ class MaskFD:
         syscall, so a write that changes no bit makes none.  Invalid input
         raises TypeError/ValueError/OverflowError and changes nothing.
         """
+        if type(events) is not int or type(data) is not int:
+            # cffi would take any __int__ (Decimal('1.5') as 1).
+            events, data = _check_events(events), _check_data(data)
         try:
             result = _change(self._h, EFD_MASK_EVENTS, events, 1, data)
         except (TypeError, OverflowError):
@@ -316,6 +319,8 @@ class MaskFD:
 
     def set(self, events: int) -> None:
         """Add the bits in *events* to the stored mask; the data stays."""
+        if type(events) is not int:  # cffi would take Decimal('1.5') as 1
+            events = _check_events(events)
         try:
             result = _set(self._h, events)
         except (TypeError, OverflowError):
@@ -325,6 +330,8 @@ class MaskFD:
 
     def clear(self, events: int) -> None:
         """Remove the bits in *events* from the stored mask; the data stays."""
+        if type(events) is not int:  # cffi would take Decimal('1.5') as 1
+            events = _check_events(events)
         try:
             result = _clear(self._h, events)
         except (TypeError, OverflowError):
@@ -338,6 +345,9 @@ class MaskFD:
         """Set and clear bits (set wins) and optionally replace the data, at once."""
         set_data = data is not None
         value = 0 if data is None else data
+        if type(set) is not int or type(clear) is not int or type(value) is not int:
+            # cffi would take any __int__ (Decimal('1.5') as 1).
+            set, clear, value = _check_events(set), _check_events(clear), _check_data(value)
         try:
             result = _change(self._h, clear, set, set_data, value)
         except (TypeError, OverflowError):
