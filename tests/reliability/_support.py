@@ -10,9 +10,11 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import platform
+import resource
 import signal
 import threading
 import time
@@ -71,8 +73,22 @@ def blocked_in(
 
 
 def open_fds() -> set[int]:
-    """The fd numbers open in this process."""
-    return {int(n) for n in os.listdir("/proc/self/fd")}
+    """The fd numbers open in this process (also when none is free)."""
+    try:
+        return {int(n) for n in os.listdir("/proc/self/fd")}
+    except OSError as exc:
+        if exc.errno != errno.EMFILE:
+            raise
+    # Listing needs an fd; fstat needs none.
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    found = set()
+    for fd in range(limit):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        found.add(fd)
+    return found
 
 
 class _Mallinfo2(ctypes.Structure):
