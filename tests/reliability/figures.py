@@ -98,14 +98,30 @@ def render(fig: dict[str, Any], summary: str, seconds: float, full: bool,
             "each side blocked in the call named; a wait past 30 s fails with its round.", "",
             _table(["peer", "blocked in", "rounds", "completed", "p50 us", "p99 us", "max us"], rows), ""]
 
-    examples = {k.rsplit(".", 1)[1]: v for k, v in by("model.eventfd.")}
-    out += ["**Model-based** (`tests/reliability/test_model.py`, hypothesis stateful): "
-            + ", ".join(f"{_n(v)} {k.replace('_', ' ')}" for k, v in examples.items())
-            + " of EventFD against the counter model, 0 disagreements.", ""]
+    rows = [[k.split(".")[1], k.split(".")[2], k.split(".")[3], _n(v["rounds"]),
+             _n(v["completed"]), v["p50_us"], v["p99_us"], v["max_us"]]
+            for k, v in by("maskfd_wakeups.")]
+    if rows:
+        out += ["**No lost wakeups through MaskFD** (`tests/reliability/test_maskfd_wakeups.py`): "
+                "set/clear handshakes carrying the round in the data word.", "",
+                _table(["peer", "backing", "blocked in", "rounds", "completed", "p50 us",
+                        "p99 us", "max us"], rows), ""]
 
-    out += [f"**Bad input** (`tests/reliability/test_bad_input.py`): "
-            f"{fig.get('bad_input.cases', '?')} distinct cases, each raising the expected "
-            "type with counters, modes, open fds and foreign fds unchanged.", ""]
+    def examples(what: str) -> str:
+        found = {k.rsplit(".", 1)[1]: v for k, v in by(f"model.{what}.")}
+        return " and ".join(f"{_n(v)} examples ({k.split('_')[0].upper()} size)"
+                            for k, v in sorted(found.items()))
+
+    out += ["**Model-based** (hypothesis stateful, 0 disagreements): EventFD against the "
+            f"counter model (`tests/reliability/test_model.py`): {examples('eventfd')}; "
+            "MaskFD against the patch semantics, never-miss readiness and the 12-byte ABI "
+            f"(`tests/reliability/test_maskfd_model.py`): {examples('maskfd') or 'not run'}.", ""]
+
+    out += [f"**Bad input** (`tests/reliability/test_bad_input.py`, "
+            f"`tests/reliability/test_maskfd_faults.py`): {fig.get('bad_input.cases', '?')} "
+            f"distinct EventFD/drop-in cases and {fig.get('bad_input.maskfd_cases', '?')} MaskFD "
+            "cases, each raising the expected type with state, open fds and foreign fds "
+            "unchanged.", ""]
 
     exh = fig.get("faults.fd_exhaustion", {})
     killed = [v for k, v in by("faults.killed_writer.")]
@@ -113,6 +129,10 @@ def render(fig: dict[str, Any], summary: str, seconds: float, full: bool,
     if exh:
         out.append(f"- RLIMIT_NOFILE exhaustion: EMFILE after {exh['eventfds_before_EMFILE']} "
                    f"EventFDs; open fds {exh['fds_before']} before, {exh['fds_after']} after.")
+    for k, v in by("faults.maskfd_exhaustion."):
+        out.append(f"- MaskFD({k.rsplit('.', 1)[1]!r}) under exhaustion: EMFILE and "
+                   f"{v['leaked']} fds left open with fewer than {v['fds_needed']} free; "
+                   f"works with {v['fds_needed']}.")
     for v in killed:
         out.append(f"- writer SIGKILLed mid-write: {v['kills']} kills (up to "
                    f"{_n(v['max_writes_before_kill'])} writes in), {v['counts_lost']} counts lost.")
