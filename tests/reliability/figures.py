@@ -109,7 +109,8 @@ def render(fig: dict[str, Any], summary: str, seconds: float, full: bool,
 
     def examples(what: str) -> str:
         found = {k.rsplit(".", 1)[1]: v for k, v in by(f"model.{what}.")}
-        return " and ".join(f"{_n(v)} examples ({k.split('_')[0].upper()} size)"
+        size = {"ci": "CI size", "full": "full size"}
+        return " and ".join(f"{_n(v)} examples ({size[k.split('_')[0]]})"
                             for k, v in sorted(found.items()))
 
     out += ["**Model-based** (hypothesis stateful, 0 disagreements): EventFD against the "
