@@ -129,8 +129,8 @@ def test_fds_and_rss_flat(kind: str, cycles: int) -> None:
         fds_after, rss_after = open_fds(), rss_bytes()
         blocks_after, heap_after = sys.getallocatedblocks(), c_heap_in_use()
     assert fds_after == fds_before
-    # Fewer than one Python object left behind per 100 cycles.
-    assert blocks_after - blocks_before < max(cycles // 100, 50), (blocks_before, blocks_after)
+    # A leak of one object a cycle shows; interpreter caches stay below.
+    assert blocks_after - blocks_before < max(cycles // 20, 200), (blocks_before, blocks_after)
     if not os.environ.get("EFX_SANITIZER"):  # ASan's quarantine holds freed memory
         assert rss_after - rss_before < RSS_SLACK, (rss_before, rss_after)
         if heap_before is not None and heap_after is not None:
