@@ -74,6 +74,31 @@ def test_no_lost_wakeup_between_threads(backing: Backing, wait: Callable[[int, i
         handshakes(m, 2000, wait)
 
 
+class EdgeWaiter:
+    """One persistent edge-triggered epoll registration: each wait returns
+    only for a new edge (a clear-to-set transition of the bit)."""
+
+    def __init__(self, fd: int, bit: int) -> None:
+        self.ep = select.epoll()
+        self.ep.register(fd, bit | select.EPOLLET)
+
+    def __call__(self, fd: int, bit: int) -> int:
+        ready = self.ep.poll(WAIT_MS / 1000)
+        return ready[0][1] if ready else 0
+
+
+@pytest.mark.parametrize("backing", ["stream", "dgram"])
+def test_no_lost_wakeup_edge_triggered(backing: Backing) -> None:
+    """Every set is an edge: a waiter that only ever sees edges never hangs."""
+    with MaskFD(backing=backing) as m:
+        waiters = {IN: EdgeWaiter(m.fileno(), IN), OUT: EdgeWaiter(m.fileno(), OUT)}
+        try:
+            handshakes(m, 2000, lambda fd, bit: waiters[bit](fd, bit))
+        finally:
+            for waiter in waiters.values():
+                waiter.ep.close()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backing", ["stream", "dgram"])
 def test_no_lost_wakeup_between_threads_large(backing: Backing) -> None:
