@@ -63,13 +63,17 @@ struct mfx_handle {
 #define FILL_LEN 65536
 #define STATE_SIZE 4096
 
+_Static_assert(sizeof(struct mfx_shared) <= STATE_SIZE, "the state must fit its page");
+
+/* Source of the fill bytes and sink of the drains, for every MaskFD: what
+ * it holds is never looked at, so concurrent drains may share it. */
 static char mfx_fill[FILL_LEN];
 
 static int mfx_lock(struct mfx_shared *sh)
 {
     int r = pthread_mutex_lock(&sh->lock);
-    if (r == EOWNERDEAD) /* a holder died inside a change: the k_* fields
-                            still describe every syscall it completed */
+    if (r == EOWNERDEAD) /* a holder died inside a change: carry on; the
+                            k_* fields lag by at most the syscall it died in */
         r = pthread_mutex_consistent(&sh->lock);
     return r;
 }
@@ -190,7 +194,8 @@ static struct mfx_handle *mfx_attach(int memfd, int a, int b)
     if (!h)
         return NULL;
     h->sh = mfx_map(memfd);
-    if (!h->sh || h->sh->magic != MFX_MAGIC) {
+    if (!h->sh || h->sh->magic != MFX_MAGIC || h->sh->kind < MFX_STREAM ||
+        h->sh->kind > MFX_PIPE) {
         int err = h->sh ? EINVAL : errno;
         if (h->sh)
             munmap(h->sh, STATE_SIZE);
