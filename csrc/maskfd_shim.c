@@ -48,6 +48,7 @@ struct mfx_shared {
     uint32_t no_oob;    /* stream: the kernel refused MSG_OOB */
     uint32_t shared;    /* held by more than one process */
     int32_t owner;      /* pid of the creator (pipe: holds the writer) */
+    uint32_t recoveries; /* times a holder died inside a change */
     socklen_t a_len;    /* dgram: A's autobound address, to reconnect to */
     struct sockaddr_un a_addr;
 };
@@ -63,18 +64,31 @@ struct mfx_handle {
 #define FILL_LEN 65536
 #define STATE_SIZE 4096
 
+_Static_assert(sizeof(struct mfx_shared) <= STATE_SIZE, "the state must fit its page");
+
+/* Source of the fill bytes and sink of the drains, for every MaskFD: what
+ * it holds is never looked at, so concurrent drains may share it. */
 static char mfx_fill[FILL_LEN];
 
-static int mfx_lock(struct mfx_shared *sh)
+#define SYS(sh, call) ((sh)->syscalls++, (call))
+
+static void mfx_resync(struct mfx_handle *h);
+
+/* Take the state's lock.  A holder that died inside a change (the robust
+ * mutex reports EOWNERDEAD) may have left the k_* fields a syscall behind
+ * the kernel objects: read them back from the kernel and make it show the
+ * stored events again before going on. */
+static int mfx_lock(struct mfx_handle *h)
 {
-    int r = pthread_mutex_lock(&sh->lock);
-    if (r == EOWNERDEAD) /* a holder died inside a change: the k_* fields
-                            still describe every syscall it completed */
-        r = pthread_mutex_consistent(&sh->lock);
+    int r = pthread_mutex_lock(&h->sh->lock);
+    if (r == EOWNERDEAD) {
+        r = pthread_mutex_consistent(&h->sh->lock);
+        h->sh->recoveries++;
+        if (!r && !h->closed)
+            mfx_resync(h);
+    }
     return r;
 }
-
-#define SYS(sh, call) ((sh)->syscalls++, (call))
 
 /* --- creation ---------------------------------------------------------- */
 
@@ -190,7 +204,8 @@ static struct mfx_handle *mfx_attach(int memfd, int a, int b)
     if (!h)
         return NULL;
     h->sh = mfx_map(memfd);
-    if (!h->sh || h->sh->magic != MFX_MAGIC) {
+    if (!h->sh || h->sh->magic != MFX_MAGIC || h->sh->kind < MFX_STREAM ||
+        h->sh->kind > MFX_PIPE) {
         int err = h->sh ? EINVAL : errno;
         if (h->sh)
             munmap(h->sh, STATE_SIZE);
@@ -247,7 +262,7 @@ static void mfx_limits_of(struct mfx_handle *h, uint32_t *cant_set, uint32_t *ca
 static int mfx_limits(struct mfx_handle *h)
 {
     uint32_t s, c;
-    if (mfx_lock(h->sh))
+    if (mfx_lock(h))
         return 0;
     mfx_limits_of(h, &s, &c);
     pthread_mutex_unlock(&h->sh->lock);
@@ -533,13 +548,44 @@ static int mfx_apply(struct mfx_handle *h, uint32_t want)
     }
 }
 
+static void mfx_resync(struct mfx_handle *h)
+{
+    struct mfx_shared *sh = h->sh;
+    struct pollfd pfd = {h->a, POLLIN | POLLPRI | POLLOUT, 0};
+    if (SYS(sh, poll(&pfd, 1, 0)) < 0)
+        return;
+    int shown = pfd.revents;
+    sh->k_hup = !!(shown & POLLHUP);
+    sh->k_err = !!(shown & POLLERR);
+    switch (h->kind) {
+    case MFX_STREAM:
+        sh->k_fill = !(shown & POLLOUT);
+        sh->k_rx = shown & POLLPRI ? RX_OOB : (shown & POLLIN) && !sh->k_hup ? RX_BYTE : 0;
+        break;
+    case MFX_DGRAM: {
+        /* How many fill datagrams the peer holds cannot be read back:
+         * drain them, and let mfx_apply fill again if OUT is to be clear. */
+        char buf[64];
+        while (h->b >= 0 && SYS(sh, recv(h->b, buf, sizeof buf, MSG_DONTWAIT)) >= 0)
+            ;
+        sh->k_fill = 0;
+        sh->k_rx = (shown & POLLIN) && !sh->k_hup;
+        break;
+    }
+    default:
+        sh->k_rx = !!(shown & POLLIN);
+        break;
+    }
+    mfx_apply(h, sh->events); /* best effort: a failure leaves extra bits */
+}
+
 static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bits,
                       int set_data, uint64_t data)
 {
     if ((clear_bits | set_bits) & ~(uint32_t)MFX_VALID)
         return -EINVAL;
     struct mfx_shared *sh = h->sh;
-    int r = mfx_lock(sh);
+    int r = mfx_lock(h);
     if (r)
         return -r;
     if (h->closed) {
@@ -597,7 +643,7 @@ static int mfx_clear(struct mfx_handle *h, uint32_t bits)
 static struct mfx_pair mfx_get(struct mfx_handle *h)
 {
     struct mfx_pair p = {0, 0};
-    if (mfx_lock(h->sh))
+    if (mfx_lock(h))
         return p;
     p.events = h->sh->events;
     p.data = h->sh->data;
@@ -612,10 +658,11 @@ static int mfx_fd(struct mfx_handle *h) { return h->closed ? -1 : h->a; }
 static int mfx_peer_fd(struct mfx_handle *h) { return h->closed ? -1 : h->b; }
 static int mfx_memfd(struct mfx_handle *h) { return h->closed ? -1 : h->memfd; }
 static uint64_t mfx_syscalls(struct mfx_handle *h) { return h->sh->syscalls; }
+static unsigned int mfx_recoveries(struct mfx_handle *h) { return h->sh->recoveries; }
 
 static void mfx_mark_shared(struct mfx_handle *h, int in_child)
 {
-    if (mfx_lock(h->sh))
+    if (mfx_lock(h))
         return;
     h->sh->shared = 1;
     if (in_child && h->kind == MFX_PIPE && h->b >= 0) {
@@ -627,7 +674,7 @@ static void mfx_mark_shared(struct mfx_handle *h, int in_child)
 
 static int mfx_close(struct mfx_handle *h)
 {
-    int r = mfx_lock(h->sh);
+    int r = mfx_lock(h);
     if (r)
         return -r;
     if (!h->closed) {

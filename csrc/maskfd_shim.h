@@ -59,6 +59,9 @@ int mfx_peer_fd(struct mfx_handle *h);     /* peer socket / pipe writer, or -1 *
 int mfx_memfd(struct mfx_handle *h);
 /* Syscalls made by mfx_change on this state, in every process. */
 uint64_t mfx_syscalls(struct mfx_handle *h);
+/* Times a holder died inside a change and the next caller recovered the
+ * state (read back from the kernel, stored events shown again). */
+unsigned int mfx_recoveries(struct mfx_handle *h);
 
 /* Record that the state is now held by more than one process.  In a forked
  * child (in_child), the pipe backing also closes its copy of the writer, so

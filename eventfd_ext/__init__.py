@@ -17,6 +17,7 @@ from ._maskfd import (
     EFD_MASK_SIZE,
     MaskFD,
     MaskState,
+    choose_backing,
     pack_mask,
     unpack_mask,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "EFD_MASK_SIZE",
     "MaskFD",
     "MaskState",
+    "choose_backing",
     "pack_mask",
     "unpack_mask",
     "eventfd",

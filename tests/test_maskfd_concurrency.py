@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import multiprocessing
+from multiprocessing import resource_sharer
 import os
 import random
+import signal
 import select
 import threading
 import time
@@ -72,6 +74,31 @@ def epoll_wait(fd: int, bit: int) -> int:
 def test_no_lost_wakeup_between_threads(backing: Backing, wait: Callable[[int, int], int]) -> None:
     with MaskFD(backing=backing) as m:
         handshakes(m, 2000, wait)
+
+
+class EdgeWaiter:
+    """One persistent edge-triggered epoll registration: each wait returns
+    only for a new edge (a clear-to-set transition of the bit)."""
+
+    def __init__(self, fd: int, bit: int) -> None:
+        self.ep = select.epoll()
+        self.ep.register(fd, bit | select.EPOLLET)
+
+    def __call__(self, fd: int, bit: int) -> int:
+        ready = self.ep.poll(WAIT_MS / 1000)
+        return ready[0][1] if ready else 0
+
+
+@pytest.mark.parametrize("backing", ["stream", "dgram"])
+def test_no_lost_wakeup_edge_triggered(backing: Backing) -> None:
+    """Every set is an edge: a waiter that only ever sees edges never hangs."""
+    with MaskFD(backing=backing) as m:
+        waiters = {IN: EdgeWaiter(m.fileno(), IN), OUT: EdgeWaiter(m.fileno(), OUT)}
+        try:
+            handshakes(m, 2000, lambda fd, bit: waiters[bit](fd, bit))
+        finally:
+            for waiter in waiters.values():
+                waiter.ep.close()
 
 
 @pytest.mark.slow
@@ -310,4 +337,46 @@ def test_multiprocessing_child_gets_the_same_object(method: str) -> None:
             proc.join(30)
             if proc.is_alive():
                 proc.kill()
+            # the connection used the resource sharer's thread: stop it, so
+            # that later tests fork a single-threaded process
+            resource_sharer.stop(timeout=10)
         assert proc.exitcode == 0
+
+
+@pytest.mark.parametrize("backing", ["stream", "dgram", "pipe"])
+def test_holder_killed_inside_a_change_wedges_no_one(backing: Backing) -> None:
+    """SIGKILL a forked writer while it hammers the state: the robust lock
+    lets the next caller in, which reads back what the kernel shows and
+    makes it show the stored events again."""
+    from eventfd_ext._shim import lib
+
+    masks = [IN, 0] if backing == "pipe" else [IN, OUT, IN | OUT, 0]
+    with MaskFD(backing=backing) as m:
+        for attempt in range(30):
+            def child() -> int:
+                while True:
+                    for events in masks:
+                        m.write(events)
+
+            start = m.syscalls
+            pid = fork_child(child)
+            deadline = time.monotonic() + WAIT_MS / 1000
+            while m.syscalls - start < 200 and time.monotonic() < deadline:
+                time.sleep(0.001)  # let the child get going; no signal to wait on
+            os.kill(pid, signal.SIGKILL)
+            assert reap(pid) == -signal.SIGKILL
+
+            def check() -> int:  # in a child too: a wedged lock is a hang
+                for events in masks:
+                    m.write(events, attempt)
+                    assert_shows(m)
+                return 0
+
+            assert run_child(check) == 0, "the next writer failed after the kill"
+            if lib.mfx_recoveries(m._h) >= 3:
+                break
+        # the kill landed inside a change at least once, and was recovered
+        assert lib.mfx_recoveries(m._h) >= 1
+        for events in masks:
+            m.write(events)
+            assert_shows(m)

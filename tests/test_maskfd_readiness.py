@@ -276,3 +276,15 @@ def test_fidelity_combinations(backing: Backing, exact: int, at_least: int) -> N
     if backing == "stream" and not HAS_OOB:
         pytest.skip("the stream counts include PRI (AF_UNIX MSG_OOB)")
     assert measure_combinations(backing) == (exact, at_least)
+
+
+def test_fidelity_script_prints_the_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    from eventfd_ext.fidelity import main
+
+    assert main() == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| event | `stream` | `dgram` | `pipe` |"
+    assert [row.split(" | ")[0] for row in rows[1:6]] == ["| IN", "| PRI", "| OUT", "| ERR", "| HUP"]
+    assert all(row.count("|") == 5 for row in rows[:6])  # no stray | in a cell
+    assert len(rows) == 10  # 1 + 5 event rows, 1 + 3 backing rows
