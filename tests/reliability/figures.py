@@ -137,6 +137,10 @@ def render(fig: dict[str, Any], summary: str, seconds: float, full: bool,
     for v in killed:
         out.append(f"- writer SIGKILLed mid-write: {v['kills']} kills (up to "
                    f"{_n(v['max_writes_before_kill'])} writes in), {v['counts_lost']} counts lost.")
+    for k, v in by("faults.maskfd_killed_writer."):
+        out.append(f"- MaskFD({k.split('.')[2]!r}) writer SIGKILLed mid-change: {v['kills']} kills "
+                   f"(up to {_n(v['max_writes_before_kill'])} writes in); each time the survivor "
+                   "read the last finished or the in-flight pair, poll showed it, writes went on.")
     lat = by("signals.")
     if lat:
         worst = max(v for _, v in lat)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import copy
 import errno
 import gc
+import mmap
 import os
 import pickle
 import resource
 import select
+import struct
 import sys
 import warnings
 from decimal import Decimal
@@ -263,3 +265,52 @@ def test_maskfd_fds_and_memory_flat(backing: str, cycles: int) -> None:
         "blocks_before": blocks0, "blocks_after": blocks1,
         "heap_before": heap0, "heap_after": heap1,
     })
+
+
+# -- a process killed in the middle of changing a shared MaskFD -----------------
+
+KILLS = [pytest.param(5, id="ci"), pytest.param(200, id="full", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("kills", KILLS)
+@pytest.mark.parametrize("backing", ["stream", "dgram", "pipe"])
+def test_maskfd_writer_killed_mid_change(backing: str, kills: int) -> None:
+    """A forked writer flips the bits as fast as it can and is SIGKILLed at
+    an arbitrary point, often inside a change.  The survivor reads the last
+    finished write or the one in flight, never a mix; poll shows every bit of
+    what it reads; and the MaskFD still takes writes."""
+    from ._support import TIMEOUT, Child
+
+    other = OUT if backing != "pipe" else 0
+    shared = mmap.mmap(-1, 8)  # writes finished by the child
+    worst = 0
+    try:
+        for k in range(kills):
+            with MaskFD(backing=backing) as m, MaskFD(backing="pipe") as started:  # type: ignore[arg-type]
+
+                def writer() -> None:
+                    done = 0
+                    while True:
+                        m.write(IN if done % 2 else other, done)
+                        done += 1
+                        shared[:8] = struct.pack("Q", done)
+                        if done == 50 + 13 * k:
+                            started.write(IN)
+
+                child = Child(writer)
+                try:
+                    ready = select.select([started], [], [], TIMEOUT)[0]
+                    assert ready, "the writer never got going"
+                finally:
+                    child.close()  # SIGKILL
+                (done,) = struct.unpack("Q", shared[:8])
+                events, data = m.read()
+                assert data in (done - 1, done), (k, done, data)  # last finished, or in flight
+                assert events == (IN if data % 2 else other), (k, events, data)
+                assert _shown(m) & events == events, (k, hex(events), hex(_shown(m)))
+                m.write(IN, 12345)
+                assert m.read() == (IN, 12345) and _shown(m) & IN
+                worst = max(worst, done)
+    finally:
+        shared.close()
+    record(f"faults.maskfd_killed_writer.{backing}.{kills}", {"kills": kills, "max_writes_before_kill": worst})
