@@ -179,16 +179,18 @@ def _install(signum: int, handler: object) -> Iterator[None]:
 def test_eintr_is_retried(name: str, main_thread_only: int) -> None:
     spec = CALLS[name]
     handled = threading.Event()
+    done = threading.Event()  # the call returned or raised: stop waiting on it
 
     def handler(signum: int, frame: object) -> None:
         handled.set()  # returns normally: PEP 475 says retry
 
     def signaller() -> None:
-        blocked_in(main_thread_only, spec.syscalls)
+        if not blocked_in(main_thread_only, spec.syscalls, stop=done):
+            return
         signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # type: ignore[arg-type]
         assert handled.wait(TIMEOUT), "signal handler never ran"
-        blocked_in(main_thread_only, spec.syscalls)  # the retried call
-        _release(ev, spec)
+        if blocked_in(main_thread_only, spec.syscalls, stop=done):  # the retried call
+            _release(ev, spec)
 
     gen = _install(signal.SIGUSR1, handler)
     next(gen)
@@ -198,6 +200,7 @@ def test_eintr_is_retried(name: str, main_thread_only: int) -> None:
             try:
                 result = spec.call(ev)
             finally:
+                done.set()
                 join_thread(t)
             assert not errors, errors
             assert handled.is_set()
@@ -220,7 +223,8 @@ def test_handler_exception_interrupts_promptly(
     sent: list[float] = []
 
     def signaller() -> None:
-        blocked_in(main_thread_only, spec.syscalls)
+        if not blocked_in(main_thread_only, spec.syscalls, stop=done):
+            return
         sent.append(time.perf_counter())
         signal.pthread_kill(threading.main_thread().ident, signum)  # type: ignore[arg-type]
         if not done.wait(TIMEOUT):

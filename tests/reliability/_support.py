@@ -59,17 +59,25 @@ def _current_syscall(tid: int, pid: int | str) -> int | None:
 
 
 def blocked_in(
-    tid: int, names: tuple[str, ...], timeout: float = TIMEOUT, pid: int | str = "self"
-) -> None:
-    """Return once thread *tid* (of process *pid*) sleeps in one of the
-    syscalls *names*.  Fails the test if it does not within *timeout* s.
+    tid: int,
+    names: tuple[str, ...],
+    timeout: float = TIMEOUT,
+    pid: int | str = "self",
+    stop: threading.Event | None = None,
+) -> bool:
+    """Return True once thread *tid* (of process *pid*) sleeps in one of the
+    syscalls *names*; False at once if *stop* gets set (the caller is done,
+    e.g. the call failed).  Fails the test if neither within *timeout* s.
     """
     wanted = syscall_numbers(*names)
     deadline = time.monotonic() + timeout
     while _current_syscall(tid, pid) not in wanted:
+        if stop is not None and stop.is_set():
+            return False
         if time.monotonic() > deadline:
             pytest.fail(f"thread {tid} not blocked in {names} after {timeout} s")
         time.sleep(0.0005)  # polling the kernel's state; there is no event for it
+    return True
 
 
 def open_fds() -> set[int]:
