@@ -44,8 +44,14 @@ def syscall_numbers(*names: str) -> set[int]:
     return {table[n] for n in names if n in table}
 
 
+_GONE = -1
+
+
 def _current_syscall(tid: int, pid: int | str) -> int | None:
-    """The syscall thread *tid* of process *pid* sleeps in, or None."""
+    """The syscall thread *tid* of process *pid* sleeps in, None if it is
+    not asleep in one, _GONE if it has exited."""
+    if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+        return _GONE
     try:
         with open(f"/proc/{pid}/task/{tid}/stat") as f:
             state = f.read().rpartition(")")[2].split()[0]
@@ -71,9 +77,11 @@ def blocked_in(
     """
     wanted = syscall_numbers(*names)
     deadline = time.monotonic() + timeout
-    while _current_syscall(tid, pid) not in wanted:
+    while (now := _current_syscall(tid, pid)) not in wanted:
         if stop is not None and stop.is_set():
             return False
+        if now == _GONE:
+            pytest.fail(f"thread {tid} exited before blocking in {names}")
         if time.monotonic() > deadline:
             pytest.fail(f"thread {tid} not blocked in {names} after {timeout} s")
         time.sleep(0.0005)  # polling the kernel's state; there is no event for it
