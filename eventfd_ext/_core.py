@@ -98,17 +98,23 @@ def check_value(value: object) -> int:
     return int(value)
 
 
-def retry_read(read: Callable[[int], int], fd: int) -> int:
+def retry_read(
+    read: Callable[[int], int], fd: int, check: Callable[[int], None] | None = None
+) -> int:
     """Finish a read whose first try returned FAILED.
 
     Retries EINTR after giving signal handlers their chance to run (the
     interpreter runs them at the loop's back edge, so an exception raised by
     one leaves from here), and returns a genuine 2**64 - 1 count (errno 0).
+    *check(fd)*, if given, runs before each retry or error and raises if the
+    fd's owner was closed meanwhile (its number may now be another file's).
     """
     while True:
         err = ffi.errno
         if err == 0:
             return FAILED
+        if check is not None:
+            check(fd)
         if err != errno.EINTR:
             raise_errno(err)
         value = read(fd)
@@ -116,9 +122,18 @@ def retry_read(read: Callable[[int], int], fd: int) -> int:
             return value
 
 
-def retry_write(fd: int, value: int, result: int) -> None:
-    """Finish a write whose first try returned -errno in *result*."""
-    while result == -errno.EINTR:
+def retry_write(
+    fd: int, value: int, result: int, check: Callable[[int], None] | None = None
+) -> None:
+    """Finish a write whose first try returned -errno in *result*.
+
+    *check* is as for retry_read.
+    """
+    while True:
+        if check is not None:
+            check(fd)
+        if result != -errno.EINTR:
+            break
         result = lib.efx_write(fd, value)
     if result:
         raise_errno(-result)
@@ -141,7 +156,10 @@ def timeout_ms(timeout: float | None) -> int:
 
 
 def wait_readable(
-    fd: int, timeout: float | None, attempt: Callable[[int, int], int]
+    fd: int,
+    timeout: float | None,
+    attempt: Callable[[int, int], int],
+    check: Callable[[int], None] | None = None,
 ) -> int:
     """Run *attempt(fd, ms)* until it succeeds or *timeout* expires.
 
@@ -149,7 +167,8 @@ def wait_readable(
     positive result, 0 on timeout, or a failure (negative errno or FAILED with
     errno set).  EINTR and timeouts longer than one poll(2) can express are
     retried with the time left, measured on the monotonic clock.  Returns the
-    positive result, or 0 once the timeout has expired.
+    positive result, or 0 once the timeout has expired.  *check* is as for
+    retry_read.
     """
     deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
     ms = timeout_ms(timeout)
@@ -162,6 +181,8 @@ def wait_readable(
             result = -err
         if result > 0:
             return result
+        if check is not None:
+            check(fd)
         if result < 0 and result != -errno.EINTR:
             raise_errno(-result)
         # Timeout or EINTR: signal handlers run at this back edge.

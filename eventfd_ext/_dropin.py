@@ -51,6 +51,8 @@ def eventfd(initval: int, flags: int = EFD_CLOEXEC) -> int:
 
 def eventfd_read(fd: FileDescriptorLike) -> int:
     """Read and return the counter of eventfd *fd* (an int or has fileno())."""
+    if type(fd) is not int:  # cffi would take any __int__ (Decimal) as an fd
+        fd = _core.as_fd(fd)
     try:
         value = _read(fd)
     except (TypeError, OverflowError):
@@ -64,6 +66,9 @@ def eventfd_read(fd: FileDescriptorLike) -> int:
 
 def eventfd_write(fd: FileDescriptorLike, value: int) -> None:
     """Add *value* to the counter of eventfd *fd* (an int or has fileno())."""
+    if type(fd) is not int or type(value) is not int:
+        # cffi would take any __int__ (Decimal('1.5') -> 1) as a number.
+        return eventfd_write(_core.as_fd(fd), _core.check_value(value))
     try:
         result = _write(fd, value)
     except (TypeError, OverflowError):

@@ -220,8 +220,10 @@ class EventFD:
                 return value
             if fd < 0:
                 self._raise_closed()
-            return _core.retry_read(_read, fd)
-        value = _core.wait_readable(self.fileno(), timeout, lib.efx_wait_read)
+            return _core.retry_read(_read, fd, self._check_open)
+        value = _core.wait_readable(
+            self.fileno(), timeout, lib.efx_wait_read, self._check_open
+        )
         if value == 0:
             raise TimeoutError(f"no count within {timeout} s")
         return value
@@ -233,6 +235,8 @@ class EventFD:
         2**64 - 2.  A refused value leaves the count as it was.
         """
         fd = self._fd
+        if type(value) is not int:  # cffi would take Decimal('1.5') as 1
+            value = _core.check_value(value)
         try:
             result = _write(fd, value)
         except (TypeError, OverflowError):
@@ -246,7 +250,7 @@ class EventFD:
                     "2**64 - 1 cannot be written to an eventfd (the kernel "
                     "reserves it to mark an overflow)"
                 )
-            _core.retry_write(fd, value, result)
+            _core.retry_write(fd, value, result, self._check_open)
 
     def peek(self) -> int:
         """The current count, without taking it (from /proc/self/fdinfo)."""
@@ -257,12 +261,20 @@ class EventFD:
 
         Returns True when readable, False if *timeout* seconds passed first.
         """
-        revents = _core.wait_readable(self.fileno(), timeout, _poll_in)
+        revents = _core.wait_readable(
+            self.fileno(), timeout, _poll_in, self._check_open
+        )
         if revents & lib.POLLNVAL:
             if self.closed:  # by another thread while we polled
                 self._raise_closed()
             _core.raise_errno(errno.EBADF)  # closed behind the object's back
         return revents != 0
+
+    def _check_open(self, fd: int) -> None:
+        # Before a retry or an error: if another thread closed this object
+        # while a call was blocked, the number may already be a new file's.
+        if self._fd != fd:
+            self._raise_closed()
 
     def _raise_closed(self) -> NoReturn:
         raise ValueError(f"I/O operation on closed {type(self).__name__}")

@@ -1,0 +1,197 @@
+"""Produce the RELIABILITY figures: run the reliability and concurrency tests
+(optionally at full size) and the sanitizer, collect what the tests recorded,
+and print them as markdown (optionally into docs/reliability.md).
+
+    python tests/reliability/figures.py            # CI sizes, about a minute
+    python tests/reliability/figures.py --full     # the issue's sizes (--runslow)
+    python tests/reliability/figures.py --full --write docs/reliability.md
+
+Run from the repository root with eventfd_ext importable (built in place, or
+installed).  Exits non-zero if any test or the sanitizer failed: a figure
+from a failing run is no figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BEGIN, END = "<!-- figures:begin -->", "<!-- figures:end -->"
+TESTS = ["tests/reliability", "tests/test_concurrency.py"]
+
+
+def run_tests(full: bool) -> tuple[dict[str, Any], str, float, int]:
+    """Run the tests; return (figures, pytest's summary line, seconds, status)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as sink:
+        env = dict(os.environ, EFX_FIGURES=sink.name)
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS]
+        if full:
+            cmd.append("--runslow")
+        started = time.monotonic()
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        elapsed = time.monotonic() - started
+        figures = {}
+        for line in sink:
+            item = json.loads(line)
+            figures[item["name"]] = item["value"]
+    lines = out.stdout.strip().splitlines()
+    summary = lines[-1].strip("= ") if lines else "(no output)"
+    if out.returncode:
+        sys.stderr.write(out.stdout[-5000:] + out.stderr[-2000:])
+    return figures, summary, elapsed, out.returncode
+
+
+def run_sanitizer() -> tuple[str, int]:
+    """Run .ci/sanitize; return its verdict line and status."""
+    out = subprocess.run(["bash", ".ci/sanitize"], cwd=ROOT, capture_output=True, text=True)
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    verdict = next((l for l in reversed(lines) if l.startswith("sanitize:")), "(no verdict)")
+    tests = next((l for l in reversed(lines) if re.search(r"\d+ passed", l)), "")
+    if out.returncode:
+        sys.stderr.write("\n".join(lines[-40:]) + "\n")
+    return f"{verdict} - {tests.strip('= ')}", out.returncode
+
+
+def _table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _n(x: object) -> str:
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def render(fig: dict[str, Any], summary: str, seconds: float, full: bool,
+           sanitizer: str | None) -> str:
+    cmd = "python tests/reliability/figures.py" + (" --full" if full else "")
+    out = [
+        f"Produced by `{cmd}` on {time.strftime('%Y-%m-%d')} "
+        f"(Linux {platform.release()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}): {summary}, {seconds:.0f} s.",
+        "",
+    ]
+
+    def by(prefix: str) -> list[tuple[str, Any]]:
+        return sorted((k, v) for k, v in fig.items() if k.startswith(prefix))
+
+    rows = [[k.split(".")[1], k.split(".")[2], f"{v['writers']} x {_n(v['writes'] // v['writers'])}",
+             _n(v["sum_written"]), _n(v["sum_read"]), _n(v["reads"]), v["seconds"]]
+            for k, v in by("lost_counts.")]
+    out += ["**No lost counts** (`tests/reliability/test_lost_counts.py`): writers into one "
+            "EventFD, one reader in the parent.", "",
+            _table(["writers", "mode", "writes", "sum written", "sum read", "reads", "s"], rows), ""]
+
+    rows = [[k.split(".")[1], k.split(".")[2], _n(v["rounds"]), _n(v["completed"]),
+             v["p50_us"], v["p99_us"], v["max_us"]] for k, v in by("wakeups.")]
+    out += ["**No lost wakeups** (`tests/reliability/test_wakeups.py`): set/clear handshakes, "
+            "each side blocked in the call named; a wait past 30 s fails with its round.", "",
+            _table(["peer", "blocked in", "rounds", "completed", "p50 us", "p99 us", "max us"], rows), ""]
+
+    rows = [[k.split(".")[1], k.split(".")[2], k.split(".")[3], _n(v["rounds"]),
+             _n(v["completed"]), v["p50_us"], v["p99_us"], v["max_us"]]
+            for k, v in by("maskfd_wakeups.")]
+    if rows:
+        out += ["**No lost wakeups through MaskFD** (`tests/reliability/test_maskfd_wakeups.py`): "
+                "set/clear handshakes carrying the round in the data word.", "",
+                _table(["peer", "backing", "blocked in", "rounds", "completed", "p50 us",
+                        "p99 us", "max us"], rows), ""]
+
+    def examples(what: str) -> str:
+        found = {k.rsplit(".", 1)[1]: v for k, v in by(f"model.{what}.")}
+        size = {"ci": "CI size", "full": "full size"}
+        return " and ".join(f"{_n(v)} examples ({size[k.split('_')[0]]})"
+                            for k, v in sorted(found.items()))
+
+    out += ["**Model-based** (hypothesis stateful, 0 disagreements): EventFD against the "
+            f"counter model (`tests/reliability/test_model.py`): {examples('eventfd')}; "
+            "MaskFD against the patch semantics, never-miss readiness and the 12-byte ABI "
+            f"(`tests/reliability/test_maskfd_model.py`): {examples('maskfd') or 'not run'}.", ""]
+
+    out += [f"**Bad input** (`tests/reliability/test_bad_input.py`, "
+            f"`tests/reliability/test_maskfd_faults.py`): {fig.get('bad_input.cases', '?')} "
+            f"distinct EventFD/drop-in cases and {fig.get('bad_input.maskfd_cases', '?')} MaskFD "
+            "cases, each raising the expected type with state, open fds and foreign fds "
+            "unchanged.", ""]
+
+    exh = fig.get("faults.fd_exhaustion", {})
+    killed = [v for k, v in by("faults.killed_writer.")]
+    out += ["**Faults** (`tests/reliability/test_faults.py`, `tests/test_concurrency.py`):", ""]
+    if exh:
+        out.append(f"- RLIMIT_NOFILE exhaustion: EMFILE after {exh['eventfds_before_EMFILE']} "
+                   f"EventFDs; open fds {exh['fds_before']} before, {exh['fds_after']} after.")
+    for k, v in by("faults.maskfd_exhaustion."):
+        out.append(f"- MaskFD({k.rsplit('.', 1)[1]!r}) under exhaustion: EMFILE and "
+                   f"{v['leaked']} fds left open with fewer than {v['fds_needed']} free; "
+                   f"works with {v['fds_needed']}.")
+    for v in killed:
+        out.append(f"- writer SIGKILLed mid-write: {v['kills']} kills (up to "
+                   f"{_n(v['max_writes_before_kill'])} writes in), {v['counts_lost']} counts lost.")
+    for k, v in by("faults.maskfd_killed_writer."):
+        out.append(f"- MaskFD({k.split('.')[2]!r}) writer SIGKILLed mid-change: {v['kills']} kills "
+                   f"(up to {_n(v['max_writes_before_kill'])} writes in); each time the survivor "
+                   "read the last finished or the in-flight pair, poll showed it, writes went on.")
+    lat = by("signals.")
+    if lat:
+        worst = max(v for _, v in lat)
+        out.append(f"- signal exception out of a blocking call: {len(lat)} cases "
+                   f"(7 calls x SIGINT/handler raising), all raised; slowest {worst} us "
+                   "from pthread_kill to the exception.")
+    out.append("")
+
+    def delta(v: dict[str, Any], what: str) -> str:
+        if v.get(f"{what}_before") is None:
+            return "n/a"
+        return f"{v[f'{what}_after'] - v[f'{what}_before']:+,}"
+
+    rows = [[k.split(".")[1], _n(v["cycles"]), f"{v['fds_before']} / {v['fds_after']}",
+             delta(v, "blocks"), delta(v, "heap"),
+             f"{_n(v['rss_before_kib'])} / {_n(v['rss_after_kib'])}"] for k, v in by("leaks.")]
+    out += ["**Leaks** (`tests/reliability/test_leaks.py`): create/use/close cycles, measured "
+            "after a warm-up; Python blocks from `sys.getallocatedblocks()`, C heap from "
+            "glibc `mallinfo2()`.", "",
+            _table(["kind", "cycles", "fds before / after", "Python blocks",
+                    "C heap bytes", "RSS KiB before / after"], rows), ""]
+
+    if sanitizer is not None:
+        out += [f"**Memory safety** (`bash .ci/sanitize`): {sanitizer}", ""]
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--full", action="store_true", help="the issue's sizes (--runslow)")
+    ap.add_argument("--no-sanitize", action="store_true", help="skip .ci/sanitize")
+    ap.add_argument("--json", type=Path, help="also write the raw figures here")
+    ap.add_argument("--write", type=Path, help=f"replace {BEGIN}..{END} in this file")
+    args = ap.parse_args()
+
+    figures, summary, seconds, status = run_tests(args.full)
+    sanitizer = None
+    if not args.no_sanitize:
+        sanitizer, sstatus = run_sanitizer()
+        status = status or sstatus
+    text = render(figures, summary, seconds, args.full, sanitizer)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+    if args.write and not status:
+        doc = args.write.read_text()
+        head, _, rest = doc.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        args.write.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    return 1 if status else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""Faults: fd exhaustion, closing an object another thread is blocked on, a
+child killed in the middle of writing, and objects used on both sides of a
+fork.  (Ctrl-C during every blocking call: tests/test_concurrency.py.)
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from typing import Callable, Iterator
+
+import pytest
+
+import eventfd_ext
+from eventfd_ext import EventFD, eventfd
+
+from ._support import (
+    TIMEOUT,
+    Child,
+    blocked_in,
+    join_thread,
+    open_fds,
+    record,
+    run_thread,
+)
+
+MAX = 2**64 - 2
+
+# -- fd exhaustion -----------------------------------------------------------
+
+
+@pytest.fixture
+def few_fds() -> Iterator[int]:
+    """Lower RLIMIT_NOFILE to 16 above the highest open fd; restore after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = max(open_fds()) + 16
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_fd_exhaustion_is_a_clean_oserror_and_leaks_nothing(few_fds: int) -> None:
+    before = open_fds()
+    made: list[EventFD] = []
+    try:
+        with pytest.raises(OSError) as info:
+            for _ in range(few_fds):
+                made.append(EventFD())
+        assert info.value.errno == errno.EMFILE
+        assert made, "not even one EventFD before EMFILE"
+        with pytest.raises(OSError) as info:
+            eventfd(0)
+        assert info.value.errno == errno.EMFILE
+        # What needs no new fd still works; what does (fdinfo) fails cleanly.
+        ev = made[0]
+        ev.write(3)
+        assert ev.read() == 3
+        assert ev.wait(0) is False
+        with pytest.raises(OSError) as info:
+            ev.peek()
+        assert info.value.errno == errno.EMFILE
+        assert "unreadable" in repr(ev)
+        # from_fd must read fdinfo: refused, and the fd stays the caller's.
+        fd = made.pop().detach()
+        with pytest.raises(OSError) as info:
+            EventFD.from_fd(fd)
+        assert info.value.errno == errno.EMFILE
+        os.fstat(fd)  # still open
+        os.close(fd)
+        exhausted_at = len(made) + 1
+    finally:
+        for ev in made:
+            ev.close()
+    assert open_fds() == before
+    record("faults.fd_exhaustion", {"eventfds_before_EMFILE": exhausted_at,
+                                    "fds_before": len(before), "fds_after": len(open_fds())})
+
+
+# -- closing an object another thread is blocked on ---------------------------
+
+
+@pytest.fixture
+def sigusr1_noop() -> Iterator[None]:
+    """A SIGUSR1 handler that returns normally (its only effect: EINTR)."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal tests need the main thread")
+    old = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+BLOCKING: dict[str, tuple[int, Callable[[EventFD], object], tuple[str, ...]]] = {
+    "read": (0, lambda ev: ev.read(), ("read",)),
+    "write_at_max": (MAX, lambda ev: ev.write(1), ("write",)),
+}
+
+
+@pytest.mark.parametrize("name", list(BLOCKING))
+def test_close_while_blocked_then_number_reused(name: str, sigusr1_noop: None) -> None:
+    """The kernel keeps a blocked read/write alive after close(); a signal
+    gets the thread out with ValueError, and the new file that took over the
+    fd number is left alone."""
+    initial, call, syscalls = BLOCKING[name]
+    ev = EventFD()
+    ev.write(initial)
+    fd = ev.fileno()
+    t, errors = run_thread(lambda: call(ev))
+    assert t.native_id is not None
+    blocked_in(t.native_id, syscalls)
+    ev.close()
+    successor = EventFD(7)  # the lowest free number: usually the same one
+    try:
+        if successor.fileno() != fd:
+            pytest.skip("the closed fd number was not reused")
+        blocked_in(t.native_id, syscalls, timeout=1)  # close() woke nobody
+        assert t.is_alive()
+        signal.pthread_kill(t.ident, signal.SIGUSR1)  # type: ignore[arg-type]
+        join_thread(t)
+        assert len(errors) == 1 and isinstance(errors[0], ValueError), errors
+        assert "closed" in str(errors[0])
+        assert successor.peek() == 7  # untouched
+    finally:
+        if t.is_alive():
+            successor.write(1)  # a thread that reads the successor: free it
+        successor.close()
+
+
+def WAIT_FOREVER(ev: EventFD) -> object:
+    return ev.wait()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ev: ev.read(timeout=0.5),
+        lambda ev: ev.wait(0.5),
+        WAIT_FOREVER,
+    ],
+    ids=["read_timeout", "wait_timeout", "wait"],
+)
+def test_close_while_waiting(call: Callable[[EventFD], object], sigusr1_noop: None) -> None:
+    """poll(2) sleeps on after close(); the waiter ends with ValueError at its
+    timeout, or at a signal when it has none."""
+    ev = EventFD()
+    t, errors = run_thread(lambda: call(ev))
+    assert t.native_id is not None
+    blocked_in(t.native_id, ("poll", "ppoll"))
+    ev.close()
+    if call is WAIT_FOREVER:  # still asleep after close(); a signal ends it
+        blocked_in(t.native_id, ("poll", "ppoll"), timeout=1)
+        signal.pthread_kill(t.ident, signal.SIGUSR1)  # type: ignore[arg-type]
+    join_thread(t)  # the timed waits end by themselves
+    assert len(errors) == 1 and isinstance(errors[0], ValueError), errors
+
+
+# -- a child killed while writing ------------------------------------------
+
+
+def _value(i: int) -> int:
+    return 1 + i % 5
+
+
+KILLS = [pytest.param(5, id="ci"), pytest.param(200, id="full", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("kills", KILLS)
+def test_child_killed_mid_write_loses_nothing_written(kills: int) -> None:
+    """Each write is all or nothing: after SIGKILL the count is the sum of the
+    writes the child finished, plus at most the one it was inside."""
+    shared = mmap.mmap(-1, 16)  # (writes done, sum done), updated after each write
+    worst = 0
+    try:
+        for k in range(kills):
+            with EventFD() as ev, EventFD() as started:
+
+                def writer() -> None:
+                    done = total = 0
+                    while True:
+                        v = _value(done)
+                        ev.write(v)
+                        done += 1
+                        total += v
+                        shared[:16] = struct.pack("QQ", done, total)
+                        if done == 100 + 37 * k:
+                            started.write(1)
+
+                child = Child(writer)
+                try:
+                    assert started.read(timeout=TIMEOUT) == 1
+                finally:
+                    child.close()  # SIGKILL, at whatever point the loop is
+                done, total = struct.unpack("QQ", shared[:16])
+                count = ev.peek()
+                assert count in (total, total + _value(done)), (k, done, total, count)
+                worst = max(worst, done)
+    finally:
+        shared.close()
+    record(f"faults.killed_writer.{kills}", {"kills": kills, "counts_lost": 0,
+                                             "max_writes_before_kill": worst})
+
+
+def test_child_killed_blocked_in_write_or_read_changes_nothing() -> None:
+    with EventFD() as full, EventFD() as empty:
+        full.write(MAX)
+        children = [Child(lambda: full.write(1)), Child(lambda: empty.read())]
+        try:
+            blocked_in(children[0].pid, ("write",), pid=children[0].pid)
+            blocked_in(children[1].pid, ("read",), pid=children[1].pid)
+        finally:
+            for child in children:
+                child.close()
+        assert full.peek() == MAX
+        assert empty.peek() == 0
+
+
+# -- fork ------------------------------------------------------------------
+
+
+def test_after_fork_both_sides_share_one_counter() -> None:
+    """Documented: parent and child hold the same eventfd (one kernel
+    counter); each closes its own copy without affecting the other."""
+    with EventFD() as ev, EventFD() as back:
+
+        def child() -> None:
+            assert not ev.closed
+            ev.write(5)  # seen by the parent
+            assert back.read(timeout=TIMEOUT) == 11  # the parent's write
+            ev.close()  # the child's copy only
+            assert ev.closed
+
+        c = Child(child)
+        try:
+            assert ev.read(timeout=TIMEOUT) == 5
+            back.write(11)
+            c.check()
+        finally:
+            c.close()
+        assert not ev.closed
+        ev.write(2)  # the parent's copy is still open
+        assert ev.read() == 2
+
+
+def test_after_fork_a_blocked_child_reader_is_woken_by_the_parent() -> None:
+    with EventFD(semaphore=True) as ev:
+        children = [Child(lambda: _expect(ev.read(), 1)) for _ in range(2)]
+        try:
+            for c in children:
+                blocked_in(c.pid, ("read",), pid=c.pid)
+            ev.write(2)  # one unit each, in semaphore mode
+            for c in children:
+                c.check()
+        finally:
+            for c in children:
+                c.close()
+        assert ev.peek() == 0
+
+
+def _expect(got: object, want: object) -> None:
+    assert got == want, (got, want)
+
+
+@pytest.mark.parametrize("cloexec", [True, False])
+def test_exec_inherits_only_without_cloexec(cloexec: bool) -> None:
+    with EventFD(cloexec=cloexec) as ev:
+        root = os.path.dirname(os.path.dirname(eventfd_ext.__file__))
+        script = (
+            "import sys; from eventfd_ext import EventFD\n"
+            f"try:\n    ev = EventFD.from_fd({ev.fileno()})\n"
+            "except OSError:\n    sys.exit(3)\n"
+            "ev.write(9); ev.close()\n"
+        )
+        env = dict(os.environ, PYTHONPATH=root)
+        out = subprocess.run(
+            [sys.executable, "-c", script], close_fds=False, env=env,
+            capture_output=True, text=True, timeout=TIMEOUT,
+        )
+        if cloexec:
+            assert out.returncode == 3, out.stderr
+            assert ev.peek() == 0
+        else:
+            assert out.returncode == 0, out.stderr
+            assert ev.read() == 9

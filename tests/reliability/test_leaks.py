@@ -1,0 +1,145 @@
+"""Leaks: the open fds, the Python objects, the C heap and the RSS stay flat
+over many create/use/close cycles of each way to hold an eventfd, error
+paths included.
+
+CI size: 5,000 cycles per kind.  Full size (``--runslow``): 100,000.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import warnings
+from typing import Callable
+
+import pytest
+
+from eventfd_ext import EFD_NONBLOCK, EventFD, eventfd, eventfd_read, eventfd_write
+
+from ._support import c_heap_in_use, open_fds, record, rss_bytes
+
+SIZES = [
+    pytest.param(5_000, id="ci"),
+    pytest.param(100_000, id="full", marks=pytest.mark.slow),
+]
+#: RSS growth allowed over the measured cycles (RSS misses leaks that fit
+#: in memory freed earlier: the C heap and object counts below do not).
+RSS_SLACK = 2 * 1024 * 1024
+#: C heap growth allowed: well under one byte a cycle at the full size.
+HEAP_SLACK = 64 * 1024
+
+
+def _eventfd_object() -> None:
+    with EventFD(3) as ev:
+        ev.write(4)
+        assert ev.peek() == 7
+        assert ev.wait(0)
+        assert ev.read() == 7
+        repr(ev)
+
+
+def _semaphore_nonblocking() -> None:
+    ev = EventFD(2, semaphore=True, nonblocking=True)
+    try:
+        assert ev.read() == 1
+        assert ev.read(timeout=0) == 1
+        try:
+            ev.read()
+        except BlockingIOError:
+            pass
+    finally:
+        ev.close()
+
+
+def _error_paths() -> None:
+    with EventFD() as ev:
+        for bad in (-1, 2**64 - 1, 2**64, 1.5, None):
+            try:
+                ev.write(bad)  # type: ignore[arg-type]
+            except (ValueError, OverflowError, TypeError):
+                pass
+        try:
+            ev.read(timeout=0)
+        except TimeoutError:
+            pass
+    try:
+        ev.read()
+    except ValueError:
+        pass
+
+
+def _dropins() -> None:
+    fd = eventfd(1, EFD_NONBLOCK)
+    try:
+        eventfd_write(fd, 2)
+        assert eventfd_read(fd) == 3
+        try:
+            eventfd_read(fd)
+        except BlockingIOError:
+            pass
+    finally:
+        os.close(fd)
+
+
+def _adopt_detach() -> None:
+    ev = EventFD.from_fd(eventfd(5))
+    fd = ev.detach()
+    with EventFD.from_fd(fd) as again:
+        assert again.read() == 5
+
+
+def _collected_unclosed() -> None:
+    ev = EventFD(1)
+    del ev  # closed by __del__ with a ResourceWarning (recorded, not raised)
+
+
+KINDS: dict[str, Callable[[], None]] = {
+    "EventFD": _eventfd_object,
+    "semaphore_nonblocking": _semaphore_nonblocking,
+    "error_paths": _error_paths,
+    "dropins": _dropins,
+    "from_fd_detach": _adopt_detach,
+    "collected_unclosed": _collected_unclosed,
+}
+
+
+@pytest.mark.parametrize("cycles", SIZES)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_fds_and_rss_flat(kind: str, cycles: int) -> None:
+    cycle = KINDS[kind]
+    warned = 0
+
+    def count(*args: object, **kwargs: object) -> None:
+        nonlocal warned  # counted, not stored: a stored warning keeps its object
+        warned += 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ResourceWarning)
+        warnings.showwarning = count
+        for _ in range(max(cycles // 10, 500)):  # warm up caches and free lists
+            cycle()
+        gc.collect()
+        warned = 0
+        fds_before, rss_before = open_fds(), rss_bytes()
+        blocks_before, heap_before = sys.getallocatedblocks(), c_heap_in_use()
+        for _ in range(cycles):
+            cycle()
+        gc.collect()
+        fds_after, rss_after = open_fds(), rss_bytes()
+        blocks_after, heap_after = sys.getallocatedblocks(), c_heap_in_use()
+    assert fds_after == fds_before
+    # A leak of one object a cycle shows; interpreter caches stay below.
+    assert blocks_after - blocks_before < max(cycles // 20, 200), (blocks_before, blocks_after)
+    if not os.environ.get("EFX_SANITIZER"):  # ASan's quarantine holds freed memory
+        assert rss_after - rss_before < RSS_SLACK, (rss_before, rss_after)
+        if heap_before is not None and heap_after is not None:
+            assert heap_after - heap_before < HEAP_SLACK, (heap_before, heap_after)
+    if kind == "collected_unclosed":
+        assert warned == cycles  # one ResourceWarning per collected object
+    record(f"leaks.{kind}.{cycles}", {
+        "cycles": cycles, "fds_before": len(fds_before), "fds_after": len(fds_after),
+        "rss_before_kib": rss_before // 1024, "rss_after_kib": rss_after // 1024,
+        "blocks_before": blocks_before, "blocks_after": blocks_after,
+        "heap_before": heap_before, "heap_after": heap_after,
+    })

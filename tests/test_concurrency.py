@@ -1,0 +1,251 @@
+"""Blocking calls and other threads, signals and processes.
+
+- A blocking call releases the GIL: another thread runs Python meanwhile.
+- EINTR: a signal whose handler returns normally does not end the call; it
+  is retried and completes (PEP 475).
+- A handler's exception (KeyboardInterrupt from Ctrl-C, or any other) leaves
+  a blocking read, write or wait promptly, with the counter untouched.
+
+Every blocking call of the public API is covered: EventFD.read() with and
+without a timeout, EventFD.wait() with and without one, EventFD.write() at
+the maximum count, and the drop-ins eventfd_read / eventfd_write.  The test
+knows that the call is blocked from the kernel (/proc/self/task/TID/syscall),
+not from a sleep.  No lost counts with several writer threads and forked
+writer processes: tests/reliability/test_lost_counts.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Callable, Iterator, Optional
+
+import pytest
+
+import eventfd_ext
+from eventfd_ext import EventFD, eventfd_read, eventfd_write
+
+from reliability._support import TIMEOUT, blocked_in, join_thread, record, run_thread
+
+MAX = 2**64 - 2
+POLL = ("poll", "ppoll")
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """A blocking call: how to set it up, make it, and let it finish."""
+
+    initial: int  # the count before the call (MAX: a write blocks)
+    call: Callable[[EventFD], object]
+    syscalls: tuple[str, ...]  # what the blocked thread sleeps in
+    result: object  # what the call returns once released
+    after: int  # the count once released
+
+
+# Released by writing 7 (reads, waits) or by reading the count (writes).
+CALLS = {
+    "read": Blocking(0, lambda ev: ev.read(), ("read",), 7, 0),
+    "read_timeout": Blocking(0, lambda ev: ev.read(timeout=3 * TIMEOUT), POLL, 7, 0),
+    "wait": Blocking(0, lambda ev: ev.wait(), POLL, True, 7),
+    "wait_timeout": Blocking(0, lambda ev: ev.wait(3 * TIMEOUT), POLL, True, 7),
+    "write_at_max": Blocking(MAX, lambda ev: ev.write(1), ("write",), None, 1),
+    "eventfd_read": Blocking(0, lambda ev: eventfd_read(ev.fileno()), ("read",), 7, 0),
+    "eventfd_write_at_max": Blocking(
+        MAX, lambda ev: eventfd_write(ev.fileno(), 1), ("write",), None, 1
+    ),
+}
+
+
+def _make(spec: Blocking) -> EventFD:
+    ev = EventFD()
+    ev.write(spec.initial)
+    return ev
+
+
+def _release(ev: EventFD, spec: Blocking) -> None:
+    """Let a blocked call finish: make the counter readable or writable."""
+    if spec.initial == MAX:
+        with EventFD.from_fd(os.dup(ev.fileno())) as other:
+            other.nonblocking = False
+            assert other.read() == MAX
+    else:
+        eventfd_write(ev.fileno(), 7)
+
+
+@pytest.fixture
+def main_thread_only() -> Iterator[int]:
+    """The native id of the thread running the test, which must be the main
+    thread (Python runs signal handlers only there)."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal tests need the main thread")
+    yield threading.get_native_id()
+
+
+class Boom(Exception):
+    """Raised by the test's signal handler."""
+
+
+def _raise_boom(signum: int, frame: FrameType | None) -> None:
+    raise Boom
+
+
+# How the exception arises: Ctrl-C, or any handler that raises.
+Handler = Callable[[int, Optional[FrameType]], object]
+SIGNAL_KINDS: dict[str, tuple[int, Handler, type[BaseException]]] = {
+    "SIGINT": (signal.SIGINT, signal.default_int_handler, KeyboardInterrupt),
+    "handler_raises": (signal.SIGUSR1, _raise_boom, Boom),
+}
+
+
+# -- the GIL -------------------------------------------------------------
+
+_GIL_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    from eventfd_ext import EventFD, eventfd_read, eventfd_write
+    NR = {nr}
+    MAX = 2**64 - 2
+    call = {call!r}
+    ev = EventFD()
+    ev.write(MAX if call.endswith("at_max") else 0)
+    calls = {{
+        "read": lambda: ev.read(),
+        "read_timeout": lambda: ev.read(timeout=600),
+        "wait": lambda: ev.wait(),
+        "wait_timeout": lambda: ev.wait(600),
+        "write_at_max": lambda: ev.write(1),
+        "eventfd_read": lambda: eventfd_read(ev.fileno()),
+        "eventfd_write_at_max": lambda: eventfd_write(ev.fileno(), 1),
+    }}
+    t = threading.Thread(target=calls[call])
+    t.start()
+    # This loop needs the GIL: it only runs if the blocked thread let go.
+    while True:
+        with open(f"/proc/self/task/{{t.native_id}}/syscall") as f:
+            fields = f.read().split()
+        if fields[0] != "running" and int(fields[0]) in NR:
+            break
+        time.sleep(0.0005)
+    spins = sum(range(100_000))  # Python work while the other thread blocks
+    if call.endswith("at_max"):
+        os.set_blocking(ev.fileno(), False)
+        ev.read()
+    else:
+        ev.write(7)
+    t.join()
+    ev.close()
+    print("ok", spins)
+    """
+)
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_blocking_call_releases_the_gil(name: str) -> None:
+    from reliability._support import syscall_numbers
+
+    script = _GIL_SCRIPT.format(nr=syscall_numbers(*CALLS[name].syscalls), call=name)
+    root = os.path.dirname(os.path.dirname(eventfd_ext.__file__))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True,
+            text=True, timeout=TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{name}: the other thread never ran (GIL held while blocked?)")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok "), out.stdout
+
+
+# -- signals -------------------------------------------------------------
+
+
+def _install(signum: int, handler: object) -> Iterator[None]:
+    old = signal.signal(signum, handler)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        signal.signal(signum, old)
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_eintr_is_retried(name: str, main_thread_only: int) -> None:
+    spec = CALLS[name]
+    handled = threading.Event()
+    done = threading.Event()  # the call returned or raised: stop waiting on it
+
+    def handler(signum: int, frame: object) -> None:
+        handled.set()  # returns normally: PEP 475 says retry
+
+    def signaller() -> None:
+        if not blocked_in(main_thread_only, spec.syscalls, stop=done):
+            return
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # type: ignore[arg-type]
+        assert handled.wait(TIMEOUT), "signal handler never ran"
+        if blocked_in(main_thread_only, spec.syscalls, stop=done):  # the retried call
+            _release(ev, spec)
+
+    gen = _install(signal.SIGUSR1, handler)
+    next(gen)
+    try:
+        with _make(spec) as ev:
+            t, errors = run_thread(signaller)
+            try:
+                result = spec.call(ev)
+            finally:
+                done.set()
+                join_thread(t)
+            assert not errors, errors
+            assert handled.is_set()
+            assert result == spec.result
+            assert ev.peek() == spec.after
+    finally:
+        next(gen, None)
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+@pytest.mark.parametrize("kind", list(SIGNAL_KINDS))
+def test_handler_exception_interrupts_promptly(
+    name: str, kind: str, main_thread_only: int
+) -> None:
+    """Ctrl-C (SIGINT -> KeyboardInterrupt), or a handler raising, ends the
+    blocking call with that exception, and the counter is left as it was."""
+    spec = CALLS[name]
+    signum, handler, expected = SIGNAL_KINDS[kind]
+    done = threading.Event()
+    sent: list[float] = []
+
+    def signaller() -> None:
+        if not blocked_in(main_thread_only, spec.syscalls, stop=done):
+            return
+        sent.append(time.perf_counter())
+        signal.pthread_kill(threading.main_thread().ident, signum)  # type: ignore[arg-type]
+        if not done.wait(TIMEOUT):
+            _release(ev, spec)  # the signal did not end the call: free it to fail
+
+    gen = _install(signum, handler)
+    next(gen)
+    try:
+        with _make(spec) as ev:
+            t, errors = run_thread(signaller)
+            try:
+                with pytest.raises(expected):
+                    try:
+                        spec.call(ev)
+                    finally:
+                        caught = time.perf_counter()
+                        done.set()
+            finally:
+                join_thread(t)
+            assert not errors, errors
+            assert ev.peek() == spec.initial  # nothing taken, nothing added
+    finally:
+        next(gen, None)
+    record(f"signals.{kind}.{name}.latency_us", round((caught - sent[0]) * 1e6, 1))
