@@ -24,6 +24,7 @@ __all__ = [
     "check_initval",
     "check_value",
     "raise_errno",
+    "read_nowait",
     "retry_read",
     "retry_write",
     "timeout_ms",
@@ -97,22 +98,39 @@ def check_value(value: object) -> int:
     return int(value)
 
 
-def retry_read(read: Callable[[int], int], fd: int) -> int:
+def retry_read(read: Callable[[int], int], fd: int, *, nowait: bool = False) -> int:
     """Finish a read whose first try returned FAILED.
 
     Retries EINTR after giving signal handlers their chance to run (the
     interpreter runs them at the loop's back edge, so an exception raised by
     one leaves from here), and returns a genuine 2**64 - 1 count (errno 0).
+    With *nowait*, EAGAIN returns 0 (a read never takes 0, so 0 can only mean
+    "the count was zero") instead of raising BlockingIOError.
     """
     while True:
         err = ffi.errno
         if err == 0:
             return FAILED
         if err != errno.EINTR:
+            if nowait and err == errno.EAGAIN:
+                return 0
             raise_errno(err)
         value = read(fd)
         if value != FAILED:
             return value
+
+
+def read_nowait(fd: int) -> int:
+    """Take the count without ever blocking, whatever the fd's mode.
+
+    One RWF_NOWAIT read: returns the count (1 in semaphore mode), or 0 if the
+    count was zero.  The asyncio read is built on it, so that a blocking fd
+    whose count another reader took first cannot block the event loop.
+    """
+    value: int = lib.efx_read_nowait(fd)
+    if value != FAILED:
+        return value
+    return retry_read(lib.efx_read_nowait, fd, nowait=True)
 
 
 def retry_write(fd: int, value: int, result: int) -> None:
