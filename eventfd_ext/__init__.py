@@ -12,6 +12,7 @@ from ._dropin import (
     eventfd_write,
 )
 from ._eventfd import EventFD
+from ._passing import recv_eventfd, send_eventfd
 
 __all__ = [
     "EFD_CLOEXEC",
@@ -22,4 +23,6 @@ __all__ = [
     "eventfd",
     "eventfd_read",
     "eventfd_write",
+    "recv_eventfd",
+    "send_eventfd",
 ]
