@@ -8,6 +8,10 @@ failure with a message instead of a hung suite.
 from __future__ import annotations
 
 import asyncio
+import os
+import pathlib
+import subprocess
+import sys
 import threading
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
@@ -158,6 +162,41 @@ def test_blocking_fd_drained_by_a_thread(efd: EventFD) -> None:
         return [await task, await thread]
 
     assert run(main, efd) == [1, 1]
+    assert efd.peek() == 0
+
+
+def test_blocking_fd_drained_by_a_process(efd: EventFD) -> None:
+    # A child process blocked in read() on the same eventfd competes too.
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from eventfd_ext import EventFD; "
+            "print(EventFD.from_fd(int(sys.argv[1])).read(timeout=10))",
+            str(efd.fileno()),
+        ],
+        pass_fds=(efd.fileno(),),
+        env=dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).parent.parent)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    async def main() -> list[int]:
+        task = asyncio.create_task(efd.aread())
+        exited = asyncio.ensure_future(asyncio.to_thread(child.communicate))
+        await parked(task)
+        efd.write(1)
+        await asyncio.wait({task, exited}, return_when=asyncio.FIRST_COMPLETED)
+        efd.write(1)
+        out, _ = await exited
+        return [await task, int(out)]
+
+    try:
+        assert run(main, efd) == [1, 1]
+    finally:
+        child.kill()  # a no-op once it has exited
+        child.communicate(timeout=TIMEOUT)
+    assert child.returncode == 0
     assert efd.peek() == 0
 
 
