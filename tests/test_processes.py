@@ -73,7 +73,7 @@ def test_fork_shares_the_eventfd(pair: tuple[EventFD, EventFD]) -> None:
         with os.fdopen(report_r, "rb") as report:
             ids = report.read().decode()
     finally:
-        _, status = os.waitpid(pid, 0)  # bounded: every wait in the child is
+        _, status = os.waitpid(pid, 0)  # bounded: the child waits with timeouts
     assert os.waitstatus_to_exitcode(status) == 0
     assert ids == f"{eventfd_id(to_child.fileno())} {eventfd_id(to_parent.fileno())}"
 
@@ -85,7 +85,13 @@ def _echo_child(
     efds: tuple[EventFD, EventFD], report: multiprocessing.connection.Connection
 ) -> None:
     to_child, to_parent = efds
-    report.send((eventfd_id(to_child.fileno()), eventfd_id(to_parent.fileno())))
+    report.send(
+        (
+            eventfd_id(to_child.fileno()),
+            eventfd_id(to_parent.fileno()),
+            os.get_inheritable(to_child.fileno()),
+        )
+    )
     to_parent.write(2 * to_child.read(timeout=TIMEOUT))
     to_child.close()
     to_parent.close()
@@ -130,7 +136,8 @@ def test_multiprocessing_argument_is_the_same_eventfd(
         exitcode = _join(process)
         report_r.close()
     assert exitcode == 0
-    assert ids == (eventfd_id(to_child.fileno()), eventfd_id(to_parent.fileno()))
+    # The same eventfds; the child's fd is close-on-exec like any EventFD's.
+    assert ids == (eventfd_id(to_child.fileno()), eventfd_id(to_parent.fileno()), False)
     assert to_child.peek() == 0 and to_parent.peek() == 0  # still ours, usable
 
 
