@@ -63,6 +63,7 @@ async def _wait(fd: int, direction: int) -> None:
 
     loop = asyncio.get_running_loop()
     key = (loop, fd, direction)
+    waiter: asyncio.Future[None] = loop.create_future()
     watch = _watches.get(key)
     if watch is None:
         watch = _Watch()
@@ -71,7 +72,8 @@ async def _wait(fd: int, direction: int) -> None:
         else:
             loop.add_writer(fd, watch.ready)
         _watches[key] = watch  # only once add_* has accepted the fd
-    waiter: asyncio.Future[None] = loop.create_future()
+    # Nothing between registering and the try can fail, so the finally
+    # always undoes the registration.
     watch.waiters.add(waiter)
     try:
         await waiter

@@ -98,7 +98,9 @@ def check_value(value: object) -> int:
     return int(value)
 
 
-def retry_read(read: Callable[[int], int], fd: int, *, nowait: bool = False) -> int:
+def retry_read(
+    read: Callable[[int], int], fd: int, *, nowait: bool = False
+) -> int:
     """Finish a read whose first try returned FAILED.
 
     Retries EINTR after giving signal handlers their chance to run (the
