@@ -370,13 +370,19 @@ def test_closed_eventfd_raises(efd: EventFD) -> None:
 
 
 def test_bad_fd_registers_nothing() -> None:
-    async def main() -> None:
+    async def main() -> bool:
+        r, w = os.pipe()  # made once the loop has its own fds
+        os.close(w)
+        os.close(r)  # r is now a number with no open fd behind it
         with pytest.raises(ValueError):
             await _aio.wait_readable(-1)
         with pytest.raises(TypeError):
             await _aio.wait_readable("3")  # type: ignore[arg-type]
+        with pytest.raises(OSError):  # EBADF from epoll_ctl
+            await _aio.wait_readable(r)
+        return asyncio.get_running_loop().remove_reader(r)
 
-    run(main)
+    assert run(main) is False
 
 
 def test_wait_writable_wakes_on_a_read() -> None:
