@@ -156,7 +156,9 @@ def test_blocking_fd_drained_by_a_thread(efd: EventFD) -> None:
         thread = asyncio.ensure_future(asyncio.to_thread(efd.read, TIMEOUT))
         await parked(task)
         efd.write(1)
-        done, _ = await asyncio.wait({task, thread}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {task, thread}, return_when=asyncio.FIRST_COMPLETED
+        )
         assert len(done) >= 1
         efd.write(1)
         return [await task, await thread]

@@ -8,7 +8,6 @@ on it), and by a write on one side being read on the other, both ways.
 
 from __future__ import annotations
 
-import array
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -206,7 +205,10 @@ def test_subprocess_pass_fds_and_from_fd(pair: tuple[EventFD, EventFD]) -> None:
         pass_fds=(to_child.fileno(), to_parent.fileno()),
     )
     assert to_parent.read(timeout=TIMEOUT) == 42
-    assert out.split() == [eventfd_id(to_child.fileno()), eventfd_id(to_parent.fileno())]
+    assert out.split() == [
+        eventfd_id(to_child.fileno()),
+        eventfd_id(to_parent.fileno()),
+    ]
 
 
 def test_from_fd_refuses_other_fds_and_leaves_them_open() -> None:
@@ -227,7 +229,9 @@ def test_from_fd_refuses_other_fds_and_leaves_them_open() -> None:
     params=[socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM],
     ids=["stream", "seqpacket", "dgram"],
 )
-def socks(request: pytest.FixtureRequest) -> Iterator[tuple[socket.socket, socket.socket]]:
+def socks(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[socket.socket, socket.socket]]:
     a, b = socket.socketpair(socket.AF_UNIX, request.param)
     with a, b:
         a.settimeout(TIMEOUT)
@@ -309,7 +313,9 @@ def test_recv_wrong_kind_of_fd(socks: tuple[socket.socket, socket.socket]) -> No
 
 
 @pytest.mark.parametrize("count", [2, 6])
-def test_recv_too_many_fds(socks: tuple[socket.socket, socket.socket], count: int) -> None:
+def test_recv_too_many_fds(
+    socks: tuple[socket.socket, socket.socket], count: int
+) -> None:
     # 6 is more than recv_eventfd has room for: the kernel drops the rest.
     a, b = socks
     efds = [EventFD() for _ in range(count)]
