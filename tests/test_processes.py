@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from multiprocessing import resource_sharer
 from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import Iterator
 
@@ -156,6 +157,8 @@ def test_multiprocessing_pipe_to_a_running_child() -> None:
         finally:
             exitcode = _join(process)
             here.close()
+            # Stop the sharer's thread, so that later forks are single-threaded.
+            resource_sharer.stop(TIMEOUT)
     assert exitcode == 0
 
 
