@@ -162,6 +162,18 @@ def test_multiprocessing_pipe_to_a_running_child() -> None:
     assert exitcode == 0
 
 
+def test_closed_eventfd_is_not_passed() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    efd = EventFD()
+    efd.close()
+    before = open_fds()
+    process = ctx.Process(target=_receiving_child, args=(efd,))
+    with pytest.raises(ValueError, match="closed"):
+        process.start()
+    assert process.pid is None  # nothing was started
+    assert open_fds() == before
+
+
 def test_plain_pickle_refuses(pair: tuple[EventFD, EventFD]) -> None:
     efd, _ = pair
     with pytest.raises(TypeError, match="multiprocessing"):
