@@ -21,6 +21,7 @@ from ._maskfd import (
     pack_mask,
     unpack_mask,
 )
+from ._passing import recv_eventfd, send_eventfd
 
 __all__ = [
     "EFD_CLOEXEC",
@@ -38,4 +39,6 @@ __all__ = [
     "eventfd",
     "eventfd_read",
     "eventfd_write",
+    "recv_eventfd",
+    "send_eventfd",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "check_initval",
     "check_value",
     "raise_errno",
+    "read_nowait",
     "retry_read",
     "retry_write",
     "timeout_ms",
@@ -99,7 +100,11 @@ def check_value(value: object) -> int:
 
 
 def retry_read(
-    read: Callable[[int], int], fd: int, check: Callable[[int], None] | None = None
+    read: Callable[[int], int],
+    fd: int,
+    check: Callable[[int], None] | None = None,
+    *,
+    nowait: bool = False,
 ) -> int:
     """Finish a read whose first try returned FAILED.
 
@@ -108,6 +113,8 @@ def retry_read(
     one leaves from here), and returns a genuine 2**64 - 1 count (errno 0).
     *check(fd)*, if given, runs before each retry or error and raises if the
     fd's owner was closed meanwhile (its number may now be another file's).
+    With *nowait*, EAGAIN returns 0 (a read never takes 0, so 0 can only mean
+    "the count was zero") instead of raising BlockingIOError.
     """
     while True:
         err = ffi.errno
@@ -116,10 +123,25 @@ def retry_read(
         if check is not None:
             check(fd)
         if err != errno.EINTR:
+            if nowait and err == errno.EAGAIN:
+                return 0
             raise_errno(err)
         value = read(fd)
         if value != FAILED:
             return value
+
+
+def read_nowait(fd: int) -> int:
+    """Take the count without ever blocking, whatever the fd's mode.
+
+    One RWF_NOWAIT read: returns the count (1 in semaphore mode), or 0 if the
+    count was zero.  The asyncio read is built on it, so that a blocking fd
+    whose count another reader took first cannot block the event loop.
+    """
+    value: int = lib.efx_read_nowait(fd)
+    if value != FAILED:
+        return value
+    return retry_read(lib.efx_read_nowait, fd, nowait=True)
 
 
 def retry_write(

@@ -10,7 +10,7 @@ import warnings
 from types import TracebackType
 from typing import NoReturn, TypeVar
 
-from . import _core
+from . import _aio, _core
 from ._dropin import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
 from ._shim import lib
 
@@ -157,7 +157,7 @@ class EventFD:
         raise TypeError(
             f"cannot pickle {type(self).__name__}: its fd only means something "
             "in this process; pass it to multiprocessing.Process, or send it "
-            "with eventfd_ext.send_fds"
+            "with eventfd_ext.send_eventfd"
         )
 
     def __repr__(self) -> str:
@@ -278,6 +278,26 @@ class EventFD:
 
     def _raise_closed(self) -> NoReturn:
         raise ValueError(f"I/O operation on closed {type(self).__name__}")
+
+    # -- asyncio (eventfd_ext/_aio.py) ------------------------------------
+
+    async def aread(self) -> int:
+        """Take the count (1 in semaphore mode) in a coroutine.
+
+        Waits in the running loop while the count is zero, never blocking
+        it, whatever the fd's mode: a count that another reader (coroutine,
+        thread or process) takes first sends it back to waiting.  Any number
+        of coroutines may await the same EventFD; cancelling one (or an
+        ``asyncio.wait_for`` timeout) leaves the count and the fd as they
+        were.  Close the EventFD only once no coroutine awaits it.
+        """
+        return await _aio.read(self)
+
+    async def await_readable(self) -> None:
+        """Wait in the running loop until the count is nonzero, without
+        taking it: the async twin of ``wait()`` (use ``asyncio.wait_for``
+        for a timeout).  Shares aread()'s one registration per loop."""
+        await _aio.wait_readable(self.fileno())
 
 
 def _poll_in(fd: int, ms: int) -> int:
