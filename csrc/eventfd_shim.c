@@ -47,6 +47,11 @@ static int efx_write(int fd, uint64_t value)
     return write(fd, &value, sizeof value) == sizeof value ? 0 : -errno;
 }
 
+static int efx_signal(int fd)
+{
+    return efx_write(fd, 1);
+}
+
 static int efx_poll(int fd, int events, int timeout_ms)
 {
     struct pollfd pfd = {fd, (short)events, 0};

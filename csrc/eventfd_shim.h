@@ -33,6 +33,10 @@ uint64_t efx_read_nowait(int fd);
 /* write(2) of the 8-byte value: 0, or -errno. */
 int efx_write(int fd, uint64_t value);
 
+/* efx_write(fd, 1), the common signal: one argument makes it a METH_O
+ * builtin, which skips the argument tuple cffi builds for two. */
+int efx_signal(int fd);
+
 /* poll(2) on one fd: the revents (0 on timeout), or -errno.
  * timeout_ms < 0 waits forever. */
 int efx_poll(int fd, int events, int timeout_ms);

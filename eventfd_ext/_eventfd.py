@@ -17,7 +17,9 @@ __all__ = ["EventFD"]
 
 _read = lib.efx_read
 _write = lib.efx_write
+_signal = lib.efx_signal
 _FAILED = _core.FAILED
+_ONE = 1  # write(1) takes the one-argument shim call; see _dropin._ONE
 _CLOSED = -1
 # Makes taking the fd out of an object atomic, so that two threads closing it
 # at once cannot both close the number (the second could close a reused fd).
@@ -215,7 +217,7 @@ class EventFD:
         """
         fd = self._fd
         try:
-            result = _write(fd, value)
+            result = _signal(fd) if value is _ONE else _write(fd, value)
         except (TypeError, OverflowError):
             _core.check_value(value)
             raise  # unreachable: check_value raises for what cffi refuses
