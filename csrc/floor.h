@@ -9,6 +9,7 @@
 
 #define EFX_FLOOR_EVENTFD ...
 #define EFX_FLOOR_PIPE ...
+#define EFX_FLOOR_SOCKETPAIR ...
 
 /* n rounds of an 8-byte write then read on one eventfd. */
 int64_t efx_floor_call_eventfd(int fd, int64_t n);
@@ -19,11 +20,11 @@ int64_t efx_floor_call_pipe(int rfd, int wfd, int64_t n);
 /* n rounds of a 1-byte send on a then recv on b (an AF_UNIX socketpair). */
 int64_t efx_floor_call_socketpair(int a, int b, int64_t n);
 
-/* n ping-pong round trips over a fresh pair of EFX_FLOOR_EVENTFD or
- * EFX_FLOOR_PIPE channels, between the calling thread and a new thread
+/* n ping-pong round trips over a fresh pair of EFX_FLOOR_EVENTFD,
+ * EFX_FLOOR_PIPE or EFX_FLOOR_SOCKETPAIR channels, between the calling thread and a new thread
  * (processes == 0) or a forked child (processes != 0).  The caller runs on
  * cpu_ping and the peer on cpu_pong (-1: not pinned); the caller's
- * affinity is restored before returning.  A few untimed round trips come
- * first, so thread creation and fork are not counted. */
+ * affinity is restored before returning.  Untimed round trips come first
+ * (256 + n/4), so thread creation and fork are not counted. */
 int64_t efx_floor_pingpong(int mechanism, int processes, int64_t n,
                            int cpu_ping, int cpu_pong);
