@@ -32,6 +32,18 @@ static uint64_t efx_read(int fd)
     return value;
 }
 
+static uint64_t efx_take(int fd)
+{
+    uint64_t value;
+    errno = 0; /* 0 with errno 0 is a genuine 0, read from a non-eventfd */
+    ssize_t n = read(fd, &value, sizeof value);
+    if (n == sizeof value)
+        return value;
+    if (n >= 0)
+        errno = EINVAL; /* a short read: not an eventfd either */
+    return 0;
+}
+
 static uint64_t efx_read_nowait(int fd)
 {
     uint64_t value;

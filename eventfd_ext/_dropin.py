@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import _core
 from ._core import FileDescriptorLike
-from ._shim import lib
+from ._shim import ffi, lib
 
 __all__ = [
     "EFD_CLOEXEC",
@@ -31,9 +31,9 @@ EFD_SEMAPHORE: int = lib.EFD_SEMAPHORE
 EFD_MASK: int = 1 << 1
 
 _read = lib.efx_read
+_take = lib.efx_take
 _write = lib.efx_write
 _signal = lib.efx_signal
-_FAILED = _core.FAILED
 # The cached small int 1: an identity test sends the common signal to the
 # one-argument shim call (METH_O, no argument tuple) and anything else,
 # True and 1.0 included, to the checked two-argument one.
@@ -56,14 +56,14 @@ def eventfd(initval: int, flags: int = EFD_CLOEXEC) -> int:
 def eventfd_read(fd: FileDescriptorLike) -> int:
     """Read and return the counter of eventfd *fd* (an int or has fileno())."""
     try:
-        value = _read(fd)
+        value = _take(fd)
     except (TypeError, OverflowError):
         return eventfd_read(_core.as_fd(fd))
-    if value != _FAILED:
+    if value:
         return value
     if fd < 0:
         _core.as_fd(fd)  # raises the ValueError os.eventfd_read gives
-    return _core.retry_read(_read, fd)
+    return _core.retry_read(_read, fd) if ffi.errno else value
 
 
 def eventfd_write(fd: FileDescriptorLike, value: int) -> None:

@@ -11,11 +11,12 @@ from typing import NoReturn
 
 from . import _core
 from ._dropin import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
-from ._shim import lib
+from ._shim import ffi, lib
 
 __all__ = ["EventFD"]
 
 _read = lib.efx_read
+_take = lib.efx_take
 _write = lib.efx_write
 _signal = lib.efx_signal
 _FAILED = _core.FAILED
@@ -198,12 +199,12 @@ class EventFD:
         """
         if timeout is None:
             fd = self._fd
-            value = _read(fd)
-            if value != _FAILED:
+            value = _take(fd)
+            if value:
                 return value
             if fd < 0:
                 self._raise_closed()
-            return _core.retry_read(_read, fd)
+            return _core.retry_read(_read, fd) if ffi.errno else value
         value = _core.wait_readable(self.fileno(), timeout, lib.efx_wait_read)
         if value == 0:
             raise TimeoutError(f"no count within {timeout} s")
