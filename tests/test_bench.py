@@ -62,9 +62,10 @@ def test_json_has_every_group_with_floors(quick_run: Run) -> None:
 
 def test_json_statistics_are_consistent(quick_run: Run) -> None:
     _, _, doc = quick_run
-    reps = doc["config"]["repetitions"]
+    config = doc["config"]
     for r in doc["results"]:
         samples = r["samples"]
+        reps = config["percall_repetitions" if r["group"] == "per-call" else "repetitions"]
         assert len(samples) == r["repetitions"] == reps, r["case"]
         assert all(s > 0 and math.isfinite(s) for s in samples), r
         assert r["min"] <= r["q1"] <= r["median"] <= r["q3"] <= r["max"], r

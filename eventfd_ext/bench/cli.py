@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -18,9 +19,13 @@ from .results import Result
 __all__ = ["FULL", "GROUPS", "QUICK", "main", "run"]
 
 #: The default run: a few minutes at most on a 2-CPU machine.
-FULL = runner.Config(repetitions=15, percall_seconds=0.02, rounds=2000, signals=100_000)
+FULL = runner.Config(
+    repetitions=15, percall_repetitions=60, percall_seconds=0.005, rounds=2000, signals=100_000
+)
 #: ``--quick``: a smoke run, seconds rather than minutes.
-QUICK = runner.Config(repetitions=5, percall_seconds=0.004, rounds=200, signals=10_000)
+QUICK = runner.Config(
+    repetitions=5, percall_repetitions=10, percall_seconds=0.002, rounds=200, signals=10_000
+)
 GROUPS = ("per-call", "ping-pong", "throughput")
 
 
@@ -152,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     config = QUICK if args.quick else FULL
     if args.repetitions:
-        config = runner.Config(args.repetitions, config.percall_seconds, config.rounds, config.signals)
+        config = dataclasses.replace(
+            config, repetitions=args.repetitions, percall_repetitions=args.repetitions
+        )
     cpus = args.cpus if args.cpus is not None else sorted(os.sched_getaffinity(0))[:2]
     info = machine()
     info["pinned"] = cpus or "no"

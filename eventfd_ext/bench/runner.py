@@ -45,7 +45,11 @@ _JOIN_TIMEOUT = 30.0
 class Config:
     """How much to measure."""
 
+    #: Repetitions of every ping-pong and throughput case.
     repetitions: int
+    #: Repetitions of every per-call case: many short ones, so that a burst
+    #: from elsewhere on the machine spoils few samples and not the median.
+    percall_repetitions: int
     #: Seconds each per-call repetition runs (its loop count is calibrated).
     percall_seconds: float
     #: Round trips in each ping-pong repetition.
@@ -194,7 +198,7 @@ def percall(
                 progress("per-call: calibrating", i, len(cases))
                 with pinned(cpu):
                     case.n = _calibrate(case.timed, config.percall_seconds)
-            _interleave(cases, config.repetitions, "per-call", progress)
+            _interleave(cases, config.percall_repetitions, "per-call", progress)
     finally:
         _close_all(cases)
         for fd in (efd, pipe_r, pipe_w):
