@@ -180,5 +180,5 @@ def plot(results: Sequence[Result], path: str, title: str) -> None:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
