@@ -34,11 +34,15 @@ def main() -> int:
     for run in range(args.runs):
         print(f"run {run + 1}/{args.runs}", file=sys.stderr)
         mechanisms = catalogue()
-        noop = lambda *_: None  # noqa: E731  (no progress inside a run)
+        noop = lambda *_: None
         results = runner.percall(config, mechanisms, args.cpu, noop)
         results += runner.pingpong(config, mechanisms, same_cpu, noop)
         for row in report.goal_rows(results):
-            name = f"{row['goal']} ({row['placement']})" if row["placement"] else row["goal"]
+            name = (
+                f"{row['goal']} ({row['placement']})"
+                if row["placement"]
+                else row["goal"]
+            )
             ratios.setdefault(name, []).append(row["ratio"])
             limits[name] = row["limit"]
     width = max(map(len, ratios))
@@ -46,7 +50,9 @@ def main() -> int:
         med = statistics.median(values)
         runs = " ".join(f"{v:.3f}" for v in values)
         verdict = "met" if med <= limits[name] else "NOT met"
-        print(f"{name:{width}}  median {med:.3f}x (goal <= {limits[name]:.2f}x) {verdict}   runs: {runs}")
+        print(
+            f"{name:{width}}  median {med:.3f}x (goal <= {limits[name]:.2f}x) {verdict}   runs: {runs}"
+        )
     return 0
 
 

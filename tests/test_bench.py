@@ -10,7 +10,7 @@ import os
 import pathlib
 import subprocess
 import sys
-from typing import Any, Dict, Tuple
+from typing import Any
 
 import pytest
 
@@ -22,7 +22,7 @@ from eventfd_ext.bench.results import Result
 TIMEOUT = 120
 GROUPS = {"per-call", "ping-pong", "throughput", "coalescing"}
 #: What one run gives: stdout, stderr and the JSON document.
-Run = Tuple[str, str, Dict[str, Any]]
+Run = tuple[str, str, dict[str, Any]]
 
 
 def bench(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
@@ -31,7 +31,13 @@ def bench(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
     root = str(pathlib.Path(eventfd_ext.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
     )
 
 
@@ -65,7 +71,9 @@ def test_json_statistics_are_consistent(quick_run: Run) -> None:
     config = doc["config"]
     for r in doc["results"]:
         samples = r["samples"]
-        reps = config["percall_repetitions" if r["group"] == "per-call" else "repetitions"]
+        reps = config[
+            "percall_repetitions" if r["group"] == "per-call" else "repetitions"
+        ]
         assert len(samples) == r["repetitions"] == reps, r["case"]
         assert all(s > 0 and math.isfinite(s) for s in samples), r
         assert r["min"] <= r["q1"] <= r["median"] <= r["q3"] <= r["max"], r
@@ -77,12 +85,17 @@ def test_json_statistics_are_consistent(quick_run: Run) -> None:
 
 def test_json_goals_are_ratios_of_medians(quick_run: Run) -> None:
     _, _, doc = quick_run
-    medians = {(r["group"], r["placement"], r["case"]): r["median"] for r in doc["results"]}
+    medians = {
+        (r["group"], r["placement"], r["case"]): r["median"] for r in doc["results"]
+    }
     goals = doc["goals"]
     assert {g["goal"] for g in goals} == {g.text for g in report.GOALS}
     for g in goals:
         group = next(x.group for x in report.GOALS if x.text == g["goal"])
-        ratio = medians[(group, g["placement"], g["case"])] / medians[(group, g["placement"], g["baseline"])]
+        ratio = (
+            medians[(group, g["placement"], g["case"])]
+            / medians[(group, g["placement"], g["baseline"])]
+        )
         assert g["ratio"] == pytest.approx(ratio)
         assert g["met"] == (g["ratio"] <= g["limit"])
 
@@ -90,7 +103,12 @@ def test_json_goals_are_ratios_of_medians(quick_run: Run) -> None:
 def test_table_and_progress(quick_run: Run) -> None:
     stdout, stderr, doc = quick_run
     assert stdout.startswith("eventfd_ext bench (quick)")
-    for title in ("Per-call cost", "Ping-pong round trip, threads", "Throughput", "Goals"):
+    for title in (
+        "Per-call cost",
+        "Ping-pong round trip, threads",
+        "Throughput",
+        "Goals",
+    ):
         assert title in stdout
     for r in doc["results"]:
         assert r["case"] in stdout
@@ -100,7 +118,14 @@ def test_table_and_progress(quick_run: Run) -> None:
 
 def test_json_to_stdout_replaces_the_table(tmp_path: pathlib.Path) -> None:
     proc = bench(
-        "-m", "eventfd_ext.bench", "--quick", "--only", "per-call", "--repetitions", "2", "--json",
+        "-m",
+        "eventfd_ext.bench",
+        "--quick",
+        "--only",
+        "per-call",
+        "--repetitions",
+        "2",
+        "--json",
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr

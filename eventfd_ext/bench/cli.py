@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib.util
 import json
 import os
 import platform
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from . import report, runner
 from .mechanisms import catalogue
@@ -20,11 +22,19 @@ __all__ = ["FULL", "GROUPS", "QUICK", "main", "run"]
 
 #: The default run: a few minutes at most on a 2-CPU machine.
 FULL = runner.Config(
-    repetitions=15, percall_repetitions=60, percall_seconds=0.005, rounds=2000, signals=100_000
+    repetitions=15,
+    percall_repetitions=60,
+    percall_seconds=0.005,
+    rounds=2000,
+    signals=100_000,
 )
 #: ``--quick``: a smoke run, seconds rather than minutes.
 QUICK = runner.Config(
-    repetitions=5, percall_repetitions=10, percall_seconds=0.002, rounds=200, signals=10_000
+    repetitions=5,
+    percall_repetitions=10,
+    percall_seconds=0.002,
+    rounds=200,
+    signals=10_000,
 )
 GROUPS = ("per-call", "ping-pong", "throughput")
 
@@ -35,7 +45,9 @@ def _cpus(text: str) -> list[int]:
     try:
         cpus = [int(c) for c in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of CPU numbers: {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"not a list of CPU numbers: {text!r}"
+        ) from None
     allowed = os.sched_getaffinity(0)
     if not 1 <= len(cpus) <= 2 or not set(cpus) <= allowed:
         raise argparse.ArgumentTypeError(
@@ -48,7 +60,9 @@ def _groups(text: str) -> list[str]:
     groups = text.split(",")
     unknown = set(groups) - set(GROUPS)
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown group {sorted(unknown)}; choose from {GROUPS}")
+        raise argparse.ArgumentTypeError(
+            f"unknown group {sorted(unknown)}; choose from {GROUPS}"
+        )
     return groups
 
 
@@ -61,44 +75,57 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="a short smoke run (seconds)")
     p.add_argument(
-        "--json", nargs="?", const="-", metavar="FILE",
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
         help="write the results as JSON to FILE, or to stdout instead of the table",
     )
     p.add_argument("--plot", metavar="FILE.png", help="draw a chart (needs matplotlib)")
     p.add_argument(
-        "--cpus", type=_cpus, metavar="A[,B]",
+        "--cpus",
+        type=_cpus,
+        metavar="A[,B]",
         help="the CPUs to pin to: the same-CPU cases run on A, the across-CPU "
         "ones on A and B; 'none' pins nothing (default: the first two this "
         "process may use)",
     )
     p.add_argument(
-        "--only", type=_groups, default=list(GROUPS), metavar="GROUP[,GROUP]",
+        "--only",
+        type=_groups,
+        default=list(GROUPS),
+        metavar="GROUP[,GROUP]",
         help=f"run only these groups of {', '.join(GROUPS)}",
     )
-    p.add_argument("--repetitions", type=int, metavar="N", help="repetitions of every case")
+    p.add_argument(
+        "--repetitions", type=int, metavar="N", help="repetitions of every case"
+    )
     return p
 
 
 class _Progress:
-    """Progress on stderr: one rewritten line on a terminal, else a line per step."""
+    """Progress on stderr: one rewritten line on a terminal, else a line
+    each time a new step starts and when it ends."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
-        self.last = ""
+        self.what = ""
+        self.width = 0
         self.start = time.monotonic()
 
     def __call__(self, what: str, done: int, total: int) -> None:
         line = f"[{time.monotonic() - self.start:5.1f}s] {what} {done}/{total}"
         if self.tty:
-            sys.stderr.write("\r" + line.ljust(len(self.last)))
-        elif what != self.last.split("] ", 1)[-1].rsplit(" ", 1)[0] or done == total:
+            sys.stderr.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+        elif what != self.what or done == total:
             sys.stderr.write(line + "\n")
-        self.last = line
+        self.what = what
         sys.stderr.flush()
 
     def done(self) -> None:
-        if self.tty and self.last:
-            sys.stderr.write("\r" + " " * len(self.last) + "\r")
+        if self.tty and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
             sys.stderr.flush()
 
 
@@ -116,7 +143,9 @@ def run(
     if "per-call" in groups:
         results += runner.percall(config, mechanisms, cpu_a, progress)
     if "ping-pong" in groups:
-        results += runner.pingpong(config, mechanisms, runner.placements(cpus), progress)
+        results += runner.pingpong(
+            config, mechanisms, runner.placements(cpus), progress
+        )
     if "throughput" in groups:
         results += runner.throughput(config, mechanisms, (cpu_a, cpu_b), progress)
     return results
@@ -127,7 +156,14 @@ def machine() -> dict[str, Any]:
     model = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+            model = next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in f
+                    if line.startswith("model name")
+                ),
+                "",
+            )
     except OSError:
         pass
     from importlib.metadata import PackageNotFoundError, version
@@ -137,7 +173,9 @@ def machine() -> dict[str, Any]:
     except PackageNotFoundError:
         ours = "not installed (source tree)"
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"
+        ),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "kernel": platform.release(),
         "cpu": model,
@@ -149,12 +187,12 @@ def machine() -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the exit status."""
     args = parser().parse_args(argv)
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401  (checked before minutes of measuring)
-        except ImportError:
-            print("--plot needs matplotlib: pip install 'eventfd_ext[plot]'", file=sys.stderr)
-            return 2
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        # Said before the minute of measuring, not after it.
+        print(
+            "--plot needs matplotlib: pip install 'eventfd_ext[plot]'", file=sys.stderr
+        )
+        return 2
     config = QUICK if args.quick else FULL
     if args.repetitions:
         config = dataclasses.replace(
@@ -177,7 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         doc = {
             "machine": info,
             "config": vars(config),
-            "results": [r.to_json() | {"ratio_to_floor": report.ratio_to_floor(results, r)} for r in results],
+            "results": [
+                r.to_json() | {"ratio_to_floor": report.ratio_to_floor(results, r)}
+                for r in results
+            ],
             "goals": report.goal_rows(results),
         }
         text = json.dumps(doc, indent=2)

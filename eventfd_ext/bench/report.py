@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .results import Result
 
@@ -25,14 +26,42 @@ class Goal:
 
 #: The project's performance goals (issue 4).  MaskFD's join them here.
 GOALS = [
-    Goal("drop-in pair vs os pair", "per-call", "eventfd_ext drop-in", "os.eventfd_write/read", 1.05),
-    Goal("EventFD pair vs os pair", "per-call", "EventFD.write/read", "os.eventfd_write/read", 1.15),
-    Goal("EventFD vs pipe, ping-pong", "ping-pong", "EventFD.write/read", "pipe os.write/read", 0.90, "threads"),
-    Goal("EventFD vs C eventfd, ping-pong", "ping-pong", "EventFD.write/read", "C eventfd (floor)", 1.15, "threads"),
+    Goal(
+        "drop-in pair vs os pair",
+        "per-call",
+        "eventfd_ext drop-in",
+        "os.eventfd_write/read",
+        1.05,
+    ),
+    Goal(
+        "EventFD pair vs os pair",
+        "per-call",
+        "EventFD.write/read",
+        "os.eventfd_write/read",
+        1.15,
+    ),
+    Goal(
+        "EventFD vs pipe, ping-pong",
+        "ping-pong",
+        "EventFD.write/read",
+        "pipe os.write/read",
+        0.90,
+        "threads",
+    ),
+    Goal(
+        "EventFD vs C eventfd, ping-pong",
+        "ping-pong",
+        "EventFD.write/read",
+        "C eventfd (floor)",
+        1.15,
+        "threads",
+    ),
 ]
 
 
-def _find(results: Iterable[Result], group: str, case: str, placement: str) -> Result | None:
+def _find(
+    results: Iterable[Result], group: str, case: str, placement: str
+) -> Result | None:
     for r in results:
         if r.group == group and r.case == case and r.placement == placement:
             return r
@@ -87,16 +116,18 @@ def _num(x: float) -> str:
 
 
 def _title(r: Result, reps: int) -> str:
-    scale, unit = _scale(r)
+    _, unit = _scale(r)
     what = {
         "per-call": "Per-call cost: write then read on one fd",
         "ping-pong": f"Ping-pong round trip, {r.placement}",
         "throughput": f"Throughput, one producer to one consumer, {r.placement}",
         "coalescing": f"Signals taken per consumer read, {r.placement}",
     }[r.group]
-    unit_text = {"ns": "ns per pair", "us": "us per round trip", "k/s": "thousand signals/s"}.get(
-        unit, "signals per read"
-    )
+    unit_text = {
+        "ns": "ns per pair",
+        "us": "us per round trip",
+        "k/s": "thousand signals/s",
+    }.get(unit, "signals per read")
     return f"{what} ({unit_text}; median and quartiles of {reps} repetitions)"
 
 
@@ -131,11 +162,16 @@ def table(results: Sequence[Result]) -> str:
     if goals:
         lines.append("")
         lines.append("Goals (ratios of medians measured side by side in this run)")
-        gw = max(len(f"{g['goal']} ({g['placement']})" if g["placement"] else g["goal"]) for g in goals)
+        gw = max(
+            len(f"{g['goal']} ({g['placement']})" if g["placement"] else g["goal"])
+            for g in goals
+        )
         for g in goals:
             name = f"{g['goal']} ({g['placement']})" if g["placement"] else g["goal"]
             verdict = "met" if g["met"] else "NOT met"
-            lines.append(f"  {name:{gw}}  {g['ratio']:.2f}x  (goal <= {g['limit']:.2f}x)  {verdict}")
+            lines.append(
+                f"  {name:{gw}}  {g['ratio']:.2f}x  (goal <= {g['limit']:.2f}x)  {verdict}"
+            )
     return "\n".join(lines).lstrip("\n")
 
 
@@ -157,15 +193,22 @@ def plot(results: Sequence[Result], path: str, title: str) -> None:
     n = len(sections)
     cols = 2 if n > 1 else 1
     rows_n = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows_n, cols, figsize=(7 * cols, 0.45 * 9 * rows_n + 1), squeeze=False)
+    fig, axes = plt.subplots(
+        rows_n, cols, figsize=(7 * cols, 0.45 * 9 * rows_n + 1), squeeze=False
+    )
     for ax, rows in zip(axes.flat, sections.values()):
         scale, unit = _scale(rows[0])
         medians = [r.median * scale for r in rows]
         lows = [m - r.quartiles[0] * scale for m, r in zip(medians, rows)]
         highs = [r.quartiles[1] * scale - m for m, r in zip(medians, rows)]
         colours = [
-            "0.55" if r.is_floor else "0.8" if r.reference else
-            "tab:orange" if "pipe" in r.case or "socket" in r.case else "tab:blue"
+            "0.55"
+            if r.is_floor
+            else "0.8"
+            if r.reference
+            else "tab:orange"
+            if "pipe" in r.case or "socket" in r.case
+            else "tab:blue"
             for r in rows
         ]
         y = range(len(rows))
@@ -175,7 +218,14 @@ def plot(results: Sequence[Result], path: str, title: str) -> None:
         first = rows[0]
         name = first.group + (f", {first.placement}" if first.placement else "")
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel(unit + (" (higher is better)" if first.higher_is_better else " (lower is better)"))
+        ax.set_xlabel(
+            unit
+            + (
+                " (higher is better)"
+                if first.higher_is_better
+                else " (lower is better)"
+            )
+        )
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=11)

@@ -15,15 +15,23 @@ import socket
 import threading
 import time
 import timeit
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 from .._shim import lib
 from .mechanisms import Channel, Mechanism
 from .results import Result
 
-__all__ = ["Config", "Placement", "Progress", "percall", "pingpong", "placements", "throughput"]
+__all__ = [
+    "Config",
+    "Placement",
+    "Progress",
+    "percall",
+    "pingpong",
+    "placements",
+    "throughput",
+]
 
 #: Called with (what is running, repetition done, repetitions).
 Progress = Callable[[str, int, int], None]
@@ -145,7 +153,9 @@ class _Case:
     close: Callable[[], None] = field(default=lambda: None)
 
 
-def _interleave(cases: Sequence[_Case], reps: int, label: str, progress: Progress) -> None:
+def _interleave(
+    cases: Sequence[_Case], reps: int, label: str, progress: Progress
+) -> None:
     for rep in range(reps):
         progress(label, rep, reps)
         for case in cases:
@@ -159,7 +169,7 @@ def _close_all(cases: Sequence[_Case]) -> None:
     for case in cases:
         try:
             case.close()
-        except Exception as exc:  # close the rest, then report the first
+        except Exception as exc:  # noqa: BLE001  (close the rest, then report the first)
             errors.append(exc)
     if errors:
         raise errors[0]
@@ -182,17 +192,24 @@ def percall(
     }
     try:
         for family, timed in floors.items():
-            result = Result.time("per-call", f"C {family} (floor)", "", floor=None, is_floor=True)
+            result = Result.time(
+                "per-call", f"C {family} (floor)", "", floor=None, is_floor=True
+            )
             cases.append(_Case(result, timed, cpu=cpu))
         for mech in mechanisms:
             if mech.call is None:
                 continue
             channel = mech.open()
             result = Result.time(
-                "per-call", mech.name, "", floor=f"C {mech.floor} (floor)",
+                "per-call",
+                mech.name,
+                "",
+                floor=f"C {mech.floor} (floor)",
                 reference=mech.reference,
             )
-            cases.append(_Case(result, _loop(mech.call, channel), cpu=cpu, close=channel.close))
+            cases.append(
+                _Case(result, _loop(mech.call, channel), cpu=cpu, close=channel.close)
+            )
         with _no_gc():
             for i, case in enumerate(cases):
                 progress("per-call: calibrating", i, len(cases))
@@ -208,7 +225,9 @@ def percall(
     return [case.result for case in cases]
 
 
-def _start_process_peer(stmt: str, channel: Channel, rounds: int, cpu: int | None) -> Callable[[], None]:
+def _start_process_peer(
+    stmt: str, channel: Channel, rounds: int, cpu: int | None
+) -> Callable[[], None]:
     pid = os.fork()
     if pid == 0:  # the child runs only its echo loop
         code = 1
@@ -236,14 +255,16 @@ def _start_process_peer(stmt: str, channel: Channel, rounds: int, cpu: int | Non
     return join
 
 
-def _start_thread_peer(stmt: str, channel: Channel, rounds: int, cpu: int | None) -> Callable[[], None]:
+def _start_thread_peer(
+    stmt: str, channel: Channel, rounds: int, cpu: int | None
+) -> Callable[[], None]:
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
             with pinned(cpu):
                 _loop(stmt, channel)(rounds)
-        except BaseException as exc:  # reported by join()
+        except BaseException as exc:  # noqa: BLE001  (reported by join())
             failure.append(exc)
 
     thread = threading.Thread(target=run, name="bench-pong", daemon=True)
@@ -260,7 +281,10 @@ def _start_thread_peer(stmt: str, channel: Channel, rounds: int, cpu: int | None
 
 
 def pingpong(
-    config: Config, mechanisms: Sequence[Mechanism], where: Sequence[Placement], progress: Progress
+    config: Config,
+    mechanisms: Sequence[Mechanism],
+    where: Sequence[Placement],
+    progress: Progress,
 ) -> list[Result]:
     """Round-trip latency between two threads and between two processes."""
     cases: list[_Case] = []
@@ -299,7 +323,9 @@ def _floor_pingpong_case(family: str, kind: int, place: Placement) -> _Case:
     def timed(n: int) -> float:
         return _floor(lib.efx_floor_pingpong(kind, int(place.processes), n, ping, pong))
 
-    result = Result.time("ping-pong", f"C {family} (floor)", place.label, floor=None, is_floor=True)
+    result = Result.time(
+        "ping-pong", f"C {family} (floor)", place.label, floor=None, is_floor=True
+    )
     return _Case(result, timed)
 
 
@@ -320,7 +346,10 @@ def _pingpong_case(mech: Mechanism, place: Placement, rounds: int) -> _Case:
             channel.close()
 
     result = Result.time(
-        "ping-pong", mech.name, place.label, floor=f"C {mech.floor} (floor)",
+        "ping-pong",
+        mech.name,
+        place.label,
+        floor=f"C {mech.floor} (floor)",
         reference=mech.reference,
     )
     return _Case(result, _loop(mech.ping, channel), cpu=place.cpu_ping, close=close)
@@ -339,8 +368,12 @@ def throughput(
     for mech in mechanisms:
         if mech.give is None or mech.take is None:
             continue
-        rate = Result("throughput", mech.name, label, "signals/s", higher_is_better=True)
-        batch = Result("coalescing", mech.name, label, "signals/read", higher_is_better=True)
+        rate = Result(
+            "throughput", mech.name, label, "signals/s", higher_is_better=True
+        )
+        batch = Result(
+            "coalescing", mech.name, label, "signals/read", higher_is_better=True
+        )
         runs.append((mech, rate, batch))
     with _no_gc():
         for rep in range(config.repetitions):
@@ -370,7 +403,7 @@ def _produce_consume(
     channel = mech.open()
     try:
         names = dict(channel.names)
-        exec(_CONSUMER.format(take=mech.take), names)  # a loop like timeit's
+        exec(_CONSUMER.format(take=mech.take), names)  # noqa: S102  (a loop like timeit's)
         consume: Callable[[int], int] = names["consume"]
         produce = _loop(mech.give, channel)
         go = threading.Event()
