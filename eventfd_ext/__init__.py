@@ -12,6 +12,14 @@ from ._dropin import (
     eventfd_write,
 )
 from ._eventfd import EventFD
+from ._maskfd import (
+    EFD_MASK_EVENTS,
+    EFD_MASK_SIZE,
+    MaskFD,
+    MaskState,
+    pack_mask,
+    unpack_mask,
+)
 
 __all__ = [
     "EFD_CLOEXEC",
@@ -19,6 +27,12 @@ __all__ = [
     "EFD_NONBLOCK",
     "EFD_SEMAPHORE",
     "EventFD",
+    "EFD_MASK_EVENTS",
+    "EFD_MASK_SIZE",
+    "MaskFD",
+    "MaskState",
+    "pack_mask",
+    "unpack_mask",
     "eventfd",
     "eventfd_read",
     "eventfd_write",

@@ -1,0 +1,650 @@
+/* The MaskFD shim: userspace EFD_MASK on kernel IPC objects.
+ * Declarations and the calling convention are in maskfd_shim.h; the
+ * mechanisms and their measured limits are in docs/maskfd.md. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memfd_create; Python.h defines it first in the cffi build */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MFX_STREAM 1
+#define MFX_DGRAM 2
+#define MFX_PIPE 3
+#define MFX_VALID (POLLIN | POLLPRI | POLLOUT | POLLERR | POLLHUP)
+#define MFX_MAGIC 0x4d61736bu /* "Mask" */
+
+struct mfx_pair {
+    uint32_t events;
+    uint64_t data;
+};
+
+/* The state every holder maps.  k_* fields describe what the kernel
+ * objects show now, which may differ from `events` only by documented
+ * extra bits. */
+struct mfx_shared {
+    pthread_mutex_t lock;
+    uint32_t magic, kind;
+    uint32_t events;
+    uint64_t data;
+    uint64_t syscalls;
+    uint32_t k_rx;      /* stream: bytes queued to A (0, RX_BYTE, RX_OOB bits);
+                           dgram/pipe: 1 if a datagram/byte is queued */
+    uint32_t k_fill;    /* stream: 1 if A's send buffer is full;
+                           dgram: fill datagrams queued at the peer */
+    uint32_t k_hup;     /* the irreversible shutdown happened (sockets),
+                           or the writer is closed (pipe) */
+    uint32_t k_err;     /* ERR shown now */
+    uint32_t err_spent; /* stream: the peer is gone, ERR cannot come back */
+    uint32_t no_oob;    /* stream: the kernel refused MSG_OOB */
+    uint32_t shared;    /* held by more than one process */
+    int32_t owner;      /* pid of the creator (pipe: holds the writer) */
+    socklen_t a_len;    /* dgram: A's autobound address, to reconnect to */
+    struct sockaddr_un a_addr;
+};
+
+struct mfx_handle {
+    struct mfx_shared *sh;
+    int memfd, a, b, kind, closed;
+};
+
+#define RX_BYTE 1u
+#define RX_OOB 2u
+/* Far more than the minimum SO_SNDBUF (4608) holds, so one send fills it. */
+#define FILL_LEN 65536
+#define STATE_SIZE 4096
+
+static char mfx_fill[FILL_LEN];
+
+static int mfx_lock(struct mfx_shared *sh)
+{
+    int r = pthread_mutex_lock(&sh->lock);
+    if (r == EOWNERDEAD) /* a holder died inside a change: the k_* fields
+                            still describe every syscall it completed */
+        r = pthread_mutex_consistent(&sh->lock);
+    return r;
+}
+
+#define SYS(sh, call) ((sh)->syscalls++, (call))
+
+/* --- creation ---------------------------------------------------------- */
+
+static struct mfx_shared *mfx_map(int memfd)
+{
+    void *p = mmap(NULL, STATE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static int mfx_init_lock(struct mfx_shared *sh)
+{
+    pthread_mutexattr_t attr;
+    int r = pthread_mutexattr_init(&attr);
+    if (r)
+        return r;
+    r = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    if (!r)
+        r = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (!r)
+        r = pthread_mutex_init(&sh->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return r;
+}
+
+static int mfx_open_backing(int kind, int *a, int *b)
+{
+    int fds[2];
+    if (kind == MFX_PIPE) {
+        if (pipe2(fds, O_CLOEXEC | O_NONBLOCK))
+            return -1;
+        *a = fds[0];
+        *b = fds[1];
+        return 0;
+    }
+    int type = (kind == MFX_STREAM ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK;
+    if (socketpair(AF_UNIX, type, 0, fds))
+        return -1;
+    *a = fds[0];
+    *b = fds[1];
+    /* The kernel raises 1 to its minimum (4608 on Linux): the fewer bytes
+     * it takes to fill, the cheaper clearing OUT is. */
+    int one = 1;
+    if (setsockopt(*a, SOL_SOCKET, SO_SNDBUF, &one, sizeof one))
+        return -1;
+    if (kind == MFX_DGRAM) {
+        /* Autobind A to an abstract name, so that the peer can reconnect
+         * to it after the disconnect that raises ERR. */
+        sa_family_t family = AF_UNIX;
+        if (bind(*a, (struct sockaddr *)&family, sizeof family))
+            return -1;
+    }
+    return 0;
+}
+
+static int mfx_apply(struct mfx_handle *h, uint32_t want);
+
+static struct mfx_handle *mfx_new(int kind)
+{
+    if (kind != MFX_STREAM && kind != MFX_DGRAM && kind != MFX_PIPE) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct mfx_handle *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->memfd = h->a = h->b = -1;
+    h->kind = kind;
+    h->memfd = memfd_create("eventfd_ext-maskfd", MFD_CLOEXEC);
+    if (h->memfd < 0 || ftruncate(h->memfd, STATE_SIZE))
+        goto fail;
+    h->sh = mfx_map(h->memfd);
+    if (!h->sh)
+        goto fail;
+    int r = mfx_init_lock(h->sh);
+    if (r) {
+        errno = r;
+        goto fail;
+    }
+    if (mfx_open_backing(kind, &h->a, &h->b))
+        goto fail;
+    h->sh->a_len = sizeof h->sh->a_addr;
+    if (kind == MFX_DGRAM &&
+        getsockname(h->a, (struct sockaddr *)&h->sh->a_addr, &h->sh->a_len))
+        goto fail;
+    h->sh->kind = kind;
+    h->sh->owner = getpid();
+    /* The patch's fd starts with no events, but a fresh socket is
+     * writable: fill its send buffer. */
+    if ((r = mfx_apply(h, 0))) {
+        errno = -r;
+        goto fail;
+    }
+    h->sh->magic = MFX_MAGIC;
+    return h;
+fail:;
+    int err = errno;
+    if (h->sh)
+        munmap(h->sh, STATE_SIZE);
+    if (h->memfd >= 0)
+        close(h->memfd);
+    if (h->a >= 0)
+        close(h->a);
+    if (h->b >= 0)
+        close(h->b);
+    free(h);
+    errno = err;
+    return NULL;
+}
+
+static struct mfx_handle *mfx_attach(int memfd, int a, int b)
+{
+    struct mfx_handle *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->sh = mfx_map(memfd);
+    if (!h->sh || h->sh->magic != MFX_MAGIC) {
+        int err = h->sh ? EINVAL : errno;
+        if (h->sh)
+            munmap(h->sh, STATE_SIZE);
+        free(h);
+        errno = err;
+        return NULL;
+    }
+    h->memfd = memfd;
+    h->a = a;
+    h->b = b;
+    h->kind = (int)h->sh->kind;
+    return h;
+}
+
+/* --- what each backing can do now -------------------------------------- */
+
+static void mfx_limits_of(struct mfx_handle *h, uint32_t *cant_set, uint32_t *cant_clear)
+{
+    struct mfx_shared *sh = h->sh;
+    uint32_t s = 0, c = 0;
+    switch (h->kind) {
+    case MFX_STREAM:
+        if (sh->no_oob)
+            s |= POLLPRI;
+        if (sh->k_hup) {
+            c |= POLLHUP | POLLOUT; /* the peer shut down: A can no longer fill */
+            if (!(sh->k_rx & RX_OOB))
+                s |= POLLPRI;       /* nor can the peer send OOB */
+        }
+        if (sh->err_spent && !sh->k_err)
+            s |= POLLERR;           /* the peer that raised it is gone */
+        if (!sh->k_err && !sh->err_spent && sh->shared)
+            s |= POLLERR;           /* needs the peer's last reference */
+        if (!sh->k_err && sh->k_hup && !sh->k_fill)
+            s |= POLLERR;           /* and unread data at the peer, which
+                                       A cannot send after the shutdown */
+        break;
+    case MFX_DGRAM:
+        s |= POLLPRI;
+        if (sh->k_hup) {
+            c |= POLLHUP | POLLOUT;
+            if (!sh->k_err && !sh->k_fill)
+                s |= POLLERR; /* raising ERR needs a datagram A can no longer send */
+        }
+        break;
+    case MFX_PIPE:
+        s |= POLLPRI | POLLOUT | POLLERR;
+        break;
+    }
+    *cant_set = s;
+    *cant_clear = c;
+}
+
+static int mfx_limits(struct mfx_handle *h)
+{
+    uint32_t s, c;
+    if (mfx_lock(h->sh))
+        return 0;
+    mfx_limits_of(h, &s, &c);
+    pthread_mutex_unlock(&h->sh->lock);
+    return (int)(s << 16 | c);
+}
+
+/* --- the transitions --------------------------------------------------- */
+
+static int neg_errno(void) { return errno ? -errno : -EIO; }
+
+/* Drain A's receive queue (never blocks: every fd is O_NONBLOCK). */
+static int mfx_drain(struct mfx_shared *sh, int fd, int sock)
+{
+    char buf[256];
+    for (;;) {
+        ssize_t n = sock ? SYS(sh, recv(fd, buf, sizeof buf, MSG_DONTWAIT))
+                         : SYS(sh, read(fd, buf, sizeof buf));
+        if (n == 0 || (n < 0 && errno == EAGAIN))
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return neg_errno();
+        if (n > 0 && n < (ssize_t)sizeof buf && !sock)
+            return 0;
+    }
+}
+
+static int stream_rx(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    int want_pri = !!(want & POLLPRI), want_in = !!(want & POLLIN);
+    char c = 0;
+    if (sh->k_hup) {
+        /* RCV_SHUTDOWN keeps A readable: IN is shown whatever is asked. */
+        if (!want_pri && (sh->k_rx & RX_OOB)) {
+            if (SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT)) < 0 && errno != EINVAL)
+                return neg_errno();
+            sh->k_rx &= ~RX_OOB;
+        }
+        return 0;
+    }
+    if (want_pri && !(sh->k_rx & RX_OOB)) {
+        if (SYS(sh, send(h->b, "!", 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL)) != 1) {
+            if (errno == EOPNOTSUPP || errno == EINVAL) {
+                sh->no_oob = 1;
+                return -EOPNOTSUPP;
+            }
+            return neg_errno();
+        }
+        sh->k_rx |= RX_OOB; /* shows IN too */
+        return 0;
+    }
+    if (!want_pri && (sh->k_rx & RX_OOB)) {
+        /* recv(MSG_OOB) takes the byte but leaves IN shown until the next
+         * recv consumes the spent skb: drain, then restore IN if asked. */
+        if (SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT)) < 0 && errno != EINVAL)
+            return neg_errno();
+        int r = mfx_drain(sh, h->a, 1);
+        if (r)
+            return r;
+        sh->k_rx = 0;
+    }
+    if (sh->k_rx & RX_OOB)
+        return 0; /* PRI stays: IN is shown whatever is asked */
+    if (want_in && !sh->k_rx) {
+        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+            return neg_errno();
+        sh->k_rx = RX_BYTE;
+    } else if (!want_in && sh->k_rx) {
+        char buf[64];
+        if (SYS(sh, recv(h->a, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno != EAGAIN)
+            return neg_errno();
+        sh->k_rx = 0;
+    }
+    return 0;
+}
+
+static int stream_out(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    int fill = !(want & POLLOUT);
+    if (fill == (int)sh->k_fill || (fill && sh->k_hup))
+        return 0; /* after HUP A cannot send: OUT stays (an extra bit) */
+    if (fill) {
+        /* One send larger than the buffer takes what fits and leaves A
+         * unwritable; loop only if a reader freed room meanwhile. */
+        for (;;) {
+            ssize_t n = SYS(sh, send(h->a, mfx_fill, FILL_LEN, MSG_DONTWAIT | MSG_NOSIGNAL));
+            if ((n >= 0 && n < FILL_LEN) || (n < 0 && errno == EAGAIN))
+                break;
+            if (n < 0 && errno != EINTR)
+                return neg_errno();
+        }
+    } else if (h->b >= 0) {
+        if (SYS(sh, recv(h->b, mfx_fill, FILL_LEN, MSG_DONTWAIT)) < 0 && errno != EAGAIN)
+            return neg_errno();
+    }
+    sh->k_fill = (uint32_t)fill;
+    return 0;
+}
+
+static int stream_err_hup(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    if ((want & POLLERR) && !sh->k_err) {
+        /* The peer's release with unread data raises ECONNRESET on A, and
+         * HUP with it; it frees A's queued bytes, so OUT shows too. */
+        char c = 0;
+        if (!sh->k_hup)
+            SYS(sh, send(h->a, &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL));
+        SYS(sh, close(h->b));
+        h->b = -1;
+        sh->k_err = sh->k_hup = sh->err_spent = 1;
+        sh->k_fill = 0;
+        return 0;
+    }
+    if (!(want & POLLERR) && sh->k_err) {
+        int err;
+        socklen_t len = sizeof err;
+        if (SYS(sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len)))
+            return neg_errno();
+        sh->k_err = 0;
+    }
+    if ((want & POLLHUP) && !sh->k_hup) {
+        if (SYS(sh, shutdown(h->b, SHUT_RDWR)))
+            return neg_errno();
+        sh->k_hup = 1;
+    }
+    return 0;
+}
+
+static int dgram_rx(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    int want_in = !!(want & POLLIN);
+    char buf[64];
+    if (sh->k_hup || want_in == (int)sh->k_rx)
+        return 0; /* after the shutdown A is readable whatever is asked */
+    if (want_in) {
+        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+            return neg_errno();
+    } else if (SYS(sh, recv(h->a, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno != EAGAIN) {
+        return neg_errno();
+    }
+    sh->k_rx = (uint32_t)want_in;
+    return 0;
+}
+
+static int dgram_out(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    char buf[64];
+    if (!(want & POLLOUT)) {
+        /* A cannot send after its shutdown, and a send would consume a
+         * pending ERR, whose raising purged the fill: OUT stays (extra). */
+        if (sh->k_hup || sh->k_err || (want & POLLERR))
+            return 0; /* (raising ERR below purges the fill anyway) */
+        /* Two queued one-byte datagrams take A past a quarter of the
+         * minimum send buffer, where poll stops reporting OUT. */
+        while (sh->k_fill < 2) {
+            if (SYS(sh, send(h->a, "o", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+                return neg_errno();
+            sh->k_fill++;
+        }
+    } else if (sh->k_fill >= 2) {
+        if (SYS(sh, recv(h->b, buf, sizeof buf, MSG_DONTWAIT)) < 0)
+            return neg_errno();
+        sh->k_fill--;
+    }
+    return 0;
+}
+
+static int dgram_err_hup(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    if ((want & POLLERR) && !sh->k_err) {
+        /* A peer that disconnects with unread datagrams from A raises
+         * ECONNRESET on A (and purges them); then it reconnects. */
+        sa_family_t unspec = AF_UNSPEC;
+        if (!sh->k_fill) {
+            if (SYS(sh, send(h->a, "e", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+                return neg_errno();
+        }
+        if (SYS(sh, connect(h->b, (struct sockaddr *)&unspec, sizeof unspec)))
+            return neg_errno();
+        sh->k_fill = 0;
+        sh->k_err = 1;
+        if (SYS(sh, connect(h->b, (struct sockaddr *)&sh->a_addr, sh->a_len)))
+            return neg_errno();
+    } else if (!(want & POLLERR) && sh->k_err) {
+        int err;
+        socklen_t len = sizeof err;
+        if (SYS(sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len)))
+            return neg_errno();
+        sh->k_err = 0;
+    }
+    if ((want & POLLHUP) && !sh->k_hup) {
+        if (SYS(sh, shutdown(h->a, SHUT_RDWR)))
+            return neg_errno();
+        sh->k_hup = 1;
+    }
+    return 0;
+}
+
+static int pipe_open_writer(struct mfx_handle *h)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", h->a);
+    int fd = SYS(h->sh, open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    return fd < 0 ? neg_errno() : fd;
+}
+
+static int pipe_change(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    int want_in = !!(want & POLLIN), want_hup = !!(want & POLLHUP);
+    /* getpid() is a real syscall: ask only when HUP changes. */
+    if (want_hup != (int)sh->k_hup && sh->owner != getpid())
+        return -EPERM;
+    if (want_in != (int)sh->k_rx) {
+        if (want_in) {
+            /* Outside the owner, or while HUP is shown, a writer opened
+             * for this byte alone (its close keeps HUP as it was). */
+            int w = h->b;
+            if (w < 0 && (w = pipe_open_writer(h)) < 0)
+                return w;
+            ssize_t n = SYS(sh, write(w, "i", 1));
+            int err = errno;
+            if (w != h->b)
+                SYS(sh, close(w));
+            if (n != 1)
+                return err ? -err : -EIO;
+        } else {
+            int r = mfx_drain(sh, h->a, 0);
+            if (r)
+                return r;
+        }
+        sh->k_rx = (uint32_t)want_in;
+    }
+    if (want_hup && !sh->k_hup) {
+        SYS(sh, close(h->b));
+        h->b = -1;
+        sh->k_hup = 1;
+    } else if (!want_hup && sh->k_hup) {
+        int w = pipe_open_writer(h);
+        if (w < 0)
+            return w;
+        h->b = w;
+        sh->k_hup = 0;
+    }
+    return 0;
+}
+
+static int mfx_apply(struct mfx_handle *h, uint32_t want)
+{
+    int r;
+    switch (h->kind) {
+    case MFX_STREAM:
+        /* PRI first: a kernel without AF_UNIX OOB refuses it before any
+         * other bit has changed.  HUP and ERR last: they freeze the rest. */
+        if ((r = stream_rx(h, want)) || (r = stream_out(h, want)))
+            return r;
+        return stream_err_hup(h, want);
+    case MFX_DGRAM:
+        /* Clear ERR first, so that the fill below can run; and since a recv
+         * on A reports and consumes a pending ERR instead of the datagram,
+         * take it before that recv too, and raise it again last. */
+        if (h->sh->k_err &&
+            (!(want & POLLERR) || (h->sh->k_rx && !(want & POLLIN) && !h->sh->k_hup))) {
+            int err;
+            socklen_t len = sizeof err;
+            if (SYS(h->sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len)))
+                return neg_errno();
+            h->sh->k_err = 0;
+        }
+        if ((r = dgram_rx(h, want)) || (r = dgram_out(h, want)))
+            return r;
+        return dgram_err_hup(h, want);
+    default:
+        return pipe_change(h, want);
+    }
+}
+
+static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bits,
+                      int set_data, uint64_t data)
+{
+    if ((clear_bits | set_bits) & ~(uint32_t)MFX_VALID)
+        return -EINVAL;
+    struct mfx_shared *sh = h->sh;
+    int r = mfx_lock(sh);
+    if (r)
+        return -r;
+    if (h->closed) {
+        r = -EBADF;
+        goto out;
+    }
+    uint32_t old = sh->events, want = (old & ~clear_bits) | set_bits;
+    if (want != old) {
+        uint32_t cant_set, cant_clear;
+        mfx_limits_of(h, &cant_set, &cant_clear);
+        if (old & ~want & cant_clear) {
+            r = -ENOTRECOVERABLE;
+            goto out;
+        }
+        if (want & ~old & cant_set) {
+            r = -EOPNOTSUPP;
+            goto out;
+        }
+        r = mfx_apply(h, want);
+        if (r) {
+            /* Store the bits the kernel objects reached, so that read()
+             * and readiness still agree. */
+            uint32_t shown = 0;
+            if (h->kind == MFX_STREAM)
+                shown = (sh->k_rx ? POLLIN : 0) | (sh->k_rx & RX_OOB ? POLLPRI : 0) |
+                        (sh->k_fill ? 0 : POLLOUT);
+            else if (h->kind == MFX_DGRAM)
+                shown = (sh->k_rx ? POLLIN : 0) | (sh->k_fill >= 2 ? 0 : POLLOUT);
+            else
+                shown = sh->k_rx ? POLLIN : 0;
+            shown |= (sh->k_err ? POLLERR : 0) | (sh->k_hup ? POLLHUP : 0);
+            if (r != -EOPNOTSUPP)
+                sh->events = (old & ~(old ^ want)) | ((old ^ want) & shown);
+            goto out;
+        }
+        sh->events = want;
+    }
+    if (set_data)
+        sh->data = data;
+out:
+    pthread_mutex_unlock(&sh->lock);
+    return r;
+}
+
+static int mfx_set(struct mfx_handle *h, uint32_t bits)
+{
+    return mfx_change(h, 0, bits, 0, 0);
+}
+
+static int mfx_clear(struct mfx_handle *h, uint32_t bits)
+{
+    return mfx_change(h, bits, 0, 0, 0);
+}
+
+static struct mfx_pair mfx_get(struct mfx_handle *h)
+{
+    struct mfx_pair p = {0, 0};
+    if (mfx_lock(h->sh))
+        return p;
+    p.events = h->sh->events;
+    p.data = h->sh->data;
+    pthread_mutex_unlock(&h->sh->lock);
+    return p;
+}
+
+/* --- bookkeeping ------------------------------------------------------- */
+
+static int mfx_kind(struct mfx_handle *h) { return h->kind; }
+static int mfx_fd(struct mfx_handle *h) { return h->closed ? -1 : h->a; }
+static int mfx_peer_fd(struct mfx_handle *h) { return h->closed ? -1 : h->b; }
+static int mfx_memfd(struct mfx_handle *h) { return h->closed ? -1 : h->memfd; }
+static uint64_t mfx_syscalls(struct mfx_handle *h) { return h->sh->syscalls; }
+
+static void mfx_mark_shared(struct mfx_handle *h, int in_child)
+{
+    if (mfx_lock(h->sh))
+        return;
+    h->sh->shared = 1;
+    if (in_child && h->kind == MFX_PIPE && h->b >= 0) {
+        close(h->b);
+        h->b = -1;
+    }
+    pthread_mutex_unlock(&h->sh->lock);
+}
+
+static int mfx_close(struct mfx_handle *h)
+{
+    int r = mfx_lock(h->sh);
+    if (r)
+        return -r;
+    if (!h->closed) {
+        h->closed = 1;
+        close(h->a);
+        if (h->b >= 0)
+            close(h->b);
+        close(h->memfd);
+        h->a = h->b = h->memfd = -1;
+    }
+    pthread_mutex_unlock(&h->sh->lock);
+    return 0;
+}
+
+static void mfx_free(struct mfx_handle *h)
+{
+    if (!h)
+        return;
+    if (!h->closed)
+        mfx_close(h);
+    munmap(h->sh, STATE_SIZE);
+    free(h);
+}
