@@ -11,6 +11,7 @@ pick it up.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -150,6 +151,16 @@ def _mp_semaphore() -> Channel:
     return Channel({"a": ctx.Semaphore(0), "b": ctx.Semaphore(0)}, _closer())
 
 
+def _maskfd(events: int) -> Callable[[], Channel]:
+    def open_maskfd() -> Channel:
+        from eventfd_ext import MaskFD
+
+        m = MaskFD(events, backing="stream")
+        return Channel({"m": m, "IN": select.POLLIN}, m.close)
+
+    return open_maskfd
+
+
 def catalogue() -> list[Mechanism]:
     """Every mechanism, in the order the table shows them."""
     return [
@@ -240,5 +251,25 @@ def catalogue() -> list[Mechanism]:
             ping="a.release(); b.acquire()",
             pong="a.acquire(); b.release()",
             reference=True,
+        ),
+        # MaskFD's stream backing shows POLLIN with one byte in a socketpair:
+        # a set then a clear of IN is a send then a recv, compared with the
+        # raw socketpair row above.
+        Mechanism(
+            "MaskFD IN set/clear",
+            "socketpair",
+            _maskfd(0),
+            call="m.set(IN); m.clear(IN)",
+            ping=None,
+            pong=None,
+        ),
+        # A write of the bits already shown makes no system call.
+        Mechanism(
+            "MaskFD no-change write",
+            "socketpair",
+            _maskfd(select.POLLIN),
+            call="m.write(IN)",
+            ping=None,
+            pong=None,
         ),
     ]

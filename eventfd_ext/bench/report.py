@@ -24,7 +24,7 @@ class Goal:
     placement: str = ""
 
 
-#: The project's performance goals (issue 4).  MaskFD's join them here.
+#: The project's performance goals (issue 4).
 GOALS = [
     Goal(
         "drop-in pair vs os pair",
@@ -55,6 +55,13 @@ GOALS = [
         "C eventfd (floor)",
         1.15,
         "threads",
+    ),
+    Goal(
+        "MaskFD IN set+clear vs socketpair send+recv",
+        "per-call",
+        "MaskFD IN set/clear",
+        "socketpair send/recv",
+        1.10,
     ),
 ]
 
