@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,19 +32,27 @@ static int64_t efx_floor_now_ns(void)
 }
 
 /* One signal and one wait on a channel: an eventfd takes 8 bytes, a pipe
- * or a socket 1.  Both return 0 or -errno. */
+ * or a socket 1.  Both return 0 or -errno.  EINTR is retried: a loop is
+ * over in milliseconds, and Python runs its signal handlers right after,
+ * whereas giving up half way would strand the peer. */
 static int efx_floor_send(int mechanism, int fd)
 {
     uint64_t one = 1;
     size_t size = mechanism == EFX_FLOOR_EVENTFD ? sizeof one : 1;
-    return write(fd, &one, size) == (ssize_t)size ? 0 : -errno;
+    ssize_t n;
+    while ((n = write(fd, &one, size)) < 0 && errno == EINTR)
+        ;
+    return n == (ssize_t)size ? 0 : n < 0 ? -errno : -EIO;
 }
 
 static int efx_floor_recv(int mechanism, int fd)
 {
     uint64_t value;
     size_t size = mechanism == EFX_FLOOR_EVENTFD ? sizeof value : 1;
-    return read(fd, &value, size) == (ssize_t)size ? 0 : -errno;
+    ssize_t n;
+    while ((n = read(fd, &value, size)) < 0 && errno == EINTR)
+        ;
+    return n == (ssize_t)size ? 0 : n < 0 ? -errno : -EIO;
 }
 
 static int64_t efx_floor_call_eventfd(int fd, int64_t n)
@@ -74,11 +83,14 @@ static int64_t efx_floor_call_pipe(int rfd, int wfd, int64_t n)
 
 static int64_t efx_floor_call_socketpair(int a, int b, int64_t n)
 {
-    char byte = 0;
     int64_t start = efx_floor_now_ns();
     for (int64_t i = 0; i < n; i++) {
-        if (send(a, &byte, 1, 0) != 1 || recv(b, &byte, 1, 0) != 1)
-            return -errno;
+        /* write and read are send and recv with no flags on a socket */
+        int err = efx_floor_send(EFX_FLOOR_SOCKETPAIR, a);
+        if (!err)
+            err = efx_floor_recv(EFX_FLOOR_SOCKETPAIR, b);
+        if (err)
+            return err;
     }
     return efx_floor_now_ns() - start;
 }
@@ -197,9 +209,14 @@ static int64_t efx_floor_pingpong(int mechanism, int processes, int64_t n,
     if (err)
         return err;
     if (processes) {
+        pid_t parent = getpid();
         pid_t pid = fork();
-        if (pid == 0) /* only async-signal-safe calls from here on */
+        if (pid == 0) { /* only async-signal-safe calls from here on */
+            /* Killed with the parent, rather than wait for it forever. */
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+                _exit(1);
             _exit(efx_floor_pong(&link) ? 1 : 0);
+        }
         if (pid < 0) {
             result = -errno;
         } else {

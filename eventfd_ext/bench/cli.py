@@ -22,10 +22,10 @@ __all__ = ["FULL", "GROUPS", "QUICK", "main", "run"]
 
 #: The default run: a few minutes at most on a 2-CPU machine.
 FULL = runner.Config(
-    repetitions=15,
+    repetitions=31,
     percall_repetitions=60,
     percall_seconds=0.005,
-    rounds=2000,
+    rounds=1000,
     signals=100_000,
 )
 #: ``--quick``: a smoke run, seconds rather than minutes.

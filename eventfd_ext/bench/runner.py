@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import socket
 import threading
 import time
@@ -150,7 +151,8 @@ class _Case:
     timed: Timed
     n: int = 1
     cpu: int | None = None
-    close: Callable[[], None] = field(default=lambda: None)
+    #: Called with True when the run failed: peers are then not waited for.
+    close: Callable[[bool], None] = field(default=lambda abandon: None)
 
 
 def _interleave(
@@ -164,11 +166,18 @@ def _interleave(
     progress(label, reps, reps)
 
 
-def _close_all(cases: Sequence[_Case]) -> None:
+def _closer(channel: Channel) -> Callable[[bool], None]:
+    def close(abandon: bool) -> None:
+        channel.close()
+
+    return close
+
+
+def _close_all(cases: Sequence[_Case], abandon: bool = False) -> None:
     errors = []
     for case in cases:
         try:
-            case.close()
+            case.close(abandon)
         except Exception as exc:  # noqa: BLE001  (close the rest, then report the first)
             errors.append(exc)
     if errors:
@@ -208,7 +217,12 @@ def percall(
                 reference=mech.reference,
             )
             cases.append(
-                _Case(result, _loop(mech.call, channel), cpu=cpu, close=channel.close)
+                _Case(
+                    result,
+                    _loop(mech.call, channel),
+                    cpu=cpu,
+                    close=_closer(channel),
+                )
             )
         with _no_gc():
             for i, case in enumerate(cases):
@@ -225,20 +239,38 @@ def percall(
     return [case.result for case in cases]
 
 
+def _exit_with_parent(lifeline: tuple[int, int]) -> None:
+    """In a forked peer: exit once the parent is gone, rather than wait for
+    its signals forever.  The parent holds the lifeline's write end."""
+    r, w = lifeline
+    os.close(w)
+
+    def watch() -> None:
+        os.read(r, 1)  # end of file: every holder of the write end has exited
+        os._exit(1)
+
+    threading.Thread(target=watch, name="bench-lifeline", daemon=True).start()
+
+
 def _start_process_peer(
-    stmt: str, channel: Channel, rounds: int, cpu: int | None
-) -> Callable[[], None]:
+    stmt: str, channel: Channel, rounds: int, cpu: int | None, lifeline: tuple[int, int]
+) -> Callable[[bool], None]:
     pid = os.fork()
     if pid == 0:  # the child runs only its echo loop
         code = 1
         try:
+            _exit_with_parent(lifeline)
             with pinned(cpu):
                 _loop(stmt, channel)(rounds)
             code = 0
         finally:
             os._exit(code)
 
-    def join() -> None:
+    def join(abandon: bool) -> None:
+        if abandon:  # it would wait for the rest of its round trips forever
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return
         deadline = time.monotonic() + _JOIN_TIMEOUT
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -247,7 +279,7 @@ def _start_process_peer(
                     raise RuntimeError(f"ping-pong peer process failed ({status})")
                 return
             if time.monotonic() > deadline:
-                os.kill(pid, 9)
+                os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 raise RuntimeError("ping-pong peer process did not finish")
             time.sleep(0.01)
@@ -256,8 +288,8 @@ def _start_process_peer(
 
 
 def _start_thread_peer(
-    stmt: str, channel: Channel, rounds: int, cpu: int | None
-) -> Callable[[], None]:
+    stmt: str, channel: Channel, rounds: int, cpu: int | None, lifeline: tuple[int, int]
+) -> Callable[[bool], None]:
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -270,7 +302,9 @@ def _start_thread_peer(
     thread = threading.Thread(target=run, name="bench-pong", daemon=True)
     thread.start()
 
-    def join() -> None:
+    def join(abandon: bool) -> None:
+        if abandon:  # a daemon, blocked for good: leave it to the exit
+            return
         thread.join(_JOIN_TIMEOUT)
         if thread.is_alive():
             raise RuntimeError("ping-pong peer thread did not finish")
@@ -289,6 +323,8 @@ def pingpong(
     """Round-trip latency between two threads and between two processes."""
     cases: list[_Case] = []
     rounds = _WARMUP + config.repetitions * config.rounds
+    completed = False
+    lifeline = os.pipe()
     try:
         # Fork every process peer before any thread peer starts: a fork()
         # with other threads running can copy a lock another thread holds.
@@ -300,7 +336,7 @@ def pingpong(
                     continue
                 if place.processes and not mech.processes:
                     continue
-                cases.append(_pingpong_case(mech, place, rounds))
+                cases.append(_pingpong_case(mech, place, rounds, lifeline))
         for case in cases:
             case.n = config.rounds
         with _no_gc():
@@ -310,8 +346,13 @@ def pingpong(
                     with pinned(case.cpu):
                         case.timed(_WARMUP)
             _interleave(cases, config.repetitions, "ping-pong", progress)
+        completed = True
     finally:
-        _close_all(cases)
+        try:
+            _close_all(cases, abandon=not completed)
+        finally:
+            os.close(lifeline[0])
+            os.close(lifeline[1])
     order = {place.label: i for i, place in enumerate(where)}
     return sorted((c.result for c in cases), key=lambda r: order[r.placement])
 
@@ -329,19 +370,21 @@ def _floor_pingpong_case(family: str, kind: int, place: Placement) -> _Case:
     return _Case(result, timed)
 
 
-def _pingpong_case(mech: Mechanism, place: Placement, rounds: int) -> _Case:
+def _pingpong_case(
+    mech: Mechanism, place: Placement, rounds: int, lifeline: tuple[int, int]
+) -> _Case:
     assert mech.ping is not None and mech.pong is not None
     channel = mech.open()
     start = _start_process_peer if place.processes else _start_thread_peer
     try:
-        join = start(mech.pong, channel, rounds, place.cpu_pong)
+        join = start(mech.pong, channel, rounds, place.cpu_pong, lifeline)
     except BaseException:
         channel.close()
         raise
 
-    def close() -> None:
+    def close(abandon: bool) -> None:
         try:
-            join()
+            join(abandon)
         finally:
             channel.close()
 
