@@ -177,7 +177,7 @@ def table(results: Sequence[Result]) -> str:
             name = f"{g['goal']} ({g['placement']})" if g["placement"] else g["goal"]
             verdict = "met" if g["met"] else "NOT met"
             lines.append(
-                f"  {name:{gw}}  {g['ratio']:.2f}x  (goal <= {g['limit']:.2f}x)  {verdict}"
+                f"  {name:{gw}}  {g['ratio']:.3f}x  (goal <= {g['limit']:.2f}x)  {verdict}"
             )
     return "\n".join(lines).lstrip("\n")
 
