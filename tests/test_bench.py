@@ -134,6 +134,17 @@ def test_json_to_stdout_replaces_the_table(tmp_path: pathlib.Path) -> None:
     assert all(r["repetitions"] == 2 for r in doc["results"])
 
 
+def test_plot_draws_a_png(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs the plot extra")
+    proc = bench(
+        "-m", "eventfd_ext.bench", "--quick", "--only", "per-call",
+        "--repetitions", "2", "--plot", "out.png",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
 def test_plot_without_matplotlib_is_a_clear_error(tmp_path: pathlib.Path) -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
