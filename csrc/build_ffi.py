@@ -18,7 +18,7 @@ if not sys.platform.startswith("linux"):
     )
 
 HERE = pathlib.Path(__file__).resolve().parent
-SHIMS = ["eventfd_shim", "maskfd_shim"]
+SHIMS = ["eventfd_shim", "maskfd_shim", "floor"]
 
 ffi = FFI()
 for name in SHIMS:

@@ -43,6 +43,18 @@ static uint64_t efx_read(int fd)
     return value;
 }
 
+static uint64_t efx_take(int fd)
+{
+    uint64_t value;
+    errno = 0; /* 0 with errno 0 is a genuine 0, read from a non-eventfd */
+    ssize_t n = read(fd, &value, sizeof value);
+    if (n == sizeof value)
+        return value;
+    if (n >= 0)
+        errno = EINVAL; /* a short read: not an eventfd either */
+    return 0;
+}
+
 static uint64_t efx_read_nowait(int fd)
 {
     uint64_t value;
@@ -60,6 +72,11 @@ static int efx_write(int fd, uint64_t value)
     if (n == sizeof value)
         return 0;
     return n < 0 ? -errno : -EINVAL; /* short write: not an eventfd */
+}
+
+static int efx_signal(int fd)
+{
+    return efx_write(fd, 1);
 }
 
 static int efx_poll(int fd, int events, int timeout_ms)

@@ -26,12 +26,23 @@ int efx_create(unsigned int initval, int flags);
 /* read(2) of the 8-byte counter: the count, or EFX_FAILED with errno set. */
 uint64_t efx_read(int fd);
 
+/* efx_read with 0 for failure: the count, or 0 with errno set (EINVAL for
+ * a short read).  An eventfd's count is never read as 0, so the fast path
+ * tests the result for zero, which Python does faster than comparing it
+ * with EFX_FAILED, a three-digit int; 0 with errno 0 is a genuine 0, which
+ * only an fd that is not an eventfd gives. */
+uint64_t efx_take(int fd);
+
 /* Like efx_read, but never blocks whatever the fd's mode (RWF_NOWAIT):
  * EAGAIN when the count is zero. */
 uint64_t efx_read_nowait(int fd);
 
 /* write(2) of the 8-byte value: 0, or -errno. */
 int efx_write(int fd, uint64_t value);
+
+/* efx_write(fd, 1), the common signal: one argument makes it a METH_O
+ * builtin, which skips the argument tuple cffi builds for two. */
+int efx_signal(int fd);
 
 /* poll(2) on one fd: the revents (0 on timeout), or -errno.
  * timeout_ms < 0 waits forever. */

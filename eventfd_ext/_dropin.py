@@ -11,7 +11,7 @@ import operator
 
 from . import _core
 from ._core import FileDescriptorLike
-from ._shim import lib
+from ._shim import ffi, lib
 
 __all__ = [
     "EFD_CLOEXEC",
@@ -33,8 +33,13 @@ EFD_SEMAPHORE: int = lib.EFD_SEMAPHORE
 EFD_MASK: int = 1 << 1
 
 _read = lib.efx_read
+_take = lib.efx_take
 _write = lib.efx_write
-_FAILED = _core.FAILED
+_signal = lib.efx_signal
+# The cached small int 1: an identity test sends the common signal to the
+# one-argument shim call (METH_O, no argument tuple) and anything else,
+# True and 1.0 included, to the checked two-argument one.
+_ONE = 1
 
 
 def eventfd(initval: int, flags: int = EFD_CLOEXEC) -> int:
@@ -54,14 +59,14 @@ def eventfd_read(fd: FileDescriptorLike) -> int:
     if type(fd) is not int:  # cffi would take any __int__ (Decimal) as an fd
         fd = _core.as_fd(fd)
     try:
-        value = _read(fd)
+        value = _take(fd)
     except (TypeError, OverflowError):
         return eventfd_read(_core.as_fd(fd))
-    if value != _FAILED:
+    if value:
         return value
     if fd < 0:
         _core.as_fd(fd)  # raises the ValueError os.eventfd_read gives
-    return _core.retry_read(_read, fd)
+    return _core.retry_read(_read, fd) if ffi.errno else value
 
 
 def eventfd_write(fd: FileDescriptorLike, value: int) -> None:
@@ -70,7 +75,7 @@ def eventfd_write(fd: FileDescriptorLike, value: int) -> None:
         # cffi would take any __int__ (Decimal('1.5') -> 1) as a number.
         return eventfd_write(_core.as_fd(fd), _core.check_value(value))
     try:
-        result = _write(fd, value)
+        result = _signal(fd) if value is _ONE else _write(fd, value)
     except (TypeError, OverflowError):
         return eventfd_write(_core.as_fd(fd), _core.check_value(value))
     if result:

@@ -12,7 +12,7 @@ from typing import NoReturn, TypeVar
 
 from . import _aio, _core
 from ._dropin import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
-from ._shim import lib
+from ._shim import ffi, lib
 
 __all__ = ["EventFD"]
 
@@ -20,8 +20,11 @@ __all__ = ["EventFD"]
 _E = TypeVar("_E", bound="EventFD")
 
 _read = lib.efx_read
+_take = lib.efx_take
 _write = lib.efx_write
+_signal = lib.efx_signal
 _FAILED = _core.FAILED
+_ONE = 1  # write(1) takes the one-argument shim call; see _dropin._ONE
 _CLOSED = -1
 # Makes taking the fd out of an object atomic, so that two threads closing it
 # at once cannot both close the number (the second could close a reused fd).
@@ -215,12 +218,12 @@ class EventFD:
         """
         if timeout is None:
             fd = self._fd
-            value = _read(fd)
-            if value != _FAILED:
+            value = _take(fd)
+            if value:
                 return value
             if fd < 0:
                 self._raise_closed()
-            return _core.retry_read(_read, fd, self._check_open)
+            return _core.retry_read(_read, fd, self._check_open) if ffi.errno else value
         value = _core.wait_readable(
             self.fileno(), timeout, lib.efx_wait_read, self._check_open
         )
@@ -238,7 +241,7 @@ class EventFD:
         if type(value) is not int:  # cffi would take Decimal('1.5') as 1
             value = _core.check_value(value)
         try:
-            result = _write(fd, value)
+            result = _signal(fd) if value is _ONE else _write(fd, value)
         except (TypeError, OverflowError):
             _core.check_value(value)
             raise  # unreachable: check_value raises for what cffi refuses

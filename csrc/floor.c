@@ -1,0 +1,257 @@
+/* The C floor: the benchmark's loops with no Python in them.
+ * Declarations and the calling convention are in floor.h. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_setaffinity, CPU_SET */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EFX_FLOOR_EVENTFD 0
+#define EFX_FLOOR_PIPE 1
+#define EFX_FLOOR_SOCKETPAIR 2
+/* Untimed round trips before the clock starts, so that the peer is running
+ * and settled: a freshly forked child stays measurably slower (5.0 against
+ * 3.9 us a round trip) for its first few hundred round trips. */
+#define EFX_FLOOR_WARMUP(n) (256 + (n) / 4)
+
+static int64_t efx_floor_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* One signal and one wait on a channel: an eventfd takes 8 bytes, a pipe
+ * or a socket 1.  Both return 0 or -errno.  EINTR is retried: a loop is
+ * over in milliseconds, and Python runs its signal handlers right after,
+ * whereas giving up half way would strand the peer. */
+static int efx_floor_send(int mechanism, int fd)
+{
+    uint64_t one = 1;
+    size_t size = mechanism == EFX_FLOOR_EVENTFD ? sizeof one : 1;
+    ssize_t n;
+    while ((n = write(fd, &one, size)) < 0 && errno == EINTR)
+        ;
+    return n == (ssize_t)size ? 0 : n < 0 ? -errno : -EIO;
+}
+
+static int efx_floor_recv(int mechanism, int fd)
+{
+    uint64_t value;
+    size_t size = mechanism == EFX_FLOOR_EVENTFD ? sizeof value : 1;
+    ssize_t n;
+    while ((n = read(fd, &value, size)) < 0 && errno == EINTR)
+        ;
+    return n == (ssize_t)size ? 0 : n < 0 ? -errno : -EIO;
+}
+
+static int64_t efx_floor_call_eventfd(int fd, int64_t n)
+{
+    int64_t start = efx_floor_now_ns();
+    for (int64_t i = 0; i < n; i++) {
+        int err = efx_floor_send(EFX_FLOOR_EVENTFD, fd);
+        if (!err)
+            err = efx_floor_recv(EFX_FLOOR_EVENTFD, fd);
+        if (err)
+            return err;
+    }
+    return efx_floor_now_ns() - start;
+}
+
+static int64_t efx_floor_call_pipe(int rfd, int wfd, int64_t n)
+{
+    int64_t start = efx_floor_now_ns();
+    for (int64_t i = 0; i < n; i++) {
+        int err = efx_floor_send(EFX_FLOOR_PIPE, wfd);
+        if (!err)
+            err = efx_floor_recv(EFX_FLOOR_PIPE, rfd);
+        if (err)
+            return err;
+    }
+    return efx_floor_now_ns() - start;
+}
+
+static int64_t efx_floor_call_socketpair(int a, int b, int64_t n)
+{
+    int64_t start = efx_floor_now_ns();
+    for (int64_t i = 0; i < n; i++) {
+        /* write and read are send and recv with no flags on a socket */
+        int err = efx_floor_send(EFX_FLOOR_SOCKETPAIR, a);
+        if (!err)
+            err = efx_floor_recv(EFX_FLOOR_SOCKETPAIR, b);
+        if (err)
+            return err;
+    }
+    return efx_floor_now_ns() - start;
+}
+
+/* The two one-way channels of a ping-pong: ping -> pong and pong -> ping.
+ * For an eventfd both ends of a channel are the same fd; a socketpair is
+ * both channels at once. */
+struct efx_floor_link {
+    int mechanism;
+    int64_t rounds;
+    int cpu;
+    int to_pong[2]; /* read end, write end */
+    int to_ping[2];
+};
+
+static int efx_floor_pin(int cpu)
+{
+    cpu_set_t set;
+    if (cpu < 0)
+        return 0;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set) ? -errno : 0;
+}
+
+static int efx_floor_open(struct efx_floor_link *link)
+{
+    if (link->mechanism == EFX_FLOOR_SOCKETPAIR) {
+        int pair[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair))
+            return -errno;
+        link->to_pong[0] = link->to_ping[1] = pair[1];
+        link->to_pong[1] = link->to_ping[0] = pair[0];
+        return 0;
+    }
+    if (link->mechanism == EFX_FLOOR_PIPE) {
+        if (pipe2(link->to_pong, O_CLOEXEC))
+            return -errno;
+        if (pipe2(link->to_ping, O_CLOEXEC)) {
+            int err = -errno;
+            close(link->to_pong[0]);
+            close(link->to_pong[1]);
+            return err;
+        }
+        return 0;
+    }
+    int a = eventfd(0, EFD_CLOEXEC);
+    if (a < 0)
+        return -errno;
+    int b = eventfd(0, EFD_CLOEXEC);
+    if (b < 0) {
+        int err = -errno;
+        close(a);
+        return err;
+    }
+    link->to_pong[0] = link->to_pong[1] = a;
+    link->to_ping[0] = link->to_ping[1] = b;
+    return 0;
+}
+
+static void efx_floor_close(struct efx_floor_link *link)
+{
+    close(link->to_pong[0]);
+    close(link->to_ping[0]);
+    if (link->mechanism != EFX_FLOOR_EVENTFD) {
+        close(link->to_pong[1]);
+        close(link->to_ping[1]);
+    }
+}
+
+/* The peer: echo every signal back.  Returns 0 or -errno. */
+static int efx_floor_pong(struct efx_floor_link *link)
+{
+    int err = efx_floor_pin(link->cpu);
+    for (int64_t i = 0; !err && i < link->rounds; i++) {
+        err = efx_floor_recv(link->mechanism, link->to_pong[0]);
+        if (!err)
+            err = efx_floor_send(link->mechanism, link->to_ping[1]);
+    }
+    return err;
+}
+
+static void *efx_floor_pong_thread(void *arg)
+{
+    return (void *)(intptr_t)efx_floor_pong(arg);
+}
+
+/* The caller's side: warm up, then time n round trips. */
+static int64_t efx_floor_ping(struct efx_floor_link *link, int64_t n)
+{
+    int64_t start = 0;
+    for (int64_t i = 0; i < link->rounds; i++) {
+        if (i == link->rounds - n)
+            start = efx_floor_now_ns();
+        int err = efx_floor_send(link->mechanism, link->to_pong[1]);
+        if (!err)
+            err = efx_floor_recv(link->mechanism, link->to_ping[0]);
+        if (err)
+            return err;
+    }
+    return efx_floor_now_ns() - start;
+}
+
+static int64_t efx_floor_pingpong(int mechanism, int processes, int64_t n,
+                                  int cpu_ping, int cpu_pong)
+{
+    struct efx_floor_link link = {
+        .mechanism = mechanism, .rounds = n + EFX_FLOOR_WARMUP(n), .cpu = cpu_pong};
+    cpu_set_t saved;
+    int64_t result;
+    if (n <= 0 || mechanism < EFX_FLOOR_EVENTFD || mechanism > EFX_FLOOR_SOCKETPAIR)
+        return -EINVAL;
+    if (sched_getaffinity(0, sizeof saved, &saved))
+        return -errno;
+    int err = efx_floor_open(&link);
+    if (err)
+        return err;
+    if (processes) {
+        pid_t parent = getpid();
+        pid_t pid = fork();
+        if (pid == 0) { /* only async-signal-safe calls from here on */
+            /* Killed with the parent, rather than wait for it forever. */
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+                _exit(1);
+            _exit(efx_floor_pong(&link) ? 1 : 0);
+        }
+        if (pid < 0) {
+            result = -errno;
+        } else {
+            result = efx_floor_pin(cpu_ping);
+            if (!result)
+                result = efx_floor_ping(&link, n);
+            int status;
+            if (result < 0)
+                kill(pid, SIGKILL); /* it would wait for the rest forever */
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            if (result >= 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                result = -EIO;
+        }
+    } else {
+        pthread_t thread;
+        void *peer;
+        err = pthread_create(&thread, NULL, efx_floor_pong_thread, &link);
+        if (err) {
+            result = -err;
+        } else {
+            result = efx_floor_pin(cpu_ping);
+            if (result < 0) {
+                /* Release the peer: the signals it waits for. */
+                for (int64_t i = 0; i < link.rounds; i++)
+                    efx_floor_send(mechanism, link.to_pong[1]);
+            } else {
+                result = efx_floor_ping(&link, n);
+            }
+            pthread_join(thread, &peer);
+            if (result >= 0 && peer)
+                result = (int)(intptr_t)peer;
+        }
+    }
+    sched_setaffinity(0, sizeof saved, &saved);
+    efx_floor_close(&link);
+    return result;
+}

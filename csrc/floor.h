@@ -1,0 +1,33 @@
+/* cffi cdef for the C floor (csrc/floor.c): the benchmark loops of
+ * `python -m eventfd_ext.bench` done entirely in C, so that every Python
+ * figure can be shown next to what the kernel itself allows.
+ *
+ * Each function returns the elapsed nanoseconds of its timed loop (measured
+ * in C on CLOCK_MONOTONIC, so the cffi call around it is not counted), or
+ * -errno (-EIO for a short read or write).  EINTR is retried.  cffi
+ * releases the GIL around every call.
+ */
+
+#define EFX_FLOOR_EVENTFD ...
+#define EFX_FLOOR_PIPE ...
+#define EFX_FLOOR_SOCKETPAIR ...
+
+/* n rounds of an 8-byte write then read on one eventfd. */
+int64_t efx_floor_call_eventfd(int fd, int64_t n);
+
+/* n rounds of a 1-byte write to wfd then read from rfd (a pipe). */
+int64_t efx_floor_call_pipe(int rfd, int wfd, int64_t n);
+
+/* n rounds of a 1-byte send on a then recv on b (an AF_UNIX socketpair;
+ * done with write and read, which are send and recv with no flags). */
+int64_t efx_floor_call_socketpair(int a, int b, int64_t n);
+
+/* n ping-pong round trips over a fresh pair of EFX_FLOOR_EVENTFD,
+ * EFX_FLOOR_PIPE or EFX_FLOOR_SOCKETPAIR channels, between the calling thread and a new thread
+ * (processes == 0) or a forked child (processes != 0).  The caller runs on
+ * cpu_ping and the peer on cpu_pong (-1: not pinned); the caller's
+ * affinity is restored before returning.  Untimed round trips come first
+ * (256 + n/4), so thread creation and fork are not counted.  A forked
+ * peer is killed if the caller's thread dies (PR_SET_PDEATHSIG). */
+int64_t efx_floor_pingpong(int mechanism, int processes, int64_t n,
+                           int cpu_ping, int cpu_pong);
