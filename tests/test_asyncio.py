@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pathlib
 import subprocess
 import sys
 import threading
@@ -178,7 +177,6 @@ def test_blocking_fd_drained_by_a_process(efd: EventFD) -> None:
             str(efd.fileno()),
         ],
         pass_fds=(efd.fileno(),),
-        env=dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).parent.parent)),
         stdout=subprocess.PIPE,
         text=True,
     )

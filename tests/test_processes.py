@@ -11,7 +11,6 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
-import pathlib
 import pickle
 import socket
 import subprocess
@@ -26,7 +25,6 @@ import pytest
 from eventfd_ext import EventFD, recv_eventfd, send_eventfd
 
 TIMEOUT = 10.0
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def eventfd_id(fd: int) -> str:
@@ -188,12 +186,10 @@ def test_plain_pickle_refuses(pair: tuple[EventFD, EventFD]) -> None:
 
 
 def python_child(code: str, *args: str, pass_fds: tuple[int, ...]) -> str:
-    """Run ``python -c code args`` with this tree importable; its stdout."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    """Run ``python -c code args`` (importing the installed package); its stdout."""
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
         pass_fds=pass_fds,
-        env=env,
         capture_output=True,
         text=True,
         timeout=TIMEOUT * 3,
