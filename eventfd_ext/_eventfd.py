@@ -8,7 +8,7 @@ import os
 import threading
 import warnings
 from types import TracebackType
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from . import _aio, _core
 from ._dropin import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
@@ -140,8 +140,10 @@ class EventFD:
     ) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        fd = getattr(self, "_fd", _CLOSED)
+    # The defaults keep what __del__ needs: at interpreter exit it can run
+    # after this module's globals (os, warnings, the lock) have become None.
+    def __del__(self, _warn: Any = warnings.warn, _close: Any = os.close) -> None:
+        fd = getattr(self, "_fd", -1)
         if fd < 0:
             return
         # Close whatever happens to the warning: -W error::ResourceWarning
@@ -152,9 +154,11 @@ class EventFD:
                 text = repr(self)
             except Exception:
                 text = f"<{type(self).__name__} fd={fd}>"
-            warnings.warn(f"unclosed {text}", ResourceWarning, source=self)
+            _warn(f"unclosed {text}", ResourceWarning, source=self)
         finally:
-            self.close()
+            # No lock: nothing else holds a reference to an object being collected.
+            self._fd = -1
+            _close(fd)
 
     def __reduce__(self) -> NoReturn:
         raise TypeError(

@@ -276,10 +276,21 @@ class MaskFD:
     ) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
-            self.close()
+    # The defaults keep what __del__ needs: at interpreter exit it can run
+    # after this module's globals (lib, warnings) have become None.
+    def __del__(self, _warn: Any = warnings.warn, _close: Any = lib.mfx_close) -> None:
+        if getattr(self, "_fd", -1) < 0:
+            return
+        fd = self._fd
+        try:
+            try:
+                text = repr(self)
+            except Exception:
+                text = f"<{type(self).__name__} fd={fd}>"
+            _warn(f"unclosed {text}", ResourceWarning, source=self)
+        finally:
+            self._fd = -1
+            _close(self._h)
 
     def __reduce__(self) -> NoReturn:
         raise TypeError(

@@ -670,18 +670,54 @@ def test_unclosed_object_closes_its_fd_when_the_warning_is_an_error(
     assert_fd_closed(fd)
 
 
-def test_unclosed_object_at_interpreter_exit_warns_cleanly() -> None:
-    # At exit the codecs that repr() needs for /proc may be gone already.
+@pytest.mark.parametrize("cls", ["EventFD", "MaskFD"])
+@pytest.mark.parametrize(
+    "holder, warns",
+    [
+        ("keep = eventfd_ext.{cls}()", True),  # a __main__ global: collected early
+        # Collected so late that the warning may have nowhere to go: no failure.
+        ("sys.keep = [eventfd_ext.{cls}()]", False),
+    ],
+)
+def test_unclosed_object_at_interpreter_exit_is_quiet(cls: str, holder: str, warns: bool) -> None:
+    # At exit the codecs that repr() needs for /proc may be gone already, and
+    # the module's own globals (os, warnings, lib) may have been set to None.
     package_root = os.path.dirname(os.path.dirname(eventfd_ext.__file__))
     env = dict(os.environ, PYTHONPATH=package_root)
     proc = subprocess.run(
         [sys.executable, "-W", "always", "-c",
-         "import eventfd_ext\nefd = eventfd_ext.EventFD(1)\n"],
+         "import sys, eventfd_ext\n" + holder.format(cls=cls)],
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Exception ignored" not in proc.stderr, proc.stderr
-    assert "ResourceWarning: unclosed <EventFD fd=" in proc.stderr, proc.stderr
+    if warns:
+        assert f"ResourceWarning: unclosed <{cls} fd=" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "cls, module, names",
+    [
+        ("EventFD", "_eventfd", ["os", "warnings", "_release_lock", "_CLOSED"]),
+        ("MaskFD", "_maskfd", ["lib", "warnings", "event_names"]),
+    ],
+)
+def test_unclosed_object_closes_its_fd_after_module_teardown(
+    monkeypatch: pytest.MonkeyPatch, cls: str, module: str, names: list[str]
+) -> None:
+    # What interpreter exit does to a module before its last objects go.
+    obj = getattr(eventfd_ext, cls)()
+    fd = obj.fileno()
+    mod = sys.modules[f"eventfd_ext.{module}"]
+    for name in names:
+        monkeypatch.setattr(mod, name, None)
+    seen: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    with pytest.warns(ResourceWarning, match=f"unclosed <{cls} fd={fd}"):
+        del obj
+        gc.collect()
+    assert seen == []
+    assert_fd_closed(fd)
 
 
 def test_closed_object_collects_silently() -> None:
