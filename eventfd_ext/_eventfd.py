@@ -82,13 +82,20 @@ class EventFD:
         self._fd = fd
 
     @classmethod
-    def from_fd(cls: type[_E], fd: _core.FileDescriptorLike) -> _E:
+    def from_fd(cls: type[_E], fd: int) -> _E:
         """Adopt an existing eventfd: the object owns (and will close) *fd*.
 
         Use it for an fd inherited through ``subprocess`` ``pass_fds`` or
         received over a UNIX socket.  Anything but an eventfd is refused with
-        ValueError, and *fd* is then left open.
+        ValueError, and *fd* is then left open.  Only an fd number is taken:
+        an object with ``fileno()`` (another EventFD, a file) still owns its
+        fd, and two owners would close it twice; adopt ``os.dup(obj.fileno())``.
         """
+        if not isinstance(fd, int):
+            raise TypeError(
+                f"from_fd() takes an fd number, not {type(fd).__name__!r}: the "
+                "object still owns its fd; adopt os.dup(obj.fileno()) instead"
+            )
         fd = _core.as_fd(fd)
         if "eventfd-count" not in _fdinfo(fd):
             raise ValueError(f"fd {fd} is not an eventfd")

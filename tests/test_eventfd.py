@@ -540,16 +540,17 @@ def test_from_fd_adopts_and_owns() -> None:
     assert_fd_closed(fd)
 
 
-def test_from_fd_accepts_a_fileno_object() -> None:
-    class Holder:
-        def __init__(self, fd: int) -> None:
-            self.fd = fd
-
-        def fileno(self) -> int:
-            return self.fd
-
-    with EventFD.from_fd(Holder(os.eventfd(4))) as efd:
-        assert efd.peek() == 4
+def test_from_fd_refuses_an_object_that_owns_its_fd(tmp_path: Any) -> None:
+    # Adopting the fd of an object that keeps owning it would close it twice.
+    with EventFD(3) as owner, open(tmp_path / "f", "wb") as f:
+        for obj in (owner, f):
+            with pytest.raises(TypeError, match="os.dup"):
+                EventFD.from_fd(obj)  # type: ignore[arg-type]
+        assert owner.peek() == 3
+        with EventFD.from_fd(os.dup(owner.fileno())) as twin:
+            twin.write(1)
+        assert owner.read() == 4  # the twin's close left the original open
+        f.write(b"x")  # still open
 
 
 def test_from_fd_on_a_subclass_returns_the_subclass() -> None:
@@ -581,7 +582,7 @@ def test_from_fd_refuses_a_pipe_and_leaves_it_open() -> None:
 def test_from_fd_refuses_a_regular_file(tmp_path: Any) -> None:
     with open(tmp_path / "f", "wb") as f:
         with pytest.raises(ValueError):
-            EventFD.from_fd(f)
+            EventFD.from_fd(f.fileno())
         f.write(b"x")  # still open
 
 

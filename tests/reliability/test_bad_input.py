@@ -182,7 +182,8 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("closed as context manager", lambda w: w.closed.__enter__(), ValueError, None),
     ("eventfd_read(closed)", lambda w: eventfd_read(w.closed), ValueError, None),
     ("eventfd_write(closed, 1)", lambda w: eventfd_write(w.closed, 1), ValueError, None),
-    ("from_fd(closed EventFD)", lambda w: EventFD.from_fd(w.closed), ValueError, None),
+    ("from_fd(closed EventFD)", lambda w: EventFD.from_fd(w.closed), TypeError, None),  # type: ignore[arg-type]
+    ("from_fd(open EventFD)", lambda w: EventFD.from_fd(w.ev), TypeError, None),  # type: ignore[arg-type]
     ("select.poll register closed", lambda w: __import__("select").poll().register(w.closed), ValueError, None),
     # pickling / copying an fd owner
     ("pickle.dumps", lambda w: pickle.dumps(w.ev), TypeError, None),
@@ -229,7 +230,7 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("from_fd(pipe)", lambda w: EventFD.from_fd(w.pipe_r), ValueError, None),
     ("from_fd(regular file)", lambda w: EventFD.from_fd(w.file_ro), ValueError, None),
     ("from_fd(directory)", lambda w: EventFD.from_fd(w.dir_fd), ValueError, None),
-    ("from_fd(socket)", lambda w: EventFD.from_fd(w.sock), ValueError, None),
+    ("from_fd(socket)", lambda w: EventFD.from_fd(w.sock.fileno()), ValueError, None),
     ("from_fd(unused fd)", lambda w: EventFD.from_fd(w.unused), OSError, errno.EBADF),
     ("from_fd(-1)", lambda w: EventFD.from_fd(-1), ValueError, None),
     ("from_fd('x')", lambda w: EventFD.from_fd("x"), TypeError, None),  # type: ignore[arg-type]
