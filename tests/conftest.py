@@ -1,4 +1,4 @@
-"""Shared test set-up: ``--runslow`` runs the large sizes marked ``slow``, and
+"""Shared test set-up: ``--runslow`` adds the large sizes marked ``slow``, and
 every test runs outside the source tree."""
 
 from __future__ import annotations
@@ -33,9 +33,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
 ) -> None:
+    # Deselected, not skipped: the CI size of each of these tests still runs;
+    # only the large size waits for --runslow (the summary counts them).
     if config.getoption("--runslow"):
         return
-    skip_slow = pytest.mark.skip(reason="large size; run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip_slow)
+    large = [item for item in items if "slow" in item.keywords]
+    if large:
+        config.hook.pytest_deselected(items=large)
+        items[:] = [item for item in items if "slow" not in item.keywords]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if config.getoption("--runslow"):
+        return "sizes: CI and large (--runslow)"
+    return "sizes: CI only; --runslow adds the large sizes (shown as deselected)"
