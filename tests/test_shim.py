@@ -196,7 +196,7 @@ def test_write_refuses_out_of_range_python_values(nbfd: int) -> None:
     with pytest.raises(OverflowError):
         lib.efx_write(nbfd, 2**64)
     with pytest.raises(TypeError):
-        lib.efx_write(nbfd, 1.0)
+        lib.efx_write(nbfd, 1.0)  # type: ignore[arg-type]
     assert _kernel.count(nbfd) == 0
 
 
