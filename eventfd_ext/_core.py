@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import math
+import numbers
 import os
 import time
 from typing import Callable, NoReturn, Protocol, Union
@@ -168,6 +169,10 @@ def timeout_ms(timeout: float | None) -> int:
     """
     if timeout is None:
         return -1
+    if not isinstance(timeout, numbers.Real):
+        raise TypeError(
+            f"timeout must be a number of seconds or None, not {type(timeout).__name__!r}"
+        )
     if math.isnan(timeout):
         raise ValueError("timeout must not be NaN")
     if timeout <= 0:
@@ -192,8 +197,8 @@ def wait_readable(
     positive result, or 0 once the timeout has expired.  *check* is as for
     retry_read.
     """
+    ms = timeout_ms(timeout)  # first: it validates timeout
     deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-    ms = timeout_ms(timeout)
     while True:
         result = attempt(fd, ms)
         if result == FAILED:

@@ -12,6 +12,7 @@ import sys
 import threading
 import warnings
 import weakref
+from fractions import Fraction
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -304,6 +305,21 @@ def test_read_timeout_nan_is_valueerror(efd: EventFD) -> None:
     with pytest.raises(ValueError):
         efd.read(timeout=float("nan"))
     assert efd.peek() == START
+
+
+@pytest.mark.parametrize("timeout", ["1", b"1", [1], 1j])
+@pytest.mark.parametrize("call", ["wait", "read"])
+def test_timeout_that_is_not_a_number_is_typeerror(
+    efd: EventFD, call: str, timeout: object
+) -> None:
+    with pytest.raises(TypeError, match="timeout must be a number of seconds or None"):
+        getattr(efd, call)(timeout)
+    assert efd.peek() == START
+
+
+@pytest.mark.parametrize("timeout", [Fraction(1, 2), True, 0.5])
+def test_timeout_takes_any_real_number(efd: EventFD, timeout: object) -> None:
+    assert efd.wait(timeout) is True  # type: ignore[arg-type]
 
 
 def test_wait_does_not_consume(efd: EventFD) -> None:
