@@ -8,6 +8,12 @@ it owns the single ``add_reader``/``add_writer`` registration and a set of
 waiting futures, wakes all of them when the fd is ready, and removes the
 registration when the last waiter leaves (woken, timed out or cancelled).
 
+Closing an fd does not wake an epoll-based loop (the kernel silently drops a
+closed fd from the epoll set), so :func:`close` wakes every coroutine still
+awaiting the fd with ValueError and removes the loops' registrations before
+the fd number is closed: a new fd that reuses the number is never
+unregistered by mistake.
+
 Readiness is level-triggered, so waking every waiter loses nothing: a waiter
 that finds the count gone (another coroutine, thread or process took it)
 simply waits again.  The read itself is the shim's RWF_NOWAIT read, which
@@ -20,6 +26,8 @@ it costs nothing, and ``import eventfd_ext`` does not pay for asyncio.
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import TYPE_CHECKING
 
 from . import _core
@@ -30,7 +38,7 @@ if TYPE_CHECKING:
     from ._core import FileDescriptorLike
     from ._eventfd import EventFD
 
-__all__ = ["read", "wait_readable", "wait_writable"]
+__all__ = ["close", "read", "wait_readable", "wait_writable"]
 
 _READ = 0
 _WRITE = 1
@@ -79,12 +87,71 @@ async def _wait(fd: int, direction: int) -> None:
         await waiter
     finally:
         watch.waiters.discard(waiter)
-        if not watch.waiters:
+        # Not if close() has already taken the registration down.
+        if not watch.waiters and _watches.get(key) is watch:
             del _watches[key]
-            if direction == _READ:
-                loop.remove_reader(fd)
-            else:
-                loop.remove_writer(fd)
+            _unregister(loop, fd, direction)
+
+
+def _unregister(loop: asyncio.AbstractEventLoop, fd: int, direction: int) -> None:
+    if direction == _READ:
+        loop.remove_reader(fd)
+    else:
+        loop.remove_writer(fd)
+
+
+def _abandon(loop: asyncio.AbstractEventLoop, fd: int, error: str) -> None:
+    """In *loop*'s thread: drop its registrations of *fd* and fail their waiters."""
+    for direction in (_READ, _WRITE):
+        watch = _watches.pop((loop, fd, direction), None)
+        if watch is None:
+            continue
+        _unregister(loop, fd, direction)
+        if loop.is_closed():  # its coroutines can never resume
+            continue
+        for waiter in watch.waiters:
+            if not waiter.done():
+                waiter.set_exception(ValueError(error))
+
+
+def close(fd: int, error: str) -> None:
+    """Close *fd* once no event loop awaits it; awaiting coroutines get
+    ValueError(*error*).  A loop running in another thread is asked to let
+    go in its own thread (asyncio loops are not thread-safe), and the last
+    of them closes the fd; until then the number stays taken."""
+    loops = {loop for loop, watched, _ in list(_watches) if watched == fd}
+    if not loops:
+        os.close(fd)  # the usual case: no coroutine awaits it
+        return
+    import asyncio  # already imported: coroutines are waiting
+
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    remote = [loop for loop in loops if loop is not here and loop.is_running()]
+    for loop in loops.difference(remote):  # this thread's loop, or a stopped one
+        _abandon(loop, fd, error)
+    if not remote:
+        os.close(fd)
+        return
+    left = len(remote)
+    lock = threading.Lock()
+
+    def let_go(loop: asyncio.AbstractEventLoop) -> None:
+        nonlocal left
+        _abandon(loop, fd, error)
+        with lock:
+            left -= 1
+            last = left == 0
+        if last:
+            os.close(fd)
+
+    for loop in remote:
+        try:
+            loop.call_soon_threadsafe(let_go, loop)
+        except RuntimeError:  # closed since: no thread will run it, and none uses it
+            let_go(loop)
 
 
 async def wait_readable(fd: FileDescriptorLike) -> None:

@@ -118,10 +118,14 @@ class EventFD:
         return self._fd < 0
 
     def close(self) -> None:
-        """Close the fd.  Closing again does nothing."""
+        """Close the fd.  Closing again does nothing.
+
+        Coroutines awaiting this EventFD (``aread``, ``await_readable``) get
+        ValueError, as any later use does.
+        """
         fd = self._release()
         if fd >= 0:
-            os.close(fd)
+            _aio.close(fd, f"I/O operation on closed {type(self).__name__}")
 
     def detach(self) -> int:
         """Give up ownership: return the fd, which the caller must close."""
@@ -303,7 +307,7 @@ class EventFD:
         thread or process) takes first sends it back to waiting.  Any number
         of coroutines may await the same EventFD; cancelling one (or an
         ``asyncio.wait_for`` timeout) leaves the count and the fd as they
-        were.  Close the EventFD only once no coroutine awaits it.
+        were.  Closing the EventFD meanwhile raises ValueError here.
         """
         return await _aio.read(self)
 

@@ -8,6 +8,8 @@ failure with a message instead of a hung suite.
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import os
 import subprocess
 import sys
@@ -367,6 +369,90 @@ def test_closed_eventfd_raises(efd: EventFD) -> None:
 
     run(main)
     assert efd.closed
+
+
+def high_eventfd() -> EventFD:
+    """An EventFD on a high fd number, which nothing else reuses meanwhile, so
+    a test can check that exactly this number was closed."""
+    fd = os.eventfd(0)
+    try:
+        return EventFD.from_fd(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 900))
+    finally:
+        os.close(fd)
+
+
+def assert_closed(fd: int) -> None:
+    with pytest.raises(OSError) as info:
+        os.fstat(fd)
+    assert info.value.errno == errno.EBADF
+
+
+def test_close_in_the_loop_wakes_every_waiter() -> None:
+    # Closing an fd does not wake epoll: without close()'s help these
+    # coroutines would wait forever (run() turns that into a failure).
+    efd = high_eventfd()
+    fd = efd.fileno()
+
+    async def main() -> list[BaseException | int | None]:
+        loop = asyncio.get_running_loop()
+        tasks = [asyncio.create_task(efd.aread()) for _ in range(2)]
+        tasks.append(asyncio.create_task(efd.await_readable()))
+        await parked(*tasks)
+        efd.close()
+        assert_closed(fd)  # at once: this loop let go of it synchronously
+        assert not registered(loop, fd)
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = run(main)
+    assert [type(r) for r in results] == [ValueError] * 3
+    assert all("closed EventFD" in str(r) for r in results)
+
+
+@pytest.mark.parametrize("loops", [1, 2])
+def test_close_from_another_thread_wakes_each_loop(loops: int) -> None:
+    # Each loop lets go of the fd in its own thread; the last one closes it.
+    efd = high_eventfd()
+    fd = efd.fileno()
+    waiting = [threading.Event() for _ in range(loops)]
+    outcome: list[BaseException | int | None] = [None] * loops
+
+    async def waiter(i: int) -> None:
+        task = asyncio.create_task(efd.aread())
+        await parked(task)
+        waiting[i].set()
+        try:
+            outcome[i] = await asyncio.wait_for(task, TIMEOUT)
+        except BaseException as exc:
+            outcome[i] = exc
+
+    threads = [
+        threading.Thread(target=asyncio.run, args=(waiter(i),), daemon=True)
+        for i in range(loops)
+    ]
+    for thread in threads:
+        thread.start()
+    for event in waiting:
+        assert event.wait(TIMEOUT), "a waiter never parked"
+    efd.close()
+    for thread in threads:
+        thread.join(TIMEOUT + 5)
+        assert not thread.is_alive(), "a loop did not let go of the closed fd"
+    assert [type(r) for r in outcome] == [ValueError] * loops, outcome
+    assert_closed(fd)
+
+
+def test_close_with_no_waiter_left_closes_at_once(efd: EventFD) -> None:
+    async def main() -> None:
+        task = asyncio.create_task(efd.aread())
+        await parked(task)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main)
+    fd = efd.fileno()
+    efd.close()
+    assert_closed(fd)
 
 
 def test_bad_fd_registers_nothing() -> None:
