@@ -31,6 +31,8 @@ def main() -> int:
     same_cpu = [runner.Placement(False, args.cpu, args.cpu)]
     ratios: dict[str, list[float]] = {}
     limits: dict[str, float] = {}
+    bounds: dict[str, list[float]] = {}  # see report.Goal.bound
+    shows: dict[str, str] = {}
     for run in range(args.runs):
         print(f"run {run + 1}/{args.runs}", file=sys.stderr)
         mechanisms = catalogue()
@@ -45,14 +47,23 @@ def main() -> int:
             )
             ratios.setdefault(name, []).append(row["ratio"])
             limits[name] = row["limit"]
+            if row["bound"] is not None:
+                bounds.setdefault(name, []).append(row["bound"]["ratio"])
+                shows[name] = row["bound"]["shows"]
     width = max(map(len, ratios))
     for name, values in ratios.items():
         med = statistics.median(values)
         runs = " ".join(f"{v:.3f}" for v in values)
         verdict = "met" if med <= limits[name] else "NOT met"
         print(
-            f"{name:{width}}  median {med:.3f}x (goal <= {limits[name]:.2f}x) {verdict}   runs: {runs}"
+            f"{name:{width}}  median {med:.3f}x (goal <= {limits[name]:.2f}x) {verdict:7}  runs: {runs}"
         )
+        if name in bounds:
+            lo = bounds[name]
+            print(
+                f"{'':{width}}  bound  {statistics.median(lo):.3f}x, {shows[name]}   runs: "
+                + " ".join(f"{v:.3f}" for v in lo)
+            )
     return 0
 
 

@@ -98,6 +98,15 @@ def test_json_goals_are_ratios_of_medians(quick_run: Run) -> None:
         )
         assert g["ratio"] == pytest.approx(ratio)
         assert g["met"] == (g["ratio"] <= g["limit"])
+        goal = next(x for x in report.GOALS if x.text == g["goal"])
+        if goal.bound is None:
+            assert g["bound"] is None
+        else:
+            case, baseline, _ = goal.bound
+            assert g["bound"]["ratio"] == pytest.approx(
+                medians[(group, g["placement"], case)]
+                / medians[(group, g["placement"], baseline)]
+            )
 
 
 def test_table_and_progress(quick_run: Run) -> None:
@@ -182,5 +191,6 @@ def test_quartiles_and_goal_rows() -> None:
             "ratio": 1.5,
             "limit": 1.15,
             "met": False,
+            "bound": None,  # its bound's cases were not measured
         }
     ]
