@@ -13,7 +13,8 @@ import math
 import numbers
 import os
 import time
-from typing import Callable, NoReturn, Protocol, Union
+import warnings
+from typing import Any, Callable, NoReturn, Protocol, Union
 
 from ._shim import ffi, lib
 
@@ -71,6 +72,21 @@ def as_fd(obj: object) -> int:
     if fd < 0:
         raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
     return int(fd)
+
+
+def warn_unclosed(owner: object, fd: int, _warn: Any = warnings.warn) -> None:
+    """Warn that *owner* (holding *fd*) was collected unclosed, as sockets do.
+
+    For ``__del__``, which must close the fd whatever happens here: under
+    ``-W error::ResourceWarning`` the warning raises, and at interpreter exit
+    repr() can fail (the codecs that reading /proc needs may be gone) and
+    module globals may be None (hence *_warn* bound as a default).
+    """
+    try:
+        text = repr(owner)
+    except Exception:
+        text = f"<{type(owner).__name__} fd={fd}>"
+    _warn(f"unclosed {text}", ResourceWarning, source=owner)
 
 
 def check_initval(initval: object) -> int:

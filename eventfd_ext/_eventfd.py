@@ -6,7 +6,6 @@ import errno
 import fcntl
 import os
 import threading
-import warnings
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
@@ -152,20 +151,15 @@ class EventFD:
         self.close()
 
     # The defaults keep what __del__ needs: at interpreter exit it can run
-    # after this module's globals (os, warnings, the lock) have become None.
-    def __del__(self, _warn: Any = warnings.warn, _close: Any = os.close) -> None:
+    # after this module's globals (os, _core, the lock) have become None.
+    def __del__(
+        self, _warn_unclosed: Any = _core.warn_unclosed, _close: Any = os.close
+    ) -> None:
         fd = getattr(self, "_fd", -1)
         if fd < 0:
             return
-        # Close whatever happens to the warning: -W error::ResourceWarning
-        # makes warn() raise, and at interpreter exit repr() can fail (the
-        # codecs that open() needs may be gone).
         try:
-            try:
-                text = repr(self)
-            except Exception:
-                text = f"<{type(self).__name__} fd={fd}>"
-            _warn(f"unclosed {text}", ResourceWarning, source=self)
+            _warn_unclosed(self, fd)
         finally:
             # No lock: nothing else holds a reference to an object being collected.
             self._fd = -1

@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import warnings
 import weakref
 from types import TracebackType
 from typing import Any, Callable, Literal, NamedTuple, NoReturn
@@ -277,17 +276,15 @@ class MaskFD:
         self.close()
 
     # The defaults keep what __del__ needs: at interpreter exit it can run
-    # after this module's globals (lib, warnings) have become None.
-    def __del__(self, _warn: Any = warnings.warn, _close: Any = lib.mfx_close) -> None:
-        if getattr(self, "_fd", -1) < 0:
+    # after this module's globals (lib, _core) have become None.
+    def __del__(
+        self, _warn_unclosed: Any = _core.warn_unclosed, _close: Any = lib.mfx_close
+    ) -> None:
+        fd = getattr(self, "_fd", -1)
+        if fd < 0:
             return
-        fd = self._fd
         try:
-            try:
-                text = repr(self)
-            except Exception:
-                text = f"<{type(self).__name__} fd={fd}>"
-            _warn(f"unclosed {text}", ResourceWarning, source=self)
+            _warn_unclosed(self, fd)
         finally:
             self._fd = -1
             _close(self._h)

@@ -715,8 +715,8 @@ def test_unclosed_object_at_interpreter_exit_is_quiet(cls: str, holder: str, war
 @pytest.mark.parametrize(
     "cls, module, names",
     [
-        ("EventFD", "_eventfd", ["os", "warnings", "_release_lock", "_CLOSED"]),
-        ("MaskFD", "_maskfd", ["lib", "warnings", "event_names"]),
+        ("EventFD", "_eventfd", ["os", "_core", "_release_lock", "_CLOSED"]),
+        ("MaskFD", "_maskfd", ["lib", "_core", "event_names"]),
     ],
 )
 def test_unclosed_object_closes_its_fd_after_module_teardown(
