@@ -6,8 +6,8 @@ and print them as markdown (optionally into docs/reliability.md).
     python tests/reliability/figures.py --full     # the issue's sizes (--runslow)
     python tests/reliability/figures.py --full --write docs/reliability.md
 
-Run from the repository root with eventfd_ext importable (built in place, or
-installed).  Exits non-zero if any test or the sanitizer failed: a figure
+Run with an interpreter that has eventfd_ext installed with its test extra
+(the README's .venv); the tests run from outside the tree.  Exits non-zero if any test or the sanitizer failed: a figure
 from a failing run is no figure.
 """
 
@@ -34,11 +34,15 @@ def run_tests(full: bool) -> tuple[dict[str, Any], str, float, int]:
     """Run the tests; return (figures, pytest's summary line, seconds, status)."""
     with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as sink:
         env = dict(os.environ, EFX_FIGURES=sink.name)
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS]
+        tests = [str(ROOT / t) for t in TESTS]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]
         if full:
             cmd.append("--runslow")
         started = time.monotonic()
-        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        # Outside the tree: `python -m` puts the cwd first on sys.path, and the
+        # checkout's eventfd_ext has no compiled _shim.
+        with tempfile.TemporaryDirectory() as cwd:
+            out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
         elapsed = time.monotonic() - started
         figures = {}
         for line in sink:
@@ -53,7 +57,8 @@ def run_tests(full: bool) -> tuple[dict[str, Any], str, float, int]:
 
 def run_sanitizer() -> tuple[str, int]:
     """Run .ci/sanitize; return its verdict line and status."""
-    out = subprocess.run(["bash", ".ci/sanitize"], cwd=ROOT, capture_output=True, text=True)
+    env = dict(os.environ, PYTHON=sys.executable)  # this interpreter has pytest and cffi
+    out = subprocess.run(["bash", ".ci/sanitize"], cwd=ROOT, env=env, capture_output=True, text=True)
     lines = (out.stdout + out.stderr).strip().splitlines()
     verdict = next((l for l in reversed(lines) if l.startswith("sanitize:")), "(no verdict)")
     tests = next((l for l in reversed(lines) if re.search(r"\d+ passed", l)), "")
