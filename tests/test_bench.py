@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -171,6 +172,32 @@ def test_bad_cpus_are_refused(tmp_path: pathlib.Path, cpus: str) -> None:
     proc = bench("-m", "eventfd_ext.bench", "--cpus", cpus, cwd=tmp_path)
     assert proc.returncode == 2
     assert "--cpus" in proc.stderr
+
+
+def test_script_runs_where_python_m_would_import_the_source_tree(
+    tmp_path: pathlib.Path,
+) -> None:
+    # The README's main job runs the script from the checkout's root, where
+    # `python -m` finds the source package (no compiled shim) first.
+    source = tmp_path / "eventfd_ext"
+    source.mkdir()
+    (source / "__init__.py").write_text("raise ImportError('the uncompiled source package')\n")
+    script = shutil.which("eventfd-ext-bench", path=os.path.dirname(sys.executable))
+    assert script, "no eventfd-ext-bench beside this interpreter: pip install the package"
+    shadowed = subprocess.run(
+        [sys.executable, "-m", "eventfd_ext.bench", "--help"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert shadowed.returncode != 0 and "uncompiled" in shadowed.stderr
+    proc = subprocess.run(
+        [script, "--quick", "--only", "per-call"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("eventfd_ext bench (quick)")
+    assert "Per-call cost" in proc.stdout
+    usage = subprocess.run([script, "--cpus", "x"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert usage.returncode == 2 and usage.stderr.startswith("usage: eventfd-ext-bench")
 
 
 def test_quartiles_and_goal_rows() -> None:

@@ -66,10 +66,10 @@ def _groups(text: str) -> list[str]:
     return groups
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "eventfd-ext-bench") -> argparse.ArgumentParser:
     """The command's options."""
     p = argparse.ArgumentParser(
-        prog="python -m eventfd_ext.bench",
+        prog=prog,
         description="Benchmark eventfd_ext against os.eventfd, pipes and "
         "socketpairs, with the same loops in C as the floor.",
     )
@@ -184,9 +184,10 @@ def machine() -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; returns the exit status."""
-    args = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "eventfd-ext-bench") -> int:
+    """Run the benchmark (the ``eventfd-ext-bench`` console script);
+    returns the exit status."""
+    args = parser(prog).parse_args(argv)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         # Said before the minute of measuring, not after it.
         print(
