@@ -7,8 +7,9 @@ and print them as markdown (optionally into docs/reliability.md).
     python tests/reliability/figures.py --full --write docs/reliability.md
 
 Run with an interpreter that has eventfd_ext installed with its test extra
-(the README's .venv); the tests run from outside the tree.  Exits non-zero if any test or the sanitizer failed: a figure
-from a failing run is no figure.
+(the README's .venv); the tests run from outside the tree.  Exits non-zero
+if any test or the sanitizer failed: a figure from a failing run is no
+figure.
 """
 
 from __future__ import annotations
