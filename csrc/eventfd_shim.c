@@ -15,16 +15,13 @@
 #define RWF_NOWAIT 0x00000008 /* linux/fs.h; older libc headers lack it */
 #endif
 
-static const uint64_t EFX_FAILED = UINT64_MAX;
-
-/* A read that did not return 8 bytes.  A short read or EOF (n >= 0) comes
- * from an fd that is not an eventfd; it gets EINVAL so that errno 0 keeps
- * meaning "a genuine count of UINT64_MAX". */
-static uint64_t efx_read_failed(ssize_t n)
+/* The result of a read(2) of the 8-byte counter: 0, or -errno.  A short
+ * read or EOF comes from an fd that is not an eventfd: EINVAL. */
+static int efx_read_result(ssize_t n)
 {
-    if (n >= 0)
-        errno = EINVAL;
-    return EFX_FAILED;
+    if (n == sizeof(uint64_t))
+        return 0;
+    return n < 0 ? -errno : -EINVAL;
 }
 
 static int efx_create(unsigned int initval, int flags)
@@ -33,37 +30,21 @@ static int efx_create(unsigned int initval, int flags)
     return fd < 0 ? -errno : fd;
 }
 
-static uint64_t efx_read(int fd)
+static int efx_read(int fd, uint64_t *count)
 {
-    uint64_t value;
-    errno = 0; /* a kernel-side overflow can make UINT64_MAX a real count */
-    ssize_t n = read(fd, &value, sizeof value);
-    if (n != sizeof value)
-        return efx_read_failed(n);
-    return value;
+    return efx_read_result(read(fd, count, sizeof *count));
 }
 
 static uint64_t efx_take(int fd)
 {
     uint64_t value;
-    errno = 0; /* 0 with errno 0 is a genuine 0, read from a non-eventfd */
-    ssize_t n = read(fd, &value, sizeof value);
-    if (n == sizeof value)
-        return value;
-    if (n >= 0)
-        errno = EINVAL; /* a short read: not an eventfd either */
-    return 0;
+    return efx_read(fd, &value) ? 0 : value;
 }
 
-static uint64_t efx_read_nowait(int fd)
+static int efx_read_nowait(int fd, uint64_t *count)
 {
-    uint64_t value;
-    struct iovec iov = {&value, sizeof value};
-    errno = 0;
-    ssize_t n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
-    if (n != sizeof value)
-        return efx_read_failed(n);
-    return value;
+    struct iovec iov = {count, sizeof *count};
+    return efx_read_result(preadv2(fd, &iov, 1, -1, RWF_NOWAIT));
 }
 
 static int efx_write(int fd, uint64_t value)
@@ -95,24 +76,18 @@ static int64_t efx_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t efx_wait_read(int fd, int timeout_ms)
+static int efx_wait_read(int fd, int timeout_ms, uint64_t *count)
 {
     int64_t deadline = timeout_ms < 0 ? 0 : efx_now_ms() + timeout_ms;
     for (;;) {
         int revents = efx_poll(fd, POLLIN, timeout_ms);
-        if (revents < 0) {
-            errno = -revents;
-            return EFX_FAILED;
-        }
-        if (revents == 0)
-            return 0;
-        if (revents & POLLNVAL) {
-            errno = EBADF;
-            return EFX_FAILED;
-        }
-        uint64_t value = efx_read_nowait(fd);
-        if (value != EFX_FAILED || errno == 0 || errno != EAGAIN)
-            return value;
+        if (revents <= 0)
+            return revents; /* timeout, or -errno */
+        if (revents & POLLNVAL)
+            return -EBADF;
+        int r = efx_read_nowait(fd, count);
+        if (r != -EAGAIN)
+            return r ? r : 1;
         /* Another reader took the count between poll and read: wait again
          * for what is left of the timeout. */
         if (timeout_ms >= 0) {

@@ -1,11 +1,21 @@
 /* cffi cdef for the eventfd shim (csrc/eventfd_shim.c).
  *
- * Calling convention, chosen for the cheapest cffi crossing: every function
- * takes plain integers and returns its result directly.  Functions that return
- * an int report failure as a negative errno; functions that return a counter
- * value report failure as EFX_FAILED with errno set (the value a successful
- * read can only return after a kernel-side overflow, which the caller tells
- * apart by errno == 0).  cffi releases the GIL around every call.
+ * Calling convention, for every function of every shim in csrc/: a call
+ * reports its failure in its own result, never through errno read after it
+ * returns.  (CPython may run a signal handler between a cffi call's return
+ * and the next Python line; a handler that calls a shim overwrites
+ * ffi.errno, and the interrupted call would then decide from the handler's.)
+ *
+ *   - A function returns an int: >= 0 on success, -errno on failure.
+ *   - A result that does not fit an int (a 64-bit count, a pair, a handle)
+ *     is written through a pointer that the caller allocates for that one
+ *     call (ffi.new), never a buffer shared between calls.
+ *   - One exception, the hot read: efx_take() returns the count, or 0 when
+ *     the read failed, for whatever reason.  0 is never an eventfd count and
+ *     a failed read takes nothing, so the caller learns the reason by
+ *     repeating the read with efx_read(), once signal handlers have run.
+ *
+ * cffi releases the GIL around every call.
  */
 
 #define EFD_CLOEXEC ...
@@ -18,24 +28,23 @@
 #define POLLHUP ...
 #define POLLNVAL ...
 
-static const uint64_t EFX_FAILED;
-
 /* eventfd2(initval, flags): the new fd, or -errno. */
 int efx_create(unsigned int initval, int flags);
 
-/* read(2) of the 8-byte counter: the count, or EFX_FAILED with errno set. */
-uint64_t efx_read(int fd);
+/* read(2) of the 8-byte counter into *count: 0, or -errno (EINVAL for a
+ * short read or EOF: the fd is not an eventfd). */
+int efx_read(int fd, uint64_t *count);
 
-/* efx_read with 0 for failure: the count, or 0 with errno set (EINVAL for
- * a short read).  An eventfd's count is never read as 0, so the fast path
- * tests the result for zero, which Python does faster than comparing it
- * with EFX_FAILED, a three-digit int; 0 with errno 0 is a genuine 0, which
- * only an fd that is not an eventfd gives. */
+/* The hot read: the count, or 0 if the read failed (see above).  One
+ * argument makes it a METH_O builtin, the cheapest cffi crossing.  Only an
+ * fd that is not an eventfd can make a read that takes something and still
+ * gives 0 (fewer than 8 bytes, or 8 zero bytes); repeated, such a read
+ * reads on. */
 uint64_t efx_take(int fd);
 
 /* Like efx_read, but never blocks whatever the fd's mode (RWF_NOWAIT):
- * EAGAIN when the count is zero. */
-uint64_t efx_read_nowait(int fd);
+ * -EAGAIN when the count is zero. */
+int efx_read_nowait(int fd, uint64_t *count);
 
 /* write(2) of the 8-byte value: 0, or -errno. */
 int efx_write(int fd, uint64_t value);
@@ -48,10 +57,10 @@ int efx_signal(int fd);
  * timeout_ms < 0 waits forever. */
 int efx_poll(int fd, int events, int timeout_ms);
 
-/* Wait up to timeout_ms for the count to be nonzero, then take it with a
- * non-blocking read, all in one crossing.  Returns the count, 0 on timeout,
- * or EFX_FAILED with errno set (EINTR included: the caller runs signal
- * handlers and calls again with the time left).  A count drained by another
- * reader between poll and read sends it back to poll, never into a blocking
- * read. */
-uint64_t efx_wait_read(int fd, int timeout_ms);
+/* Wait up to timeout_ms for the count to be nonzero, then take it into
+ * *count with a non-blocking read, all in one crossing.  1 when a count was
+ * taken, 0 on timeout, or -errno (-EINTR included: the caller runs signal
+ * handlers and calls again with the time left; -EBADF for a closed fd).  A
+ * count drained by another reader between poll and read sends it back to
+ * poll, never into a blocking read. */
+int efx_wait_read(int fd, int timeout_ms, uint64_t *count);

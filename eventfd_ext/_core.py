@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import math
 import numbers
+import operator
 import os
 import time
 import warnings
@@ -19,26 +20,24 @@ from typing import Any, Callable, NoReturn, Protocol, Union
 from ._shim import ffi, lib
 
 __all__ = [
-    "FAILED",
     "MAX_COUNT",
     "FileDescriptorLike",
     "as_fd",
     "check_initval",
     "check_value",
     "raise_errno",
+    "read_again",
     "read_nowait",
-    "retry_read",
     "retry_write",
     "timeout_ms",
     "wait_readable",
 ]
 
-#: What a shim function returning a counter value returns on failure.
-FAILED: int = lib.EFX_FAILED
 #: The largest count a write can leave in the counter (2**64 - 2).
 MAX_COUNT: int = 0xFFFF_FFFF_FFFF_FFFE
 _U64_LIMIT = 1 << 64
 _INITVAL_LIMIT = 1 << 32
+_NO_FILENO = object()
 # poll(2) takes an int of milliseconds; longer timeouts are waited in slices.
 _MAX_POLL_MS = 2**31 - 1
 
@@ -56,22 +55,27 @@ def raise_errno(err: int) -> NoReturn:
 
 
 def as_fd(obj: object) -> int:
-    """Convert an int or an object with fileno() to an fd, as os functions do."""
+    """Convert an int or an object with fileno() to an fd, as os functions do.
+
+    An int subclass counts by its value (operator.index), never by an
+    ``__int__`` or ``__repr__`` of its own, as CPython's converter does.
+    """
     if isinstance(obj, int):
-        fd = int(obj)
+        fd = operator.index(obj)
     else:
-        fileno = getattr(obj, "fileno", None)
-        if fileno is None:
+        fileno = getattr(obj, "fileno", _NO_FILENO)
+        if fileno is _NO_FILENO:
             raise TypeError("argument must be an int, or have a fileno() method.")
-        fd = fileno()
+        fd = fileno()  # CPython calls whatever fileno is: None raises TypeError
         if not isinstance(fd, int):
             raise TypeError("fileno() returned a non-integer")
+        fd = operator.index(fd)
     # Range before sign, as CPython does: -2**70 is an OverflowError there.
     if not -(2**31) <= fd <= 2**31 - 1:
         raise OverflowError("Python int too large to convert to C int")
     if fd < 0:
         raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
-    return int(fd)
+    return fd
 
 
 def warn_unclosed(owner: object, fd: int, _warn: Any = warnings.warn) -> None:
@@ -93,13 +97,14 @@ def check_initval(initval: object) -> int:
     """Validate an eventfd initial value exactly as os.eventfd does."""
     if not isinstance(initval, int):
         raise TypeError("an integer is required")
+    initval = operator.index(initval)  # an int subclass's value, not its __int__
     if initval < 0:
         raise ValueError("value must be positive")
     if initval >= _U64_LIMIT:  # CPython converts to unsigned long first
         raise OverflowError("Python int too large to convert to C unsigned long")
     if initval >= _INITVAL_LIMIT:
         raise OverflowError("Python int too large for C unsigned int")
-    return int(initval)
+    return initval
 
 
 def check_value(value: object) -> int:
@@ -109,56 +114,54 @@ def check_value(value: object) -> int:
     """
     if not isinstance(value, int):
         raise TypeError("an integer is required")
+    value = operator.index(value)  # an int subclass's value, not its __int__
     if value < 0:
         raise ValueError("value must be positive")
     if value >= _U64_LIMIT:
         raise OverflowError("int too big to convert")
-    return int(value)
+    return value
 
 
-def retry_read(
-    read: Callable[[int], int],
-    fd: int,
-    check: Callable[[int], None] | None = None,
-    *,
-    nowait: bool = False,
+def read_again(
+    fd: int, check: Callable[[int], None] | None = None, *, nowait: bool = False
 ) -> int:
-    """Finish a read whose first try returned FAILED.
+    """Read the count after the hot read (``efx_take``) returned 0.
 
-    Retries EINTR after giving signal handlers their chance to run (the
-    interpreter runs them at the loop's back edge, so an exception raised by
-    one leaves from here), and returns a genuine 2**64 - 1 count (errno 0).
-    *check(fd)*, if given, runs before each retry or error and raises if the
+    That 0 says only that the read failed (it took nothing), not why: the
+    read is made again through ``efx_read``, which returns its own errno (see
+    csrc/eventfd_shim.h).  EINTR is retried once signal handlers have had
+    their chance to run (the interpreter runs them at the loop's back edge,
+    so an exception raised by one leaves from here).  *check(fd)*, if given,
+    runs before each try and before an error is raised, and raises if the
     fd's owner was closed meanwhile (its number may now be another file's).
-    With *nowait*, EAGAIN returns 0 (a read never takes 0, so 0 can only mean
-    "the count was zero") instead of raising BlockingIOError.
+    With *nowait*, the read never blocks (RWF_NOWAIT) and EAGAIN returns 0
+    (a read never takes 0) instead of raising BlockingIOError.
     """
+    count = ffi.new("uint64_t *")  # per call: a signal handler may read too
+    read = lib.efx_read_nowait if nowait else lib.efx_read
     while True:
-        err = ffi.errno
-        if err == 0:
-            return FAILED
         if check is not None:
             check(fd)
-        if err != errno.EINTR:
-            if nowait and err == errno.EAGAIN:
+        result = read(fd, count)
+        if not result:
+            return int(count[0])
+        if result != -errno.EINTR:
+            if check is not None:
+                check(fd)
+            if nowait and result == -errno.EAGAIN:
                 return 0
-            raise_errno(err)
-        value = read(fd)
-        if value != FAILED:
-            return value
+            raise_errno(-result)
 
 
-def read_nowait(fd: int) -> int:
+def read_nowait(fd: int, check: Callable[[int], None] | None = None) -> int:
     """Take the count without ever blocking, whatever the fd's mode.
 
     One RWF_NOWAIT read: returns the count (1 in semaphore mode), or 0 if the
     count was zero.  The asyncio read is built on it, so that a blocking fd
     whose count another reader took first cannot block the event loop.
+    *check* is as for read_again.
     """
-    value: int = lib.efx_read_nowait(fd)
-    if value != FAILED:
-        return value
-    return retry_read(lib.efx_read_nowait, fd, nowait=True)
+    return read_again(fd, check, nowait=True)
 
 
 def retry_write(
@@ -166,7 +169,7 @@ def retry_write(
 ) -> None:
     """Finish a write whose first try returned -errno in *result*.
 
-    *check* is as for retry_read.
+    *check* is as for read_again.
     """
     while True:
         if check is not None:
@@ -207,21 +210,15 @@ def wait_readable(
     """Run *attempt(fd, ms)* until it succeeds or *timeout* expires.
 
     *attempt* is a shim call that waits up to ms milliseconds and returns a
-    positive result, 0 on timeout, or a failure (negative errno or FAILED with
-    errno set).  EINTR and timeouts longer than one poll(2) can express are
+    positive result, 0 on timeout, or -errno.  EINTR and timeouts longer than one poll(2) can express are
     retried with the time left, measured on the monotonic clock.  Returns the
     positive result, or 0 once the timeout has expired.  *check* is as for
-    retry_read.
+    read_again.
     """
     ms = timeout_ms(timeout)  # first: it validates timeout
     deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
     while True:
         result = attempt(fd, ms)
-        if result == FAILED:
-            err = ffi.errno
-            if err == 0:
-                return result
-            result = -err
         if result > 0:
             return result
         if check is not None:

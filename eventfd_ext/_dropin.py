@@ -7,11 +7,13 @@ arguments, EINTR, errno) happens only after the shim reports a failure.
 
 from __future__ import annotations
 
+import inspect
 import operator
+from typing import Any
 
 from . import _core
 from ._core import FileDescriptorLike
-from ._shim import ffi, lib
+from ._shim import lib
 
 __all__ = [
     "EFD_CLOEXEC",
@@ -32,7 +34,6 @@ EFD_SEMAPHORE: int = lib.EFD_SEMAPHORE
 #: The flag value of the never-merged EFD_MASK patch; see :class:`MaskFD`.
 EFD_MASK: int = 1 << 1
 
-_read = lib.efx_read
 _take = lib.efx_take
 _write = lib.efx_write
 _signal = lib.efx_signal
@@ -40,10 +41,32 @@ _signal = lib.efx_signal
 # one-argument shim call (METH_O, no argument tuple) and anything else,
 # True and 1.0 included, to the checked two-argument one.
 _ONE = 1
+# A required argument left out arrives as this default, so that the error
+# says what os's Argument Clinic says (Python's own wording differs).  The
+# test for it costs nothing on the fast path: the sentinel is not an int, so
+# it takes the branch that converts non-int arguments.
+_MISSING: Any = object()
 
 
-def eventfd(initval: int, flags: int = EFD_CLOEXEC) -> int:
+def _missing(function: str, name: str, position: int) -> Any:
+    raise TypeError(f"{function}() missing required argument {name!r} (pos {position})")
+
+
+def _signature(*names: str, **defaults: Any) -> inspect.Signature:
+    """The signature os's function shows (no sentinel defaults)."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Signature(
+        [
+            inspect.Parameter(n, kind, default=defaults.get(n, inspect.Parameter.empty))
+            for n in names
+        ]
+    )
+
+
+def eventfd(initval: int = _MISSING, flags: int = EFD_CLOEXEC) -> int:
     """Create an eventfd with counter *initval* and return its fd number."""
+    if initval is _MISSING:
+        _missing("eventfd", "initval", 1)
     _core.check_initval(initval)
     flags = operator.index(flags)  # CPython's int converter takes __index__
     if not -(2**31) <= flags < 2**31:
@@ -54,10 +77,10 @@ def eventfd(initval: int, flags: int = EFD_CLOEXEC) -> int:
     return fd
 
 
-def eventfd_read(fd: FileDescriptorLike) -> int:
+def eventfd_read(fd: FileDescriptorLike = _MISSING) -> int:
     """Read and return the counter of eventfd *fd* (an int or has fileno())."""
     if type(fd) is not int:  # cffi would take any __int__ (Decimal) as an fd
-        fd = _core.as_fd(fd)
+        fd = _missing("eventfd_read", "fd", 1) if fd is _MISSING else _core.as_fd(fd)
     try:
         value = _take(fd)
     except (TypeError, OverflowError):
@@ -66,13 +89,17 @@ def eventfd_read(fd: FileDescriptorLike) -> int:
         return value
     if fd < 0:
         _core.as_fd(fd)  # raises the ValueError os.eventfd_read gives
-    return _core.retry_read(_read, fd) if ffi.errno else value
+    return _core.read_again(fd)
 
 
-def eventfd_write(fd: FileDescriptorLike, value: int) -> None:
+def eventfd_write(fd: FileDescriptorLike = _MISSING, value: int = _MISSING) -> None:
     """Add *value* to the counter of eventfd *fd* (an int or has fileno())."""
     if type(fd) is not int or type(value) is not int:
         # cffi would take any __int__ (Decimal('1.5') -> 1) as a number.
+        if fd is _MISSING:
+            _missing("eventfd_write", "fd", 1)
+        if value is _MISSING:
+            _missing("eventfd_write", "value", 2)
         return eventfd_write(_core.as_fd(fd), _core.check_value(value))
     try:
         result = _signal(fd) if value is _ONE else _write(fd, value)
@@ -82,3 +109,8 @@ def eventfd_write(fd: FileDescriptorLike, value: int) -> None:
         if fd < 0:
             _core.as_fd(fd)
         _core.retry_write(fd, value, result)
+
+
+eventfd.__signature__ = _signature("initval", "flags", flags=EFD_CLOEXEC)  # type: ignore[attr-defined]
+eventfd_read.__signature__ = _signature("fd")  # type: ignore[attr-defined]
+eventfd_write.__signature__ = _signature("fd", "value")  # type: ignore[attr-defined]

@@ -18,11 +18,11 @@ __all__ = ["EventFD"]
 # from_fd on a subclass returns the subclass (typing.Self needs Python 3.11).
 _E = TypeVar("_E", bound="EventFD")
 
-_read = lib.efx_read
 _take = lib.efx_take
 _write = lib.efx_write
 _signal = lib.efx_signal
-_FAILED = _core.FAILED
+# The value the kernel reserves to mark an overflow: no write may carry it.
+_OVERFLOW = 2**64 - 1
 _ONE = 1  # write(1) takes the one-argument shim call; see _dropin._ONE
 _CLOSED = -1
 # Makes taking the fd out of an object atomic, so that two threads closing it
@@ -232,13 +232,15 @@ class EventFD:
                 return value
             if fd < 0:
                 self._raise_closed()
-            return _core.retry_read(_read, fd, self._check_open) if ffi.errno else value
-        value = _core.wait_readable(
-            self.fileno(), timeout, lib.efx_wait_read, self._check_open
-        )
-        if value == 0:
+            return _core.read_again(fd, self._check_open)
+        count = ffi.new("uint64_t *")  # per call: a signal handler may read too
+
+        def wait_read(fd: int, ms: int) -> int:
+            return lib.efx_wait_read(fd, ms, count)
+
+        if not _core.wait_readable(self.fileno(), timeout, wait_read, self._check_open):
             raise TimeoutError(f"no count within {timeout} s")
-        return value
+        return int(count[0])
 
     def write(self, value: int = 1) -> None:
         """Add *value* (0 <= value < 2**64 - 1) to the count, waking readers.
@@ -257,7 +259,7 @@ class EventFD:
         if result:
             if fd < 0:
                 self._raise_closed()
-            if value == _FAILED:
+            if value == _OVERFLOW:
                 raise ValueError(
                     "2**64 - 1 cannot be written to an eventfd (the kernel "
                     "reserves it to mark an overflow)"

@@ -1,6 +1,6 @@
 # Types of the cffi-compiled module built from csrc/ (csrc/*.h hold the C
 # declarations and their calling conventions).
-from typing import Callable, TypeVar
+from typing import Callable, Literal, TypeVar
 
 _T = TypeVar("_T")
 
@@ -11,9 +11,15 @@ class _Pair:
     events: int
     data: int
 
+class _U64Ptr:
+    """A ``uint64_t *`` from ``ffi.new``: one 64-bit value, owned by the caller."""
+
+    def __getitem__(self, index: int, /) -> int: ...
+    def __setitem__(self, index: int, value: int, /) -> None: ...
+
 class _FFI:
-    errno: int
     NULL: _Handle
+    def new(self, cdecl: Literal["uint64_t *"], /) -> _U64Ptr: ...
     def gc(self, cdata: _T, destructor: Callable[[_T], None], /) -> _T: ...
 
 class _Lib:
@@ -26,16 +32,15 @@ class _Lib:
     POLLERR: int
     POLLHUP: int
     POLLNVAL: int
-    EFX_FAILED: int
     # csrc/eventfd_shim.h
     @staticmethod
     def efx_create(initval: int, flags: int, /) -> int: ...
     @staticmethod
-    def efx_read(fd: int, /) -> int: ...
+    def efx_read(fd: int, count: _U64Ptr, /) -> int: ...
     @staticmethod
     def efx_take(fd: int, /) -> int: ...
     @staticmethod
-    def efx_read_nowait(fd: int, /) -> int: ...
+    def efx_read_nowait(fd: int, count: _U64Ptr, /) -> int: ...
     @staticmethod
     def efx_write(fd: int, value: int, /) -> int: ...
     @staticmethod
@@ -43,7 +48,7 @@ class _Lib:
     @staticmethod
     def efx_poll(fd: int, events: int, timeout_ms: int, /) -> int: ...
     @staticmethod
-    def efx_wait_read(fd: int, timeout_ms: int, /) -> int: ...
+    def efx_wait_read(fd: int, timeout_ms: int, count: _U64Ptr, /) -> int: ...
     # csrc/maskfd_shim.h
     MFX_STREAM: int
     MFX_DGRAM: int

@@ -175,13 +175,44 @@ def _install(signum: int, handler: object) -> Iterator[None]:
         signal.signal(signum, old)
 
 
+def _take_a_count() -> None:
+    with EventFD(3) as other:
+        assert other.read() == 3  # a successful read: errno 0 after it
+
+
+def _find_none() -> None:
+    with EventFD(nonblocking=True) as other:
+        with pytest.raises(BlockingIOError):  # errno EAGAIN after it
+            eventfd_read(other)
+
+
+def _time_out() -> None:
+    with EventFD() as other:
+        with pytest.raises(TimeoutError):
+            other.read(timeout=0)
+
+
+# What the signal handler does besides returning.  A handler that calls the
+# package runs between the interrupted call's return from C and its next
+# line: the call must decide from its own result, not from errno (which the
+# handler's calls overwrite).
+HANDLER_USES: dict[str, Callable[[], None]] = {
+    "nothing": lambda: None,
+    "a read that takes a count": _take_a_count,
+    "a read that finds none": _find_none,
+    "a read that times out": _time_out,
+}
+
+
 @pytest.mark.parametrize("name", list(CALLS))
-def test_eintr_is_retried(name: str, main_thread_only: int) -> None:
+@pytest.mark.parametrize("uses", list(HANDLER_USES))
+def test_eintr_is_retried(name: str, uses: str, main_thread_only: int) -> None:
     spec = CALLS[name]
     handled = threading.Event()
     done = threading.Event()  # the call returned or raised: stop waiting on it
 
     def handler(signum: int, frame: object) -> None:
+        HANDLER_USES[uses]()
         handled.set()  # returns normally: PEP 475 says retry
 
     def signaller() -> None:
@@ -249,3 +280,43 @@ def test_handler_exception_interrupts_promptly(
     finally:
         next(gen, None)
     record(f"signals.{kind}.{name}.latency_us", round((caught - sent[0]) * 1e6, 1))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ev: ev.read(),
+        lambda ev: eventfd_read(ev.fileno()),
+        lambda ev: eventfd_read(ev),
+    ],
+    ids=["EventFD.read", "eventfd_read(fd)", "eventfd_read(obj)"],
+)
+def test_empty_nonblocking_read_under_a_signal_storm(
+    call: Callable[[EventFD], object], main_thread_only: int
+) -> None:
+    """A timer's handler reads another EventFD every 100 us: each read of
+    an empty non-blocking EventFD must still raise BlockingIOError, never
+    return a value made up from the handler's errno."""
+    handled = 0
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal handled
+        _take_a_count()
+        handled += 1
+
+    gen = _install(signal.SIGALRM, handler)
+    next(gen)
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        with EventFD(nonblocking=True) as ev:
+            signal.setitimer(signal.ITIMER_REAL, 1e-4, 1e-4)
+            try:
+                while handled < 2_000:
+                    with pytest.raises(BlockingIOError):
+                        call(ev)
+                    assert time.monotonic() < deadline, f"only {handled} signals came"
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            assert ev.peek() == 0
+    finally:
+        next(gen, None)

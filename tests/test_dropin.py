@@ -338,17 +338,18 @@ def test_read_and_write_on_a_non_eventfd_like_os() -> None:
         os.close(w)
 
 
-def test_short_read_from_a_non_eventfd_is_oserror() -> None:
-    # CPython raises OSError with whatever errno was left (often 0); ours
-    # says EINVAL rather than pass 3 stray bytes off as a count.
+def test_short_read_from_a_non_eventfd_raises() -> None:
+    # CPython raises OSError with whatever errno was left (often 0).  Ours
+    # never passes 3 stray bytes off as a count: the hot read says only that
+    # it failed, so the read is made again (see csrc/eventfd_shim.h), and
+    # that finds the (non-blocking) pipe empty.
     r, w = os.pipe()
+    os.set_blocking(r, False)
     try:
         for fn in (os.eventfd_read, eventfd_ext.eventfd_read):
             os.write(w, b"abc")
-            with pytest.raises(OSError) as info:
+            with pytest.raises(OSError):
                 fn(r)
-        assert type(info.value) is OSError
-        assert info.value.errno == errno.EINVAL
     finally:
         os.close(r)
         os.close(w)

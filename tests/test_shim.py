@@ -1,9 +1,8 @@
 """The C shim's calling convention, called directly through cffi.
 
-Counter-returning functions give the count, or EFX_FAILED with errno set (0
-after success); int-returning functions give a result >= 0 or -errno.  Not
-tested here: a genuine count of 2**64 - 1 (EFX_FAILED with errno 0), which
-only the kernel's own eventfd_signal can produce.
+Every function reports failure in its own result (>= 0, or -errno; a count
+through a pointer the caller passes), never through errno read afterwards;
+the one exception is efx_take, the count or 0 for a failed read.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import select
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -19,7 +18,7 @@ from eventfd_ext._shim import ffi, lib
 
 import _kernel
 
-FAILED = 2**64 - 1
+ALL_ONES = 2**64 - 1
 
 
 @pytest.fixture
@@ -59,7 +58,6 @@ def bounded(call, release, timeout: float = 10.0):  # type: ignore[no-untyped-de
 
 
 def test_constants() -> None:
-    assert lib.EFX_FAILED == FAILED
     assert (lib.EFD_CLOEXEC, lib.EFD_NONBLOCK, lib.EFD_SEMAPHORE) == (
         os.EFD_CLOEXEC,
         os.EFD_NONBLOCK,
@@ -92,73 +90,103 @@ def test_create_bad_flags_is_minus_einval(flags: int) -> None:
     assert _kernel.open_fds() == before
 
 
-# -- efx_read: count, or EFX_FAILED + errno ------------------------------------
+# -- efx_read / efx_read_nowait: 0 or -errno, the count through a pointer ------
 
 
-def test_read_returns_the_count_and_clears_errno(nbfd: int) -> None:
+def _count() -> Any:
+    return ffi.new("uint64_t *")
+
+
+def test_read_returns_the_count_through_the_pointer(nbfd: int) -> None:
     os.eventfd_write(nbfd, 2**63 + 5)
-    ffi.errno = errno.EPERM  # stale errno from an earlier call
-    assert lib.efx_read(nbfd) == 2**63 + 5
-    assert ffi.errno == 0
+    count = _count()
+    assert lib.efx_read(nbfd, count) == 0
+    assert count[0] == 2**63 + 5
     assert _kernel.count(nbfd) == 0
 
 
 def test_read_semaphore_returns_one() -> None:
     fd = os.eventfd(3, os.EFD_SEMAPHORE)
     try:
-        assert lib.efx_read(fd) == 1
+        count = _count()
+        assert lib.efx_read(fd, count) == 0
+        assert count[0] == 1
         assert _kernel.count(fd) == 2
     finally:
         os.close(fd)
 
 
-def test_read_empty_nonblocking_is_failed_eagain(nbfd: int) -> None:
-    assert lib.efx_read(nbfd) == FAILED
-    assert ffi.errno == errno.EAGAIN
+def test_read_empty_nonblocking_is_minus_eagain(nbfd: int) -> None:
+    assert lib.efx_read(nbfd, _count()) == -errno.EAGAIN
 
 
-def test_read_bad_fd_is_failed_ebadf(closed_fd: int) -> None:
-    assert lib.efx_read(closed_fd) == FAILED
-    assert ffi.errno == errno.EBADF
-    assert lib.efx_read(-1) == FAILED
-    assert ffi.errno == errno.EBADF
+def test_read_bad_fd_is_minus_ebadf(closed_fd: int) -> None:
+    assert lib.efx_read(closed_fd, _count()) == -errno.EBADF
+    assert lib.efx_read(-1, _count()) == -errno.EBADF
 
 
 def test_read_blocks_until_a_write(fd: int) -> None:
-    thread, out = _kernel.in_thread(lambda: lib.efx_read(fd))
-    _kernel.wait_in_syscall(thread, "read")
+    count = _count()
+    thread, out = _kernel.in_thread(lambda: lib.efx_read(fd, count))
+    assert _kernel.wait_in_syscall(thread, "read")
     assert "result" not in out
     os.eventfd_write(fd, 9)
     thread.join(10)
     assert not thread.is_alive(), "efx_read stayed blocked after a write"
-    assert out == {"result": 9}
+    assert out == {"result": 0}
+    assert count[0] == 9
 
 
-# -- efx_read_nowait: never blocks ---------------------------------------------
-
-
-def test_read_nowait_on_a_blocking_fd_is_eagain(fd: int) -> None:
+def test_read_nowait_on_a_blocking_fd_is_minus_eagain(fd: int) -> None:
     result = bounded(
-        lambda: (lib.efx_read_nowait(fd), ffi.errno), lambda: os.eventfd_write(fd, 1)
+        lambda: lib.efx_read_nowait(fd, _count()), lambda: os.eventfd_write(fd, 1)
     )
-    if result == (FAILED, errno.EOPNOTSUPP):
+    if result == -errno.EOPNOTSUPP:
         pytest.skip("kernel lacks RWF_NOWAIT reads on eventfd")
-    assert result == (FAILED, errno.EAGAIN)
+    assert result == -errno.EAGAIN
     assert os.get_blocking(fd), "the fd's mode must not change"
     assert _kernel.count(fd) == 0
 
 
 def test_read_nowait_takes_the_count(fd: int) -> None:
     os.eventfd_write(fd, 41)
-    ffi.errno = errno.EPERM
-    assert lib.efx_read_nowait(fd) == 41
-    assert ffi.errno == 0
+    count = _count()
+    assert lib.efx_read_nowait(fd, count) == 0
+    assert count[0] == 41
     assert _kernel.count(fd) == 0
 
 
 def test_read_nowait_bad_fd(closed_fd: int) -> None:
-    assert lib.efx_read_nowait(closed_fd) == FAILED
-    assert ffi.errno == errno.EBADF
+    assert lib.efx_read_nowait(closed_fd, _count()) == -errno.EBADF
+
+
+def test_the_result_never_depends_on_errno_after_the_call(nbfd: int) -> None:
+    # What a signal handler calling the shim does to errno between a call's
+    # return and the caller's next line: the result must not care.
+    count = _count()
+    result = lib.efx_read(nbfd, count)
+    ffi.errno = 0
+    assert result == -errno.EAGAIN
+    os.eventfd_write(nbfd, 2**64 - 2)
+    result = lib.efx_read(nbfd, count)
+    ffi.errno = errno.EAGAIN
+    assert (result, count[0]) == (0, 2**64 - 2)
+
+
+# -- efx_take: the count, or 0 for any failure (which took nothing) ----------------
+
+
+def test_take_returns_the_count(nbfd: int) -> None:
+    os.eventfd_write(nbfd, 2**64 - 2)
+    assert lib.efx_take(nbfd) == 2**64 - 2
+    assert _kernel.count(nbfd) == 0
+
+
+def test_take_failure_is_zero_and_takes_nothing(nbfd: int) -> None:
+    assert lib.efx_take(nbfd) == 0  # EAGAIN
+    os.eventfd_write(nbfd, 5)
+    assert lib.efx_take(-1) == 0  # EBADF
+    assert _kernel.count(nbfd) == 5
 
 
 # -- efx_write: 0 or -errno ------------------------------------------------------
@@ -172,7 +200,7 @@ def test_write_adds(nbfd: int) -> None:
 
 def test_write_all_ones_is_minus_einval(nbfd: int) -> None:
     os.eventfd_write(nbfd, 3)
-    assert lib.efx_write(nbfd, FAILED) == -errno.EINVAL
+    assert lib.efx_write(nbfd, ALL_ONES) == -errno.EINVAL
     assert _kernel.count(nbfd) == 3
 
 
@@ -232,20 +260,23 @@ def test_poll_wakes_on_write(fd: int) -> None:
     assert _kernel.count(fd) == 1
 
 
-# -- efx_wait_read: count, 0 on timeout, EFX_FAILED + errno ------------------------
+# -- efx_wait_read: 1 with the count, 0 on timeout, -errno -------------------------
 
 
 def test_wait_read_takes_a_waiting_count(fd: int) -> None:
     os.eventfd_write(fd, 2**40)
-    assert lib.efx_wait_read(fd, 0) == 2**40
-    assert ffi.errno == 0
+    count = _count()
+    assert lib.efx_wait_read(fd, 0, count) == 1
+    assert count[0] == 2**40
     assert _kernel.count(fd) == 0
 
 
 def test_wait_read_semaphore_takes_one() -> None:
     fd = os.eventfd(2, os.EFD_SEMAPHORE)
     try:
-        assert lib.efx_wait_read(fd, 0) == 1
+        count = _count()
+        assert lib.efx_wait_read(fd, 0, count) == 1
+        assert count[0] == 1
         assert _kernel.count(fd) == 1
     finally:
         os.close(fd)
@@ -254,50 +285,52 @@ def test_wait_read_semaphore_takes_one() -> None:
 @pytest.mark.parametrize("timeout_ms", [0, 1, 30])
 def test_wait_read_times_out_with_zero_on_a_blocking_fd(fd: int, timeout_ms: int) -> None:
     result = bounded(
-        lambda: lib.efx_wait_read(fd, timeout_ms), lambda: os.eventfd_write(fd, 1)
+        lambda: lib.efx_wait_read(fd, timeout_ms, _count()),
+        lambda: os.eventfd_write(fd, 1),
     )
     assert result == 0
     assert _kernel.count(fd) == 0
 
 
 def test_wait_read_times_out_on_a_nonblocking_fd(nbfd: int) -> None:
-    assert lib.efx_wait_read(nbfd, 5) == 0
+    assert lib.efx_wait_read(nbfd, 5, _count()) == 0
 
 
 def test_wait_read_waits_for_a_write(fd: int) -> None:
-    thread, out = _kernel.in_thread(lambda: lib.efx_wait_read(fd, -1))
-    _kernel.wait_in_syscall(thread, "poll")
+    count = _count()
+    thread, out = _kernel.in_thread(lambda: lib.efx_wait_read(fd, -1, count))
+    assert _kernel.wait_in_syscall(thread, "poll")
     os.eventfd_write(fd, 6)
     thread.join(10)
     assert not thread.is_alive(), "efx_wait_read stayed blocked after a write"
-    assert out == {"result": 6}
+    assert out == {"result": 1}
+    assert count[0] == 6
     assert _kernel.count(fd) == 0
 
 
-def test_wait_read_closed_fd_is_failed_ebadf(closed_fd: int) -> None:
-    assert lib.efx_wait_read(closed_fd, 0) == FAILED
-    assert ffi.errno == errno.EBADF
-    assert lib.efx_wait_read(closed_fd, -1) == FAILED  # POLLNVAL: no hang
-    assert ffi.errno == errno.EBADF
+def test_wait_read_closed_fd_is_minus_ebadf(closed_fd: int) -> None:
+    assert lib.efx_wait_read(closed_fd, 0, _count()) == -errno.EBADF
+    assert lib.efx_wait_read(closed_fd, -1, _count()) == -errno.EBADF  # POLLNVAL: no hang
 
 
-@pytest.mark.parametrize(
-    "name", ["efx_read", "efx_read_nowait", "efx_wait_read"]
-)
-def test_short_read_from_a_non_eventfd_is_failed_einval(name: str) -> None:
+@pytest.mark.parametrize("name", ["efx_read", "efx_read_nowait", "efx_wait_read", "efx_take"])
+def test_short_read_from_a_non_eventfd_is_einval(name: str) -> None:
     # Fewer than 8 bytes (or EOF) can only come from something that is not
-    # an eventfd; errno 0 would claim a genuine count of 2**64 - 1.
+    # an eventfd.
     fn = getattr(lib, name)
-    call = (lambda fd: fn(fd, 0)) if name == "efx_wait_read" else fn
+    calls = {
+        "efx_wait_read": lambda fd: fn(fd, 0, _count()),
+        "efx_take": fn,
+    }
+    call = calls.get(name, lambda fd: fn(fd, _count()))
+    failed = 0 if name == "efx_take" else -errno.EINVAL
     r, w = os.pipe()
     try:
         os.write(w, b"abc")
-        assert call(r) == FAILED
-        assert ffi.errno == errno.EINVAL
+        assert call(r) == failed
         os.close(w)
         w = -1
-        assert call(r) == FAILED  # EOF
-        assert ffi.errno == errno.EINVAL
+        assert call(r) == failed  # EOF
     finally:
         os.close(r)
         if w >= 0:

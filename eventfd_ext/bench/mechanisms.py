@@ -97,14 +97,14 @@ def _shim() -> Channel:
     from eventfd_ext._shim import lib
 
     a, b = os.eventfd(0), os.eventfd(0)
-    names = {"signal": lib.efx_signal, "read": lib.efx_read, "a": a, "b": b}
+    names = {"signal": lib.efx_signal, "read": lib.efx_take, "a": a, "b": b}
     return Channel(names, _fds(a, b))
 
 
 def _bare_wrappers() -> Channel:
     from eventfd_ext._shim import lib
 
-    signal, read = lib.efx_signal, lib.efx_read
+    signal, read = lib.efx_signal, lib.efx_take
 
     # The least a Python function over the shim can cost: a frame around the
     # call and nothing else (no error handling at all).
@@ -198,7 +198,7 @@ def catalogue() -> list[Mechanism]:
         # that do nothing else: what the cffi crossing costs, and the least
         # any Python-level API over it can add.
         Mechanism(
-            "shim lib.efx_signal/read",
+            "shim lib.efx_signal/take",
             "eventfd",
             _shim,
             call="signal(a); read(a)",
