@@ -63,7 +63,7 @@ def as_fd(obj: object) -> int:
     if isinstance(obj, int):
         fd = operator.index(obj)
     else:
-        fileno = getattr(obj, "fileno", _NO_FILENO)
+        fileno: Any = getattr(obj, "fileno", _NO_FILENO)
         if fileno is _NO_FILENO:
             raise TypeError("argument must be an int, or have a fileno() method.")
         fd = fileno()  # CPython calls whatever fileno is: None raises TypeError
