@@ -9,10 +9,12 @@ waiting futures, wakes all of them when the fd is ready, and removes the
 registration when the last waiter leaves (woken, timed out or cancelled).
 
 Closing an fd does not wake an epoll-based loop (the kernel silently drops a
-closed fd from the epoll set), so :func:`close` wakes every coroutine still
-awaiting the fd with ValueError and removes the loops' registrations before
-the fd number is closed: a new fd that reuses the number is never
-unregistered by mistake.
+closed fd from the epoll set), so the fd's owner calls :func:`notify_closing`
+instead of closing it directly: every coroutine still awaiting the fd gets
+ValueError, the loops' registrations are removed, and only then does the
+owner's close run, so that a new fd reusing the number is never unregistered
+by mistake.  A coroutine checks its owner after registering, so a close that
+runs between its ``fileno()`` and its registration still reaches it.
 
 Readiness is level-triggered, so waking every waiter loses nothing: a waiter
 that finds the count gone (another coroutine, thread or process took it)
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from . import _core
 
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from ._core import FileDescriptorLike
     from ._eventfd import EventFD
 
-__all__ = ["close", "read", "wait_readable", "wait_writable"]
+__all__ = ["notify_closing", "read", "wait_readable", "wait_writable"]
 
 _READ = 0
 _WRITE = 1
@@ -66,7 +68,35 @@ class _Watch:
                 waiter.set_result(None)
 
 
-async def _wait(fd: int, direction: int) -> None:
+def _after_fork_in_child() -> None:
+    # Only the forking thread lives on in the child: a loop that ran in any
+    # other thread never runs here, so nothing may wait for it to let go of
+    # an fd (the child's close would never happen).  Its registrations are
+    # forgotten, not removed: its epoll instance is shared with the parent.
+    if not _watches:
+        return
+    import asyncio  # imported: coroutines were waiting
+
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    for key in [key for key in _watches if key[0] is not here]:
+        del _watches[key]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+async def _wait(
+    fd: int, direction: int, check: Callable[[int], None] | None = None
+) -> None:
+    """Wait in the running loop until *fd* is ready in *direction*.
+
+    *check(fd)*, if given, raises if the fd's owner was closed; it runs
+    after registering, so that a close racing the registration is seen
+    either here or by notify_closing (which then wakes this waiter).
+    """
     import asyncio  # already imported: a loop is running
 
     loop = asyncio.get_running_loop()
@@ -75,15 +105,22 @@ async def _wait(fd: int, direction: int) -> None:
     watch = _watches.get(key)
     if watch is None:
         watch = _Watch()
-        if direction == _READ:
-            loop.add_reader(fd, watch.ready)
-        else:
-            loop.add_writer(fd, watch.ready)
+        try:
+            if direction == _READ:
+                loop.add_reader(fd, watch.ready)
+            else:
+                loop.add_writer(fd, watch.ready)
+        except OSError:
+            if check is not None:
+                check(fd)  # closed meanwhile: ValueError, not EBADF
+            raise
         _watches[key] = watch  # only once add_* has accepted the fd
     # Nothing between registering and the try can fail, so the finally
     # always undoes the registration.
     watch.waiters.add(waiter)
     try:
+        if check is not None:
+            check(fd)  # closed before notify_closing could see this waiter
         await waiter
     finally:
         watch.waiters.discard(waiter)
@@ -114,14 +151,19 @@ def _abandon(loop: asyncio.AbstractEventLoop, fd: int, error: str) -> None:
                 waiter.set_exception(ValueError(error))
 
 
-def close(fd: int, error: str) -> None:
-    """Close *fd* once no event loop awaits it; awaiting coroutines get
-    ValueError(*error*).  A loop running in another thread is asked to let
-    go in its own thread (asyncio loops are not thread-safe), and the last
-    of them closes the fd; until then the number stays taken."""
+def notify_closing(fd: int, error: str, close: Callable[[], None]) -> None:
+    """Tell the coroutines awaiting *fd* that its owner is closing it, then
+    run *close* (the owner's own close of the fd).
+
+    Awaiting coroutines get ValueError(*error*).  A loop running in another
+    thread is asked to let go in its own thread (asyncio loops are not
+    thread-safe), and *close* runs once the last of them has, from that
+    thread; until then the fd number stays taken, so no new fd can reuse it
+    while a loop still has it registered.
+    """
     loops = {loop for loop, watched, _ in list(_watches) if watched == fd}
     if not loops:
-        os.close(fd)  # the usual case: no coroutine awaits it
+        close()  # the usual case: no coroutine awaits it
         return
     import asyncio  # already imported: coroutines are waiting
 
@@ -133,7 +175,7 @@ def close(fd: int, error: str) -> None:
     for loop in loops.difference(remote):  # this thread's loop, or a stopped one
         _abandon(loop, fd, error)
     if not remote:
-        os.close(fd)
+        close()
         return
     left = len(remote)
     lock = threading.Lock()
@@ -145,7 +187,7 @@ def close(fd: int, error: str) -> None:
             left -= 1
             last = left == 0
         if last:
-            os.close(fd)
+            close()
 
     for loop in remote:
         try:
@@ -177,7 +219,7 @@ async def read(efd: EventFD) -> int:
         # fileno() on every round: an EventFD closed meanwhile raises
         # ValueError here rather than reading a reused fd number.
         fd = efd.fileno()
-        value = _core.read_nowait(fd)
+        value = _core.read_nowait(fd, efd._check_open)
         if value:
             return value
-        await _wait(fd, _READ)
+        await _wait(fd, _READ, efd._check_open)

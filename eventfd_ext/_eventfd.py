@@ -124,7 +124,9 @@ class EventFD:
         """
         fd = self._release()
         if fd >= 0:
-            _aio.close(fd, f"I/O operation on closed {type(self).__name__}")
+            _aio.notify_closing(
+                fd, f"I/O operation on closed {type(self).__name__}", lambda: os.close(fd)
+            )
 
     def detach(self) -> int:
         """Give up ownership: return the fd, which the caller must close."""
@@ -311,7 +313,7 @@ class EventFD:
         """Wait in the running loop until the count is nonzero, without
         taking it: the async twin of ``wait()`` (use ``asyncio.wait_for``
         for a timeout).  Shares aread()'s one registration per loop."""
-        await _aio.wait_readable(self.fileno())
+        await _aio._wait(self.fileno(), _aio._READ, self._check_open)
 
 
 def _poll_in(fd: int, ms: int) -> int:

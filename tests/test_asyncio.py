@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import pytest
@@ -486,3 +487,124 @@ def test_wait_writable_wakes_on_a_read() -> None:
             return loop.remove_writer(efd.fileno())
 
         assert run(main, efd) is False
+
+
+# -- close racing the start of an await ------------------------------------------
+
+
+def _close_in_another_thread(efd: EventFD) -> None:
+    thread = threading.Thread(target=efd.close)
+    thread.start()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("reuse", [False, True], ids=["number free", "number reused"])
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_close_racing_the_registration_raises_valueerror(
+    monkeypatch: pytest.MonkeyPatch, when: str, reuse: bool
+) -> None:
+    """close() from another thread just before or just after the coroutine
+    registers its fd with the loop (after its fileno()): aread ends promptly
+    with ValueError, never waits on a dropped fd, never raises EBADF, and
+    leaves no registration behind (not even on a new fd that took the number)."""
+    efd = high_eventfd()
+    fd = efd.fileno()
+    successor: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        real_add_reader = loop.add_reader
+
+        def add_reader(number: int, callback: Callable[..., object], *args: Any) -> None:
+            if when == "before":
+                _close_in_another_thread(efd)
+                if reuse:
+                    successor.append(os.dup2(os.eventfd(0), number))
+            real_add_reader(number, callback, *args)
+            if when == "after":
+                _close_in_another_thread(efd)
+
+        monkeypatch.setattr(loop, "add_reader", add_reader)
+        with pytest.raises(ValueError, match="closed EventFD"):
+            await efd.aread()
+        for _ in range(3):
+            await asyncio.sleep(0)  # let a deferred let-go run
+        assert not registered(loop, fd)
+
+    try:
+        run(main)
+        if not successor:
+            assert_closed(fd)
+    finally:
+        for number in successor:
+            os.close(number)
+
+
+def test_close_racing_aread_from_another_thread_never_hangs() -> None:
+    """The outside test's loop: a thread closes the EventFD while a coroutine
+    is starting aread(); every round must end with ValueError (or a count,
+    had one been written), promptly."""
+    outcomes: dict[str, int] = {}
+
+    async def main() -> None:
+        for _ in range(300):
+            efd = EventFD()
+            closer = threading.Thread(target=efd.close)
+            closer.start()
+            try:
+                await asyncio.wait_for(efd.aread(), TIMEOUT)
+            except ValueError:
+                kind = "ValueError"
+            else:
+                kind = "value"
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+            closer.join(TIMEOUT)
+            efd.close()
+
+    run(main)
+    assert set(outcomes) == {"ValueError"}, outcomes
+
+
+def test_fork_while_a_coroutine_awaits_then_close_in_the_child() -> None:
+    """The child's close() must close its fd: the loop it would wait for runs
+    only in the parent."""
+    efd = high_eventfd()
+    fd = efd.fileno()
+    parked_event = threading.Event()
+    outcome: list[BaseException] = []
+
+    async def waiter() -> None:
+        task = asyncio.create_task(efd.aread())
+        await parked(task)
+        parked_event.set()
+        try:
+            await asyncio.wait_for(task, TIMEOUT)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=asyncio.run, args=(waiter(),), daemon=True)
+    thread.start()
+    assert parked_event.wait(TIMEOUT)
+    with warnings.catch_warnings():
+        # 3.12+ warns that forking a threaded process may deadlock the child;
+        # this child only closes an fd and exits.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: only this thread exists here
+        code = 1
+        try:
+            efd.close()
+            try:
+                os.fstat(fd)
+            except OSError as exc:
+                code = 0 if exc.errno == errno.EBADF else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child's close left the fd open"
+    efd.close()
+    thread.join(TIMEOUT + 5)
+    assert not thread.is_alive()
+    assert [type(e) for e in outcome] == [ValueError]
+    assert_closed(fd)
