@@ -36,11 +36,13 @@ struct mfx_pair {
 struct mfx_shared {
     pthread_mutex_t lock; /* first: the tests read its holder from the futex word */
     uint32_t magic, kind;
-    /* The stored pair is slot[cur].  A change writes the other slot, then
-     * commits it by storing cur (one aligned word): a holder killed at any
-     * point leaves the old pair or the new one, never a mix. */
+    /* The stored pair is slot[cur].  A change writes the new pair into the
+     * other slot and stages it (next), makes the kernel objects show it,
+     * then commits it by storing cur (one aligned word each): a holder
+     * killed at any point leaves the old pair or the new one, never a mix,
+     * and while next != cur the recovery knows which change was in flight. */
     struct mfx_pair slot[2];
-    uint32_t cur;
+    uint32_t cur, next;
     uint32_t need_resync; /* a holder died: the kernel objects may be off */
     uint64_t syscalls;
     uint32_t k_rx;      /* stream: bytes queued to A (0, RX_BYTE, RX_OOB bits);
@@ -705,28 +707,37 @@ static void mfx_resync(struct mfx_handle *h)
 {
     struct mfx_shared *sh = h->sh;
     struct pollfd pfd = {h->a, POLLIN | POLLPRI | POLLOUT, 0};
-    uint32_t want = sh->slot[sh->cur].events;
+    /* A change in flight is rolled forward when the kernel objects can
+     * show it (a step the dead holder made may not be undoable: a stream
+     * ERR taken, a shutdown), else back. */
+    int staged = sh->next != sh->cur;
+    uint32_t want = sh->slot[staged ? sh->next : sh->cur].events;
     char c;
     switch (h->kind) {
     case MFX_DGRAM: {
         /* Reconnect the peer whatever step the dead holder was in (connect
-         * to the peer it has already changes nothing), take a pending ERR,
-         * and drop the fill and the IN datagrams. */
+         * to the peer it has already changes nothing).  Before HUP, take a
+         * pending ERR and drop the fill and the IN datagrams: all of it can
+         * be made again.  After HUP (A can no longer send) keep what shows. */
         int err;
         socklen_t len = sizeof err;
-        if (h->b >= 0) {
-            SYS(sh, connect(h->b, (struct sockaddr *)&sh->a_addr, sh->a_len));
-            mfx_drain_all(sh, h->b, 1);
-        }
-        SYS(sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len));
+        if (h->b >= 0)
+            (void)SYS(sh, connect(h->b, (struct sockaddr *)&sh->a_addr, sh->a_len));
         if (SYS(sh, poll(&pfd, 1, 0)) < 0)
             return;
+        sh->k_hup = !!(pfd.revents & POLLHUP);
+        sh->k_rx = 0;
+        if (sh->k_hup) {
+            sh->k_err = !!(pfd.revents & POLLERR);
+            sh->k_fill = pfd.revents & POLLOUT ? 0 : 2;
+            break;
+        }
+        (void)SYS(sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len));
+        if (h->b >= 0)
+            mfx_drain_all(sh, h->b, 1);
+        mfx_drain_all(sh, h->a, 1);
         sh->k_err = 0;
         sh->k_fill = 0;
-        sh->k_hup = !!(pfd.revents & POLLHUP);
-        if (!sh->k_hup)
-            mfx_drain_all(sh, h->a, 1);
-        sh->k_rx = 0;
         break;
     }
     case MFX_STREAM:
@@ -735,7 +746,7 @@ static void mfx_resync(struct mfx_handle *h)
         sh->k_hup = !!(pfd.revents & POLLHUP);
         sh->k_err = !!(pfd.revents & POLLERR);
         if (!sh->k_hup) {
-            SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT));
+            (void)SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT));
             mfx_drain_all(sh, h->a, 1);
             sh->k_rx = 0;
             if (h->b >= 0) {
@@ -760,6 +771,17 @@ static void mfx_resync(struct mfx_handle *h)
             want = (want & ~(uint32_t)POLLHUP) | (sh->k_hup ? POLLHUP : 0);
         break;
     }
+    if (staged) {
+        uint32_t cant_set, cant_clear, old = sh->slot[sh->cur].events;
+        mfx_limits_of(h, &cant_set, &cant_clear);
+        (void)cant_clear; /* a bit it cannot clear now stays as an extra */
+        if (!(want & ~mfx_shown_of(h) & cant_set) && !mfx_apply(h, want)) {
+            __atomic_store_n(&sh->cur, sh->next, __ATOMIC_RELEASE); /* forward */
+        } else {
+            __atomic_store_n(&sh->next, sh->cur, __ATOMIC_RELEASE); /* back */
+            want = old;
+        }
+    }
     /* Best effort: a failure leaves extra bits, never missing ones that a
      * syscall could have shown. */
     mfx_apply(h, want);
@@ -768,14 +790,22 @@ static void mfx_resync(struct mfx_handle *h)
     sh->need_resync = 0;
 }
 
-/* Store (events, data) in the free slot, then commit it with one store. */
-static void mfx_commit(struct mfx_shared *sh, uint32_t events, uint64_t data)
+/* Write (events, data) into the free slot and stage it (mfx_resync rolls
+ * a staged pair forward or back). */
+static void mfx_stage(struct mfx_shared *sh, uint32_t events, uint64_t data)
 {
     uint32_t next = !sh->cur;
     sh->slot[next].events = events;
     sh->slot[next].data = data;
     mfx_step();
-    __atomic_store_n(&sh->cur, next, __ATOMIC_RELEASE);
+    __atomic_store_n(&sh->next, next, __ATOMIC_RELEASE);
+    mfx_step();
+}
+
+/* Commit the staged pair with one store. */
+static void mfx_commit(struct mfx_shared *sh)
+{
+    __atomic_store_n(&sh->cur, sh->next, __ATOMIC_RELEASE);
     mfx_step();
 }
 
@@ -808,26 +838,33 @@ static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bi
             goto out;
         }
         uint32_t before = mfx_shown_of(h);
+        mfx_stage(sh, want, data);
         r = mfx_apply(h, want);
         if (r == -EBUSY) {
             mfx_apply(h, old); /* undo the bits changed before the refusal */
+            __atomic_store_n(&sh->next, sh->cur, __ATOMIC_RELEASE);
             goto out;
         }
         if (r) {
             /* Store the bits the kernel objects reached, so that read()
              * and readiness still agree. */
-            if (r != -EOPNOTSUPP)
-                mfx_commit(sh, (old & ~(old ^ want)) | ((old ^ want) & mfx_shown_of(h)),
-                           cur->data);
+            if (r != -EOPNOTSUPP) {
+                mfx_stage(sh, (old & ~(old ^ want)) | ((old ^ want) & mfx_shown_of(h)),
+                          cur->data);
+                mfx_commit(sh);
+            } else {
+                __atomic_store_n(&sh->next, sh->cur, __ATOMIC_RELEASE);
+            }
             goto out;
         }
-        mfx_commit(sh, want, data);
+        mfx_commit(sh);
         uint32_t gained = want & ~old & before;
         if (gained)
             r = mfx_nudge(h, gained); /* stored and shown; an error says the
                                          edge may be missing */
     } else if (set_data && data != cur->data) {
-        mfx_commit(sh, want, data);
+        mfx_stage(sh, want, data);
+        mfx_commit(sh);
     }
 out:
     pthread_mutex_unlock(&sh->lock);

@@ -465,3 +465,84 @@ def test_non_integers_are_type_errors_changing_nothing(bad: object) -> None:
             with pytest.raises(TypeError):
                 call(m)
             assert (m.read(), shown(m), m.syscalls) == before
+
+
+# -- 4 and 5, deterministically: SIGKILL at every step of a change -------------
+
+# Masks each backing moves between; every ordered pair is a change, killed
+# at each of its steps in turn.  (pipe: HUP only changes in its creator, so
+# the forked writers keep it as it is.)
+STEP_MASKS: dict[Backing, list[int]] = {
+    "stream": [0, IN, OUT, IN | OUT, HUP, ERR] + ([PRI, PRI | OUT] if kernel_has_unix_oob() else []),
+    "dgram": [0, IN, OUT, IN | OUT, ERR, ERR | IN, HUP, HUP | ERR],
+    "pipe": [0, IN, HUP, HUP | IN],
+}
+
+
+def _killed_at(m: MaskFD, steps: int, pair: tuple[int, int]) -> bool:
+    """Fork a child that dies at the *steps*-th step of ``m.write(*pair)``;
+    False if the change had fewer steps (the child finished it)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            lib.mfx_test_die_after(steps)
+            m.write(*pair)
+            lib.mfx_test_die_after(0)
+        finally:
+            os._exit(7)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        return True
+    assert os.waitstatus_to_exitcode(status) == 7
+    return False
+
+
+@pytest.mark.parametrize("backing", BACKINGS)
+def test_killed_at_every_step_of_every_change(backing: Backing) -> None:
+    """A holder SIGKILLed after any syscall of a change, or between storing
+    the new pair, staging it and committing it: the survivor reads the old
+    pair or the new one (recovery rolls a staged change forward where it
+    can), whole, and the fd shows it; recovery counts the death; the
+    MaskFD then takes and shows every mask (the datagram peer reconnected,
+    the queues consistent)."""
+    masks = STEP_MASKS[backing]
+    kills = 0
+    for old, new in itertools.permutations(masks, 2):
+        if backing == "pipe" and (old ^ new) & HUP:
+            continue
+        for steps in itertools.count(1):
+            try:
+                m = MaskFD(old, 1, backing=backing)
+            except OSError:
+                break
+            with m:
+                try:
+                    with MaskFD(new, backing=backing):
+                        pass
+                    if backing != "pipe" and old & HUP and not new & HUP:
+                        raise OSError  # HUP is final on sockets
+                except OSError:
+                    break
+                recoveries = lib.mfx_recoveries(m._h)
+                died = _killed_at(m, steps, (new, 2))
+                stored = m.read()
+                where = f"{backing} {old:#x} -> {new:#x}, killed at step {steps}: {stored}"
+                if died:
+                    kills += 1
+                    assert lib.mfx_recoveries(m._h) == recoveries + 1, where
+                assert tuple(stored) in ((old, 1), (new, 2)), where
+                assert_shows(m)
+                for mask in masks:
+                    if backing == "pipe" and (mask ^ old) & HUP:
+                        continue
+                    try:
+                        m.write(mask, 3)
+                    except OSError as exc:
+                        assert exc.errno in (errno.ENOTRECOVERABLE, errno.EOPNOTSUPP), (where, exc)
+                        continue
+                    assert m.read() == (mask, 3), where
+                    assert_shows(m)
+            if not died:
+                break
+    assert kills >= 8, kills
