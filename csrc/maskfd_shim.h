@@ -5,7 +5,14 @@
  * currently show, and a process-shared robust mutex.  Every change takes the
  * lock, makes the kernel objects show the new bits (at most a few syscalls,
  * none when no bit changes) and stores the pair, all in one crossing.
- * Functions returning int report failure as a negative errno.
+ *
+ * Calling convention: the project rule written in eventfd_shim.h (every
+ * function returns int, >= 0 on success and -errno on failure, never errno;
+ * anything else is written through a pointer the caller allocates per call).
+ *
+ * Waiting for the lock is done in slices: a caller that does not get it
+ * within one slice (a holder stopped by SIGSTOP or a debugger) gets -EINTR,
+ * so that Python runs its signal handlers, and calls again.
  */
 
 #define MFX_STREAM ...
@@ -20,24 +27,30 @@ struct mfx_pair {
     uint64_t data;
 };
 
-/* A new MaskFD of the given backing (events 0, data 0); NULL with errno set
- * on failure, after closing whatever it had opened. */
-struct mfx_handle *mfx_new(int kind);
+/* A new MaskFD of the given backing (events 0, data 0) in *out; 0, or
+ * -errno after closing whatever it had opened. */
+int mfx_new(int kind, struct mfx_handle **out);
 
 /* A handle on fds received from another process (memfd, handed-out fd,
- * peer fd or -1); takes ownership of the fds only on success.  NULL with
- * errno set on failure (EINVAL: not a MaskFD state). */
-struct mfx_handle *mfx_attach(int memfd, int a, int b);
+ * peer fd or -1) in *out; takes ownership of the fds only on success.
+ * 0, or -errno (-EINVAL: not a MaskFD state). */
+int mfx_attach(int memfd, int a, int b, struct mfx_handle **out);
 
 /* Replace the bits in clear_bits by those in set_bits (set wins), and the
  * data word if set_data.  0, or -errno:
  *   EINVAL        a bit outside MFX_VALID
+ *   EINTR         the lock was not free within one slice: call again
  *   EBADF         the handle is closed
  *   ENOTRECOVERABLE  the backing can no longer clear a bit (mfx_limits)
  *   EOPNOTSUPP    the backing cannot show a bit (mfx_limits)
  *   EPERM         pipe backing: only the creating process can change HUP
+ *   EBUSY         another process (forked without the Python fork hooks)
+ *                 holds a copy of the object whose last close makes the
+ *                 bit: it would not show now; nothing was changed
  *   other         a syscall failed; the state stored is what the kernel shows
- * A refused change (all but the last) makes no syscall and changes nothing. */
+ * A refused change (all but the last) changes neither the stored pair nor
+ * what the fd shows.  The new pair is committed by one store, so a holder
+ * killed inside a change leaves the old pair or the new one, never a mix. */
 int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bits,
                int set_data, uint64_t data);
 
@@ -46,29 +59,36 @@ int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bits,
 int mfx_set(struct mfx_handle *h, uint32_t bits);
 int mfx_clear(struct mfx_handle *h, uint32_t bits);
 
-/* The stored pair, read under the lock. */
-struct mfx_pair mfx_get(struct mfx_handle *h);
+/* The stored pair, read under the lock, into *out.  0, or -EINTR / -EBADF. */
+int mfx_get(struct mfx_handle *h, struct mfx_pair *out);
 
-/* Bits the backing cannot set now (high 16 bits) and cannot clear now
- * (low 16 bits), from the current state. */
+/* Bits the backing cannot set now (bits 16-20) and cannot clear now
+ * (bits 0-4), from the current state; or -EINTR / -EBADF. */
 int mfx_limits(struct mfx_handle *h);
 
 int mfx_kind(struct mfx_handle *h);
 int mfx_fd(struct mfx_handle *h);          /* the handed-out fd, or -1 */
 int mfx_peer_fd(struct mfx_handle *h);     /* peer socket / pipe writer, or -1 */
 int mfx_memfd(struct mfx_handle *h);
-/* Syscalls made by mfx_change on this state, in every process. */
-uint64_t mfx_syscalls(struct mfx_handle *h);
-/* Times a holder died inside a change and the next caller recovered the
- * state (read back from the kernel, stored events shown again). */
-unsigned int mfx_recoveries(struct mfx_handle *h);
+/* Syscalls made by mfx_change on this state, in every process, into *out. */
+int mfx_syscalls(struct mfx_handle *h, uint64_t *out);
+/* Times a holder died holding the lock and the next caller recovered the
+ * state (the kernel objects made to show the stored pair again). */
+int mfx_recoveries(struct mfx_handle *h);
 
-/* Record that the state is now held by more than one process.  In a forked
- * child (in_child), the pipe backing also closes its copy of the writer, so
- * that the creator's close still makes HUP. */
-void mfx_mark_shared(struct mfx_handle *h, int in_child);
+/* Record that the state is held by more than one process (lock-free, for
+ * the at-fork hooks).  In a forked child (in_child), the pipe backing also
+ * closes its copy of the writer, so that the creator's close makes HUP. */
+int mfx_mark_shared(struct mfx_handle *h, int in_child);
 
-/* Close the fds (under the lock, so no change is half done).  The mapping
- * stays until mfx_free, so a racing call sees EBADF, never freed memory. */
+/* Close the fds (under the lock, so no change is half done); 0 or -EINTR.
+ * The mapping stays until mfx_free, so a racing call sees EBADF, never
+ * freed memory.  mfx_free closes them without the lock if still open (it
+ * runs once nothing else can use the handle). */
 int mfx_close(struct mfx_handle *h);
-void mfx_free(struct mfx_handle *h);
+int mfx_free(struct mfx_handle *h);
+
+/* Test only: in this process, SIGKILL itself at the steps-th step of the
+ * following changes (a step: each syscall, and each store that commits a
+ * pair); 0 turns it off. */
+int mfx_test_die_after(int steps);

@@ -19,6 +19,7 @@ has the fidelity table of each backing, as measured by
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import struct
 import weakref
@@ -72,7 +73,25 @@ _U64_LIMIT = 1 << 64
 _change = lib.mfx_change
 _set = lib.mfx_set
 _clear = lib.mfx_clear
-_NULL = ffi.NULL
+_EINTR = -errno.EINTR
+# Out-arguments are allocated per call (never a shared buffer: a signal
+# handler may run a MaskFD call between another's return and its use).
+_new: Callable[[str], Any] = ffi.new
+_free: Callable[[Any], Any] = lib.mfx_free  # ffi.gc ignores its result
+
+
+def _retry(call: Callable[..., int], *args: Any) -> int:
+    """Call a shim function that takes the MaskFD's lock until it returns
+    something else than -EINTR.  The shim waits for the lock in slices and
+    returns -EINTR after each (a holder stopped by SIGSTOP or a debugger
+    would otherwise keep it waiting in C): between two calls the interpreter
+    runs its signal handlers, so Ctrl-C or a raising handler leaves here at
+    once.  The one place every entry point that takes the lock goes through.
+    """
+    result = call(*args)
+    while result == _EINTR:
+        result = call(*args)
+    return result
 
 
 class MaskState(NamedTuple):
@@ -87,25 +106,35 @@ def event_names(events: int) -> str:
     return "|".join(name for bit, name in _EVENT_NAMES if events & bit) or "0"
 
 
-def _check_events(events: object) -> int:
-    if not isinstance(events, int):
-        raise TypeError(f"events must be an int, not {type(events).__name__}")
+def _index(value: object, what: str) -> int:
+    """*value* as CPython's C int converters take it: an int (an int
+    subclass at its real value, never its ``__int__``) or an object with
+    ``__index__``; TypeError for anything else (float, Decimal, str, None)."""
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{what} must be an integer, not {type(value).__name__}"
+        ) from None
+
+
+def _check_events(events: object, what: str = "events") -> int:
+    events = _index(events, what)
     if events < 0 or events & ~EFD_MASK_EVENTS:
         raise ValueError(
             f"invalid events {events:#x}: only POLLIN|POLLPRI|POLLOUT|POLLERR|"
             f"POLLHUP ({EFD_MASK_EVENTS:#x}) may be set"
         )
-    return int(events)
+    return events
 
 
 def _check_data(data: object) -> int:
-    if not isinstance(data, int):
-        raise TypeError(f"data must be an int, not {type(data).__name__}")
+    data = _index(data, "data")
     if data < 0:
         raise ValueError(f"data must be >= 0 (an unsigned 64-bit word), not {data}")
     if data >= _U64_LIMIT:
         raise OverflowError(f"data {data:#x} does not fit in 64 bits")
-    return int(data)
+    return data
 
 
 def pack_mask(events: int, data: int = 0) -> bytes:
@@ -137,7 +166,7 @@ def choose_backing(uses: int) -> Backing:
     without PRI: ``dgram`` (ERR reversible, without HUP).  Anything else,
     above all OUT and PRI: ``stream`` (all 16 IN/PRI/OUT/ERR combinations).
     """
-    uses = _check_events(uses)
+    uses = _check_events(uses, "uses")
     if not uses & ~(POLLIN | POLLHUP):
         return "pipe"
     if uses & POLLERR and not uses & POLLPRI:
@@ -164,18 +193,27 @@ _CANT_SET = {
     ("pipe", POLLERR): "a pipe's read end never shows ERR; use backing='dgram'",
 }
 
-# Every live MaskFD, so that a forked child can mark its state shared.
+# Every live MaskFD, so that a fork can mark its state shared.
 _live: weakref.WeakSet[MaskFD] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+def _mark_all_shared(in_child: int) -> None:
     for mask in list(_live):
         handle = mask._h
         if handle is not None and not mask.closed:
-            lib.mfx_mark_shared(handle, 1)
+            lib.mfx_mark_shared(handle, in_child)  # lock-free: never waits
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+# Before the fork, in the parent: from that instant another process holds
+# copies of every fd, so a change that needs the last reference of one (a
+# stream ERR) must be refused at once, not once the child has run its hook.
+# In the child: the pipe backing's writer stays with its creator.  A fork
+# from C runs neither hook: the shim then checks what the kernel shows and
+# refuses with EBUSY (docs/maskfd.md).
+os.register_at_fork(
+    before=lambda: _mark_all_shared(0),
+    after_in_child=lambda: _mark_all_shared(1),
+)
 
 
 class MaskFD:
@@ -216,14 +254,16 @@ class MaskFD:
         if backing is None:
             backing = "stream" if uses is None else choose_backing(uses)
         elif uses is not None:
-            _check_events(uses)
+            _check_events(uses, "uses")
         kind = _KINDS.get(backing) if isinstance(backing, str) else None
         if kind is None:
             raise ValueError(f"backing must be one of {BACKINGS}, not {backing!r}")
-        handle = lib.mfx_new(kind)
-        if handle == _NULL:
-            _core.raise_errno(ffi.errno)  # the shim closed what it had opened
-        self._h = ffi.gc(handle, lib.mfx_free)
+        out = _new("struct mfx_handle **")
+        result = lib.mfx_new(kind, out)
+        if result:
+            _core.raise_errno(-result)  # the shim closed what it had opened
+        handle = out[0]
+        self._h = ffi.gc(handle, _free)
         self._fd = lib.mfx_fd(handle)
         _live.add(self)
         if events or data:
@@ -260,8 +300,8 @@ class MaskFD:
         """
         handle = self._h
         if handle is not None and self._fd >= 0:
+            _retry(lib.mfx_close, handle)  # 0: the fds are closed
             self._fd = -1
-            lib.mfx_close(handle)
 
     def __enter__(self) -> MaskFD:
         self.fileno()
@@ -287,7 +327,16 @@ class MaskFD:
             _warn_unclosed(self, fd)
         finally:
             self._fd = -1
+            # One slice at most: if a stopped holder has the lock, mfx_free
+            # closes the fds when the handle goes, without it.
             _close(self._h)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # ForkingPickler's reducers match the exact class: register each
+        # subclass too, so that it travels to a multiprocessing child as
+        # itself.
+        super().__init_subclass__(**kwargs)
+        _register_reduction(cls)
 
     def __reduce__(self) -> NoReturn:
         raise TypeError(
@@ -299,8 +348,7 @@ class MaskFD:
     def __repr__(self) -> str:
         if self._fd < 0:
             return f"<{type(self).__name__} [closed]>"
-        pair = lib.mfx_get(self._h)
-        events, data = pair.events, pair.data
+        events, data = self.read()
         return (
             f"<{type(self).__name__} fd={self._fd} backing={self.backing} "
             f"eventfd-mask: {events:x} ({event_names(events)}) data={data:#x}>"
@@ -323,7 +371,8 @@ class MaskFD:
         except (TypeError, OverflowError):
             self._refuse(events, data)
         if result:
-            self._failed(result, EFD_MASK_EVENTS, events, data)
+            self._failed(result, (_change, self._h, EFD_MASK_EVENTS, events, 1, data),
+                         EFD_MASK_EVENTS, events, data)
 
     def set(self, events: int) -> None:
         """Add the bits in *events* to the stored mask; the data stays."""
@@ -334,7 +383,7 @@ class MaskFD:
         except (TypeError, OverflowError):
             self._refuse(events, 0)
         if result:
-            self._failed(result, 0, events, 0)
+            self._failed(result, (_set, self._h, events), 0, events, 0)
 
     def clear(self, events: int) -> None:
         """Remove the bits in *events* from the stored mask; the data stays."""
@@ -345,7 +394,7 @@ class MaskFD:
         except (TypeError, OverflowError):
             self._refuse(events, 0)
         if result:
-            self._failed(result, events, 0, 0)
+            self._failed(result, (_clear, self._h, events), events, 0, 0)
 
     def update(
         self, set: int = 0, clear: int = 0, data: int | None = None
@@ -362,22 +411,26 @@ class MaskFD:
             _check_events(clear)
             self._refuse(set, value)
         if result:
-            self._failed(result, clear, set, value)
+            self._failed(result, (_change, self._h, clear, set, set_data, value),
+                         clear, set, value)
 
     def read(self) -> MaskState:
         """The last written pair ``(events, data)``, as EFD_MASK's read."""
-        pair = lib.mfx_get(self._handle())
-        return MaskState(pair.events, pair.data)
+        out = _new("struct mfx_pair *")  # this call's own: no shared buffer
+        result = _retry(lib.mfx_get, self._handle(), out)
+        if result:
+            self._raise(result)
+        return MaskState(out.events, out.data)
 
     @property
     def events(self) -> int:
         """The stored event bits."""
-        return int(lib.mfx_get(self._handle()).events)
+        return self.read().events
 
     @property
     def data(self) -> int:
         """The stored data word."""
-        return int(lib.mfx_get(self._handle()).data)
+        return self.read().data
 
     # -- the byte ABI of the patch ----------------------------------------
 
@@ -408,13 +461,13 @@ class MaskFD:
         A *size* under 12 raises ``OSError(EINVAL)``; a larger one still
         returns 12 bytes.
         """
+        size = _index(size, "size")
         if size < EFD_MASK_SIZE:
             raise OSError(
                 errno.EINVAL,
                 f"short efd_mask read: {size} bytes, {EFD_MASK_SIZE} needed",
             )
-        pair = lib.mfx_get(self._handle())
-        return _STRUCT.pack(pair.events, pair.data)
+        return _STRUCT.pack(*self.read())
 
     # -- diagnostics ------------------------------------------------------
 
@@ -424,11 +477,15 @@ class MaskFD:
 
         Diagnostic: proves that a write changing no bit makes none.
         """
-        return int(lib.mfx_syscalls(self._handle()))
+        out = _new("uint64_t *")
+        lib.mfx_syscalls(self._handle(), out)
+        return int(out[0])
 
     def limits(self) -> tuple[int, int]:
         """``(cannot_set, cannot_clear)``: bits the backing refuses now."""
-        packed = lib.mfx_limits(self._handle())
+        packed = _retry(lib.mfx_limits, self._handle())
+        if packed < 0:
+            self._raise(packed)
         return packed >> 16, packed & 0xFFFF
 
     # -- internals --------------------------------------------------------
@@ -449,7 +506,21 @@ class MaskFD:
         _check_data(data)
         raise TypeError("events and data must be ints")  # unreachable
 
-    def _failed(self, result: int, clear: int, set: int, data: int) -> NoReturn:
+    def _raise(self, result: int) -> NoReturn:
+        """Raise for a shim result other than a change's."""
+        if result == -errno.EBADF:
+            self._raise_closed()  # closed by another thread meanwhile
+        _core.raise_errno(-result)
+
+    def _failed(
+        self, result: int, call: tuple[Any, ...], clear: int, set: int, data: int
+    ) -> None:
+        """A change returned *result*: call it again while the lock was
+        busy (signal handlers run in between), else raise what it means."""
+        if result == _EINTR:
+            result = _retry(*call)
+            if not result:
+                return
         err = -result
         if err == errno.EINVAL:
             _check_events(clear)
@@ -482,6 +553,14 @@ class MaskFD:
                 err,
                 f"the {backing!r} backing cannot show {event_names(bits)}: {reason}",
             )
+        if err == errno.EBUSY:
+            raise OSError(
+                err,
+                f"the {backing!r} backing cannot show {event_names(set & ~old)} "
+                "now: another process holds a copy of the object whose last "
+                "close makes it (a process forked from C, without Python's fork "
+                "hooks, or one forked an instant ago); nothing was changed",
+            )
         if err == errno.EPERM:
             raise OSError(
                 err,
@@ -494,19 +573,24 @@ class MaskFD:
 # -- multiprocessing: a child gets the same kernel objects and state --------
 
 
-def _rebuild(memfd: Any, fd: Any, peer: Any) -> MaskFD:
-    """Adopt the duplicated fds in the receiving process."""
+def _rebuild(
+    cls: type[MaskFD], memfd: Any, fd: Any, peer: Any, state: dict[str, Any] | None
+) -> MaskFD:
+    """Adopt the duplicated fds in the receiving process, as an instance of
+    the class that was sent (a subclass stays itself)."""
     fds = [memfd.detach(), fd.detach(), -1 if peer is None else peer.detach()]
-    handle = lib.mfx_attach(*fds)
-    if handle == _NULL:
-        err = ffi.errno
+    out = _new("struct mfx_handle **")
+    result = lib.mfx_attach(fds[0], fds[1], fds[2], out)
+    if result:
         for each in fds:
             if each >= 0:
                 os.close(each)
-        _core.raise_errno(err)
-    self = MaskFD.__new__(MaskFD)
-    self._h = ffi.gc(handle, lib.mfx_free)
+        _core.raise_errno(-result)
+    self = cls.__new__(cls)
+    self._h = ffi.gc(out[0], _free)
     self._fd = fds[1]
+    if state:
+        self.__dict__.update(state)
     _live.add(self)
     return self
 
@@ -520,16 +604,18 @@ def _reduce(mask: MaskFD) -> tuple[Callable[..., MaskFD], tuple[Any, ...]]:
     # The pipe backing's writer stays with its creator: HUP is its close.
     keep_peer = peer >= 0 and mask.backing != "pipe"
     return _rebuild, (
+        type(mask),
         DupFd(lib.mfx_memfd(handle)),
         DupFd(mask.fileno()),
         DupFd(peer) if keep_peer else None,
+        getattr(mask, "__dict__", None),
     )
 
 
-def _register_reduction() -> None:
+def _register_reduction(cls: type[MaskFD]) -> None:
     from multiprocessing.reduction import ForkingPickler
 
-    ForkingPickler.register(MaskFD, _reduce)
+    ForkingPickler.register(cls, _reduce)
 
 
-_register_reduction()
+_register_reduction(MaskFD)

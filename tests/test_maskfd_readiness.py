@@ -243,7 +243,7 @@ FIDELITY = {
     ("stream", IN): (True, 0, True, 1, 1, True),
     ("stream", PRI): (True, IN, True, 1, 2, True),
     ("stream", OUT): (True, 0, True, 1, 1, True),
-    ("stream", ERR): (True, IN | OUT | HUP, True, 2, 1, False),
+    ("stream", ERR): (True, IN | OUT | HUP, True, 3, 1, False),
     ("stream", HUP): (True, IN, False, None, None, True),
     ("dgram", IN): (True, 0, True, 1, 1, True),
     ("dgram", PRI): (False, 0, False, None, None, True),
@@ -254,7 +254,7 @@ FIDELITY = {
     ("pipe", PRI): (False, 0, False, None, None, True),
     ("pipe", OUT): (False, 0, False, None, None, True),
     ("pipe", ERR): (False, 0, False, None, None, True),
-    ("pipe", HUP): (True, 0, True, 1, 1, True),
+    ("pipe", HUP): (True, 0, True, 2, 1, True),
 }
 
 
