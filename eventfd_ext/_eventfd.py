@@ -167,6 +167,12 @@ class EventFD:
             self._fd = -1
             _close(fd)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from ._passing import register_reduction  # loaded with the package
+
+        register_reduction(cls)
+
     def __reduce__(self) -> NoReturn:
         raise TypeError(
             f"cannot pickle {type(self).__name__}: its fd only means something "

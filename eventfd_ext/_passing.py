@@ -40,25 +40,36 @@ _FD_SIZE = array.array("i").itemsize
 # -- multiprocessing ------------------------------------------------------
 
 
-def _reduce(efd: EventFD) -> tuple[Callable[[Any], EventFD], tuple[Any]]:
+def _reduce(efd: EventFD) -> tuple[Callable[..., EventFD], tuple[Any, ...]]:
     # DupFd hands the fd to the child process being started (spawn,
     # forkserver) or, for a Pipe/Queue, to multiprocessing's resource sharer.
-    return _rebuild, (_mp_reduction.DupFd(efd.fileno()),)
+    # A subclass arrives as itself, with its instance attributes.
+    state = getattr(efd, "__dict__", None)
+    return _rebuild, (type(efd), _mp_reduction.DupFd(efd.fileno()), state)
 
 
-def _rebuild(dupfd: Any) -> EventFD:
+def _rebuild(cls: type[EventFD], dupfd: Any, state: dict[str, Any] | None) -> EventFD:
     fd: int = dupfd.detach()
     try:
         # Inherited through spawn's pass_fds it is inheritable; an EventFD
         # is close-on-exec by default (PEP 446).
         os.set_inheritable(fd, False)
-        return EventFD.from_fd(fd)
+        efd = cls.from_fd(fd)
     except BaseException:
         os.close(fd)
         raise
+    if state:
+        efd.__dict__.update(state)
+    return efd
 
 
-_mp_reduction.register(EventFD, _reduce)
+def register_reduction(cls: type[EventFD]) -> None:
+    """Make multiprocessing carry *cls* (its pickler matches exact classes:
+    EventFD registers each subclass through this when it is defined)."""
+    _mp_reduction.register(cls, _reduce)
+
+
+register_reduction(EventFD)
 
 
 # -- SCM_RIGHTS -----------------------------------------------------------
@@ -80,7 +91,10 @@ def recv_eventfd(sock: socket.socket) -> EventFD:
     """Receive one EventFD sent with :func:`send_eventfd` over *sock*.
 
     Reads exactly one message (one byte, on a stream socket).  Raises
-    EOFError if the peer closed the connection, and ValueError if the message
+    EOFError if the peer closed a stream or seqpacket connection.  A datagram
+    socket has no end of stream (the kernel shows nothing when its peer
+    closes), so there only the socket's timeout ends the wait: set one
+    (TimeoutError).  Raises ValueError if the message
     carried no fd, more than one, or an fd that is not an eventfd; every fd
     the message carried is then closed, so nothing leaks.  The socket's
     timeout applies.  The new fd is close-on-exec.

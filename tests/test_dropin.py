@@ -422,3 +422,92 @@ def test_dropins_accept_an_eventfd_object() -> None:
         assert efd.peek() == 5
         assert eventfd_ext.eventfd_read(efd) == 5
         assert efd.peek() == 0
+
+
+# -- odd ints and odd objects --------------------------------------------------
+
+
+class LyingInt(int):
+    """An int subclass whose __int__, __index__-free conversions and repr lie:
+    CPython's converters take its value, and so must ours."""
+
+    def __int__(self) -> int:
+        return 999
+
+    def __repr__(self) -> str:
+        return "LyingInt!"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return "LyingInt!"
+
+
+def test_int_subclass_value_is_its_value_like_os(efd: int) -> None:
+    for fn in (os.eventfd_write, eventfd_ext.eventfd_write):
+        fn(efd, LyingInt(2))
+    assert _kernel.count(efd) == START + 4
+    theirs = outcome(os.eventfd_read, LyingInt(efd))
+    eventfd_ext.eventfd_write(efd, START + 4)
+    ours = outcome(eventfd_ext.eventfd_read, LyingInt(efd))
+    assert ours == theirs == ("returned", START + 4)
+
+
+def test_int_subclass_initval_is_its_value_like_os() -> None:
+    fds = [os.eventfd(LyingInt(3)), eventfd_ext.eventfd(LyingInt(3))]
+    try:
+        assert [_kernel.count(fd) for fd in fds] == [3, 3]
+    finally:
+        for fd in fds:
+            os.close(fd)
+    with EventFD(LyingInt(3)) as ev:
+        ev.write(LyingInt(4))
+        assert ev.read() == 7
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [LyingInt(-3), FilenoObj(LyingInt(-3))],
+    ids=["int subclass", "fileno() int subclass"],
+)
+@pytest.mark.parametrize("name", ["eventfd_read", "eventfd_write"])
+def test_negative_int_subclass_fd_message_like_os(arg: object, name: str) -> None:
+    args = (arg,) if name == "eventfd_read" else (arg, 1)
+    theirs = outcome(getattr(os, name), *args)
+    ours = outcome(getattr(eventfd_ext, name), *args)
+    assert theirs[0] == "raised"
+    assert ours == theirs
+
+
+class FilenoIsNone:
+    fileno = None
+
+
+@pytest.mark.parametrize("name", ["eventfd_read", "eventfd_write"])
+def test_fileno_none_message_like_os(name: str) -> None:
+    args = (FilenoIsNone(),) if name == "eventfd_read" else (FilenoIsNone(), 1)
+    theirs = outcome(getattr(os, name), *args)
+    ours = outcome(getattr(eventfd_ext, name), *args)
+    assert theirs[0] == "raised"
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "name, args, kwargs",
+    [
+        ("eventfd", (), {}),
+        ("eventfd", (), {"flags": 0}),
+        ("eventfd_read", (), {}),
+        ("eventfd_write", (), {}),
+        ("eventfd_write", (3,), {}),
+        ("eventfd_write", (), {"value": 1}),
+    ],
+    ids=repr,
+)
+def test_missing_argument_message_like_os(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    theirs = outcome(lambda: getattr(os, name)(*args, **kwargs))
+    ours = outcome(lambda: getattr(eventfd_ext, name)(*args, **kwargs))
+    assert theirs[0] == "raised"
+    assert ours == theirs

@@ -352,6 +352,59 @@ def test_recv_eof() -> None:
         assert open_fds() == before
 
 
+@pytest.mark.parametrize(
+    "kind", [socket.SOCK_STREAM, socket.SOCK_SEQPACKET], ids=["stream", "seqpacket"]
+)
+def test_recv_eof_on_connection_sockets(kind: int) -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, kind)
+    with b:
+        a.close()
+        b.settimeout(TIMEOUT)
+        with pytest.raises(EOFError):
+            recv_eventfd(b)
+
+
+def test_recv_on_a_datagram_socket_whose_peer_closed_times_out() -> None:
+    # Datagram sockets have no end of stream: as documented, the socket's
+    # timeout is what ends the wait (not a hang, not a made-up EOF).
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with b:
+        a.close()
+        b.settimeout(0.05)
+        before = open_fds()
+        with pytest.raises(TimeoutError):
+            recv_eventfd(b)
+        assert open_fds() == before
+
+
+class Tagged(EventFD):
+    """A subclass with instance state, as users write them."""
+
+
+def _subclass_child(efd: Tagged, conn: multiprocessing.connection.Connection) -> None:
+    with efd:
+        conn.send((type(efd).__name__, efd.tag))
+        efd.write(5)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_multiprocessing_carries_a_subclass_as_itself(method: str) -> None:
+    ctx = multiprocessing.get_context(method)
+    report_r, report_w = ctx.Pipe(duplex=False)
+    with Tagged() as efd:
+        efd.tag = "mine"  # type: ignore[attr-defined]
+        process = ctx.Process(target=_subclass_child, args=(efd, report_w))
+        process.start()
+        report_w.close()
+        try:
+            assert report_r.poll(TIMEOUT), "the child sent no report"
+            assert report_r.recv() == ("Tagged", "mine")
+            assert efd.read(timeout=TIMEOUT) == 5
+        finally:
+            assert _join(process) == 0
+            report_r.close()
+
+
 def test_recv_timeout(socks: tuple[socket.socket, socket.socket]) -> None:
     _, b = socks
     b.settimeout(0.01)
