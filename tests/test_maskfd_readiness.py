@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import errno
 import itertools
+import pathlib
 import select
 from typing import Callable
 
 import pytest
 
-from eventfd_ext import MaskFD
+from eventfd_ext import MaskFD, fidelity
 from eventfd_ext._maskfd import Backing
 from eventfd_ext.fidelity import Row, measure, measure_combinations
 
@@ -288,3 +289,24 @@ def test_fidelity_script_prints_the_tables(capsys: pytest.CaptureFixture[str]) -
     assert [row.split(" | ")[0] for row in rows[1:6]] == ["| IN", "| PRI", "| OUT", "| ERR", "| HUP"]
     assert all(row.count("|") == 5 for row in rows[:6])  # no stray | in a cell
     assert len(rows) == 10  # 1 + 5 event rows, 1 + 3 backing rows
+
+
+# -- the tables in the docs are the measured ones --------------------------------
+
+DOCS = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/maskfd.md"])
+def test_fidelity_tables_in_the_docs_are_what_fidelity_measures(doc: str) -> None:
+    """Every data row `python -m eventfd_ext.fidelity` prints stands, word
+    for word, in the document (headers may differ: the README's says which
+    backing is the default)."""
+    text = (DOCS / doc).read_text(encoding="utf-8")
+    rows = [
+        line
+        for line in fidelity.markdown().splitlines()
+        if line.startswith("| ") and not line.startswith(("| event", "| backing"))
+    ]
+    assert len(rows) == 8
+    missing = [row for row in rows if row not in text.splitlines()]
+    assert not missing, f"{doc} does not show these measured rows: {missing}"
