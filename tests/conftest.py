@@ -1,24 +1,8 @@
-"""Shared test set-up: ``--runslow`` adds the large sizes marked ``slow``, and
-every test runs outside the source tree."""
+"""Shared test set-up: ``--runslow`` adds the large sizes marked ``slow``."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _cwd_outside_source_tree(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[None]:
-    # `python -c` children put the cwd first on sys.path; run from a checkout,
-    # that would be the uncompiled source package instead of the installed one.
-    old = os.getcwd()
-    os.chdir(tmp_path_factory.mktemp("cwd"))
-    yield
-    os.chdir(old)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
