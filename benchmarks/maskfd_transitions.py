@@ -24,7 +24,7 @@ import time
 from typing import Callable
 
 from eventfd_ext import MaskFD
-from eventfd_ext._maskfd import Backing
+from eventfd_ext._backings import Backing
 
 IN, OUT = select.POLLIN, select.POLLOUT
 

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Iterator, TypeVar
 import pytest
 
 from eventfd_ext import EventFD, _aio
-from eventfd_ext._core import MAX_COUNT
+from eventfd_ext._constants import MAX_COUNT
 
 T = TypeVar("T")
 TIMEOUT = 10.0

@@ -712,22 +712,26 @@ def test_unclosed_object_at_interpreter_exit_is_quiet(cls: str, holder: str, war
         assert f"ResourceWarning: unclosed <{cls} fd=" in proc.stderr, proc.stderr
 
 
+_OWNER_GLOBALS = ["os", "_core", "_aio", "_release_lock", "_CLOSED"]
+
+
 @pytest.mark.parametrize(
-    "cls, module, names",
+    "cls, modules",
     [
-        ("EventFD", "_eventfd", ["os", "_core", "_release_lock", "_CLOSED"]),
-        ("MaskFD", "_maskfd", ["lib", "_core", "event_names"]),
+        ("EventFD", {"_owner": _OWNER_GLOBALS, "_eventfd": ["os", "_core", "lib"]}),
+        ("MaskFD", {"_owner": _OWNER_GLOBALS, "_maskfd": ["lib", "_core", "event_names"]}),
     ],
 )
 def test_unclosed_object_closes_its_fd_after_module_teardown(
-    monkeypatch: pytest.MonkeyPatch, cls: str, module: str, names: list[str]
+    monkeypatch: pytest.MonkeyPatch, cls: str, modules: dict[str, list[str]]
 ) -> None:
     # What interpreter exit does to a module before its last objects go.
     obj = getattr(eventfd_ext, cls)()
     fd = obj.fileno()
-    mod = sys.modules[f"eventfd_ext.{module}"]
-    for name in names:
-        monkeypatch.setattr(mod, name, None)
+    for module, names in modules.items():
+        mod = sys.modules[f"eventfd_ext.{module}"]
+        for name in names:
+            monkeypatch.setattr(mod, name, None)
     seen: list[Any] = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
     with pytest.warns(ResourceWarning, match=f"unclosed <{cls} fd={fd}"):

@@ -20,7 +20,7 @@ from eventfd_ext import (
     pack_mask,
     unpack_mask,
 )
-from eventfd_ext._maskfd import choose_backing
+from eventfd_ext import choose_backing
 
 from maskfd_helpers import ALL, ERR, HUP, IN, OUT, PRI, assert_shows, by_poll
 

@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from eventfd_ext import MaskFD
-from eventfd_ext._maskfd import Backing, choose_backing, pack_mask, unpack_mask
+from eventfd_ext import choose_backing, pack_mask, unpack_mask
+from eventfd_ext._backings import Backing
 from eventfd_ext._shim import ffi, lib
 
 from maskfd_helpers import ALL, ERR, HUP, IN, OUT, PRI, assert_shows, by_poll, kernel_has_unix_oob

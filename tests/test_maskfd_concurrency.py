@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 
 from eventfd_ext import MaskFD
-from eventfd_ext._maskfd import Backing
+from eventfd_ext._backings import Backing
 
 from maskfd_helpers import ERR, HUP, IN, OUT, assert_shows, by_poll
 

@@ -16,7 +16,7 @@ from typing import Callable
 import pytest
 
 from eventfd_ext import MaskFD, fidelity
-from eventfd_ext._maskfd import Backing
+from eventfd_ext._backings import Backing
 from eventfd_ext.fidelity import Row, measure, measure_combinations
 
 from maskfd_helpers import (

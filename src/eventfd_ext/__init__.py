@@ -2,25 +2,19 @@
 replacements for the ``os.eventfd*`` functions, and MaskFD, a userspace
 emulation of the never-merged EFD_MASK flag."""
 
-from ._dropin import (
+from . import _reduction  # noqa: F401  (registers the multiprocessing reductions)
+from ._backings import choose_backing
+from ._constants import (
     EFD_CLOEXEC,
     EFD_MASK,
+    EFD_MASK_EVENTS,
     EFD_NONBLOCK,
     EFD_SEMAPHORE,
-    eventfd,
-    eventfd_read,
-    eventfd_write,
 )
+from ._dropin import eventfd, eventfd_read, eventfd_write
 from ._eventfd import EventFD
-from ._maskfd import (
-    EFD_MASK_EVENTS,
-    EFD_MASK_SIZE,
-    MaskFD,
-    MaskState,
-    choose_backing,
-    pack_mask,
-    unpack_mask,
-)
+from ._maskabi import EFD_MASK_SIZE, MaskState, pack_mask, unpack_mask
+from ._maskfd import MaskFD
 from ._passing import recv_eventfd, send_eventfd
 
 __all__ = [

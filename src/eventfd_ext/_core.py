@@ -20,7 +20,6 @@ from typing import Any, Callable, NoReturn, Protocol, Union
 from ._shim import ffi, lib
 
 __all__ = [
-    "MAX_COUNT",
     "FileDescriptorLike",
     "as_fd",
     "check_initval",
@@ -33,8 +32,6 @@ __all__ = [
     "wait_readable",
 ]
 
-#: The largest count a write can leave in the counter (2**64 - 2).
-MAX_COUNT: int = 0xFFFF_FFFF_FFFF_FFFE
 _U64_LIMIT = 1 << 64
 _INITVAL_LIMIT = 1 << 32
 _NO_FILENO = object()

@@ -12,27 +12,11 @@ import operator
 from typing import Any
 
 from . import _core
+from ._constants import EFD_CLOEXEC
 from ._core import FileDescriptorLike
 from ._shim import lib
 
-__all__ = [
-    "EFD_CLOEXEC",
-    "EFD_MASK",
-    "EFD_NONBLOCK",
-    "EFD_SEMAPHORE",
-    "eventfd",
-    "eventfd_read",
-    "eventfd_write",
-]
-
-#: Close the fd on exec (``O_CLOEXEC``).
-EFD_CLOEXEC: int = lib.EFD_CLOEXEC
-#: Non-blocking reads and writes (``O_NONBLOCK``).
-EFD_NONBLOCK: int = lib.EFD_NONBLOCK
-#: Reads take 1 from the counter instead of all of it.
-EFD_SEMAPHORE: int = lib.EFD_SEMAPHORE
-#: The flag value of the never-merged EFD_MASK patch; see :class:`MaskFD`.
-EFD_MASK: int = 1 << 1
+__all__ = ["eventfd", "eventfd_read", "eventfd_write"]
 
 _take = lib.efx_take
 _write = lib.efx_write

@@ -5,12 +5,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import threading
-from types import TracebackType
-from typing import Any, NoReturn, TypeVar
+from typing import TypeVar
 
 from . import _aio, _core
-from ._dropin import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
+from ._constants import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, OVERFLOW
+from ._owner import FDOwner
 from ._shim import ffi, lib
 
 __all__ = ["EventFD"]
@@ -21,13 +20,7 @@ _E = TypeVar("_E", bound="EventFD")
 _take = lib.efx_take
 _write = lib.efx_write
 _signal = lib.efx_signal
-# The value the kernel reserves to mark an overflow: no write may carry it.
-_OVERFLOW = 2**64 - 1
 _ONE = 1  # write(1) takes the one-argument shim call; see _dropin._ONE
-_CLOSED = -1
-# Makes taking the fd out of an object atomic, so that two threads closing it
-# at once cannot both close the number (the second could close a reused fd).
-_release_lock = threading.Lock()
 
 
 def _fdinfo(fd: int) -> dict[str, str]:
@@ -45,7 +38,7 @@ def _fdinfo(fd: int) -> dict[str, str]:
         return {key: value.strip() for key, _, value in fields}
 
 
-class EventFD:
+class EventFD(FDOwner):
     """A Linux eventfd: a 64-bit counter behind a pollable file descriptor.
 
     ``write(n)`` adds *n* to the counter and wakes readers; ``read()`` takes
@@ -56,9 +49,8 @@ class EventFD:
     accepted (``select``, ``selectors``, ``os.*``) through ``fileno()``.
     """
 
-    __slots__ = ("_fd", "__weakref__")
-
-    _fd: int
+    __slots__ = ()
+    _OTHER_WAYS = ", or send it over a UNIX socket with eventfd_ext.send_eventfd"
 
     def __init__(
         self,
@@ -68,7 +60,7 @@ class EventFD:
         nonblocking: bool = False,
         cloexec: bool = True,
     ) -> None:
-        self._fd = _CLOSED  # __del__ and repr must work if creation fails
+        self._fd = -1  # __del__ and repr must work if creation fails
         _core.check_initval(initval)
         flags = (
             (EFD_SEMAPHORE if semaphore else 0)
@@ -102,83 +94,12 @@ class EventFD:
         self._fd = fd
         return self
 
-    # -- the fd ---------------------------------------------------------
-
-    def fileno(self) -> int:
-        """The file descriptor number; ValueError once closed."""
-        fd = self._fd
-        if fd < 0:
-            self._raise_closed()
-        return fd
-
-    @property
-    def closed(self) -> bool:
-        """True once close() or detach() has been called."""
-        return self._fd < 0
-
-    def close(self) -> None:
-        """Close the fd.  Closing again does nothing.
-
-        Coroutines awaiting this EventFD (``aread``, ``await_readable``) get
-        ValueError, as any later use does.
-        """
-        fd = self._release()
-        if fd >= 0:
-            _aio.notify_closing(
-                fd, f"I/O operation on closed {type(self).__name__}", lambda: os.close(fd)
-            )
-
     def detach(self) -> int:
         """Give up ownership: return the fd, which the caller must close."""
         fd = self._release()
         if fd < 0:
             self._raise_closed()
         return fd
-
-    def _release(self) -> int:
-        with _release_lock:
-            fd, self._fd = self._fd, _CLOSED
-        return fd
-
-    def __enter__(self) -> EventFD:
-        self.fileno()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    # The defaults keep what __del__ needs: at interpreter exit it can run
-    # after this module's globals (os, _core, the lock) have become None.
-    def __del__(
-        self, _warn_unclosed: Any = _core.warn_unclosed, _close: Any = os.close
-    ) -> None:
-        fd = getattr(self, "_fd", -1)
-        if fd < 0:
-            return
-        try:
-            _warn_unclosed(self, fd)
-        finally:
-            # No lock: nothing else holds a reference to an object being collected.
-            self._fd = -1
-            _close(fd)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        from ._passing import register_reduction  # loaded with the package
-
-        register_reduction(cls)
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError(
-            f"cannot pickle {type(self).__name__}: its fd only means something "
-            "in this process; pass it to multiprocessing.Process, or send it "
-            "with eventfd_ext.send_eventfd"
-        )
 
     def __repr__(self) -> str:
         fd = self._fd
@@ -267,7 +188,7 @@ class EventFD:
         if result:
             if fd < 0:
                 self._raise_closed()
-            if value == _OVERFLOW:
+            if value == OVERFLOW:
                 raise ValueError(
                     "2**64 - 1 cannot be written to an eventfd (the kernel "
                     "reserves it to mark an overflow)"
@@ -291,15 +212,6 @@ class EventFD:
                 self._raise_closed()
             _core.raise_errno(errno.EBADF)  # closed behind the object's back
         return revents != 0
-
-    def _check_open(self, fd: int) -> None:
-        # Before a retry or an error: if another thread closed this object
-        # while a call was blocked, the number may already be a new file's.
-        if self._fd != fd:
-            self._raise_closed()
-
-    def _raise_closed(self) -> NoReturn:
-        raise ValueError(f"I/O operation on closed {type(self).__name__}")
 
     # -- asyncio (eventfd_ext/_aio.py) ------------------------------------
 

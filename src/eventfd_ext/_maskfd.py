@@ -19,56 +19,27 @@ has the fidelity table of each backing, as measured by
 from __future__ import annotations
 
 import errno
-import operator
 import os
-import struct
 import weakref
-from types import TracebackType
-from typing import Any, Callable, Literal, NamedTuple, NoReturn
+from typing import Any, Callable, NoReturn
 
 from . import _core
+from ._backings import BACKINGS, CANT_CLEAR, CANT_SET, KINDS, NAMES, Backing, choose_backing
+from ._constants import EFD_MASK_EVENTS
+from ._maskabi import (
+    EFD_MASK_SIZE,
+    EVENT_NAMES,
+    STRUCT,
+    MaskState,
+    check_data,
+    check_events,
+    event_names,
+    index,
+)
+from ._owner import FDOwner
 from ._shim import ffi, lib
 
-__all__ = [
-    "BACKINGS",
-    "EFD_MASK_EVENTS",
-    "EFD_MASK_SIZE",
-    "MaskFD",
-    "MaskState",
-    "choose_backing",
-    "pack_mask",
-    "unpack_mask",
-]
-
-Backing = Literal["stream", "dgram", "pipe"]
-
-POLLIN: int = lib.POLLIN
-POLLPRI: int = lib.POLLPRI
-POLLOUT: int = lib.POLLOUT
-POLLERR: int = lib.POLLERR
-POLLHUP: int = lib.POLLHUP
-#: Every bit an EFD_MASK write may carry: POLLIN|POLLPRI|POLLOUT|POLLERR|POLLHUP.
-EFD_MASK_EVENTS: int = lib.MFX_VALID
-#: Size of the packed ``struct efd_mask {u32 events; u64 data;}`` (native order).
-EFD_MASK_SIZE: int = 12
-#: The backings, in order of preference when several would do.
-BACKINGS: tuple[Backing, ...] = ("stream", "dgram", "pipe")
-
-_STRUCT = struct.Struct("=IQ")
-_KINDS: dict[str, int] = {
-    "stream": lib.MFX_STREAM,
-    "dgram": lib.MFX_DGRAM,
-    "pipe": lib.MFX_PIPE,
-}
-_NAMES: dict[int, Backing] = {kind: name for name, kind in _KINDS.items()}  # type: ignore[misc]
-_EVENT_NAMES = (
-    (POLLIN, "POLLIN"),
-    (POLLPRI, "POLLPRI"),
-    (POLLOUT, "POLLOUT"),
-    (POLLERR, "POLLERR"),
-    (POLLHUP, "POLLHUP"),
-)
-_U64_LIMIT = 1 << 64
+__all__ = ["MaskFD"]
 
 _change = lib.mfx_change
 _set = lib.mfx_set
@@ -94,105 +65,6 @@ def _retry(call: Callable[..., int], *args: Any) -> int:
     return result
 
 
-class MaskState(NamedTuple):
-    """The pair an EFD_MASK read returns: the event bits and the data word."""
-
-    events: int
-    data: int
-
-
-def event_names(events: int) -> str:
-    """``"POLLIN|POLLOUT"`` for 5, ``"0"`` for no bits."""
-    return "|".join(name for bit, name in _EVENT_NAMES if events & bit) or "0"
-
-
-def _index(value: object, what: str) -> int:
-    """*value* as CPython's C int converters take it: an int (an int
-    subclass at its real value, never its ``__int__``) or an object with
-    ``__index__``; TypeError for anything else (float, Decimal, str, None)."""
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(
-            f"{what} must be an integer, not {type(value).__name__}"
-        ) from None
-
-
-def _check_events(events: object, what: str = "events") -> int:
-    events = _index(events, what)
-    if events < 0 or events & ~EFD_MASK_EVENTS:
-        raise ValueError(
-            f"invalid events {events:#x}: only POLLIN|POLLPRI|POLLOUT|POLLERR|"
-            f"POLLHUP ({EFD_MASK_EVENTS:#x}) may be set"
-        )
-    return events
-
-
-def _check_data(data: object) -> int:
-    data = _index(data, "data")
-    if data < 0:
-        raise ValueError(f"data must be >= 0 (an unsigned 64-bit word), not {data}")
-    if data >= _U64_LIMIT:
-        raise OverflowError(f"data {data:#x} does not fit in 64 bits")
-    return data
-
-
-def pack_mask(events: int, data: int = 0) -> bytes:
-    """The 12-byte ``struct efd_mask`` for (*events*, *data*), native order.
-
-    Invalid events or data raise as :meth:`MaskFD.write` does.
-    """
-    return _STRUCT.pack(_check_events(events), _check_data(data))
-
-
-def unpack_mask(buffer: Any) -> MaskState:
-    """Decode the first 12 bytes of *buffer* (any bytes-like object).
-
-    ValueError for a shorter buffer or an invalid event bit.
-    """
-    view = memoryview(buffer).cast("B")
-    if len(view) < EFD_MASK_SIZE:
-        raise ValueError(
-            f"an efd_mask is {EFD_MASK_SIZE} bytes, the buffer has {len(view)}"
-        )
-    events, data = _STRUCT.unpack_from(view)
-    return MaskState(_check_events(events), data)
-
-
-def choose_backing(uses: int) -> Backing:
-    """The backing that shows every bit in *uses* most faithfully.
-
-    IN and HUP alone: ``pipe`` (both reversible, the cheapest IN).  ERR
-    without PRI: ``dgram`` (ERR reversible, without HUP).  Anything else,
-    above all OUT and PRI: ``stream`` (all 16 IN/PRI/OUT/ERR combinations).
-    """
-    uses = _check_events(uses, "uses")
-    if not uses & ~(POLLIN | POLLHUP):
-        return "pipe"
-    if uses & POLLERR and not uses & POLLPRI:
-        return "dgram"
-    return "stream"
-
-
-# Why a backing refuses a bit, for the error message.
-_CANT_CLEAR = {
-    ("stream", POLLHUP): "the peer's shutdown is irreversible; backing='pipe' clears HUP",
-    ("stream", POLLOUT): "after HUP the send buffer can no longer be filled",
-    ("dgram", POLLHUP): "shutdown is irreversible; backing='pipe' clears HUP",
-    ("dgram", POLLOUT): "after HUP the send buffer can no longer be filled",
-}
-_CANT_SET = {
-    ("stream", POLLPRI): "needs AF_UNIX MSG_OOB (Linux >= 5.15, CONFIG_AF_UNIX_OOB), "
-    "which this kernel refused, or a peer that has not shut down",
-    ("stream", POLLERR): "ERR comes from the peer's last close, once, with unread data "
-    "at the peer (none after HUP with OUT shown), and only while no other process "
-    "holds this MaskFD; backing='dgram' shows ERR reversibly",
-    ("dgram", POLLPRI): "datagram sockets have no out-of-band data; use backing='stream'",
-    ("pipe", POLLPRI): "a pipe never shows PRI; use backing='stream'",
-    ("pipe", POLLOUT): "a pipe's read end never shows OUT; use backing='stream'",
-    ("pipe", POLLERR): "a pipe's read end never shows ERR; use backing='dgram'",
-}
-
 # Every live MaskFD, so that a fork can mark its state shared.
 _live: weakref.WeakSet[MaskFD] = weakref.WeakSet()
 
@@ -216,7 +88,7 @@ os.register_at_fork(
 )
 
 
-class MaskFD:
+class MaskFD(FDOwner):
     """A pollable fd that shows the event bits last written to it (EFD_MASK).
 
     ``MaskFD(events=0, data=0, *, backing=None, uses=None)``: *backing* is
@@ -234,10 +106,9 @@ class MaskFD:
     bit it can no longer clear, or EPERM) and changes nothing.
     """
 
-    __slots__ = ("_h", "_fd", "__weakref__")
+    __slots__ = ("_h",)
 
     _h: Any
-    _fd: int
 
     def __init__(
         self,
@@ -249,13 +120,13 @@ class MaskFD:
     ) -> None:
         self._fd = -1  # __del__ and repr must work if creation fails
         self._h = None
-        events = _check_events(events)
-        data = _check_data(data)
+        events = check_events(events)
+        data = check_data(data)
         if backing is None:
             backing = "stream" if uses is None else choose_backing(uses)
         elif uses is not None:
-            _check_events(uses, "uses")
-        kind = _KINDS.get(backing) if isinstance(backing, str) else None
+            check_events(uses, "uses")
+        kind = KINDS.get(backing) if isinstance(backing, str) else None
         if kind is None:
             raise ValueError(f"backing must be one of {BACKINGS}, not {backing!r}")
         out = _new("struct mfx_handle **")
@@ -273,77 +144,21 @@ class MaskFD:
                 self.close()
                 raise
 
-    # -- the fd ---------------------------------------------------------
-
-    def fileno(self) -> int:
-        """The pollable fd; ValueError once closed."""
-        fd = self._fd
-        if fd < 0:
-            self._raise_closed()
-        return fd
-
     @property
     def backing(self) -> Backing:
         """``"stream"``, ``"dgram"`` or ``"pipe"``: the IPC object behind the fd."""
-        return _NAMES[lib.mfx_kind(self._handle())]
+        return NAMES[lib.mfx_kind(self._handle())]
 
-    @property
-    def closed(self) -> bool:
-        """True once close() has been called."""
-        return self._fd < 0
+    def _close_fd(self, fd: int) -> None:
+        # All three fds, under the lock, so that no change is half done;
+        # other processes holding the same MaskFD keep theirs.
+        _retry(lib.mfx_close, self._h)
 
-    def close(self) -> None:
-        """Close the fds of this holder.  Closing again does nothing.
-
-        Other processes holding the same MaskFD keep theirs.  A call racing
-        in another thread either completes first or sees the MaskFD closed.
-        """
-        handle = self._h
-        if handle is not None and self._fd >= 0:
-            _retry(lib.mfx_close, handle)  # 0: the fds are closed
-            self._fd = -1
-
-    def __enter__(self) -> MaskFD:
-        self.fileno()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    # The defaults keep what __del__ needs: at interpreter exit it can run
-    # after this module's globals (lib, _core) have become None.
-    def __del__(
-        self, _warn_unclosed: Any = _core.warn_unclosed, _close: Any = lib.mfx_close
-    ) -> None:
-        fd = getattr(self, "_fd", -1)
-        if fd < 0:
-            return
-        try:
-            _warn_unclosed(self, fd)
-        finally:
-            self._fd = -1
-            # One slice at most: if a stopped holder has the lock, mfx_free
-            # closes the fds when the handle goes, without it.
-            _close(self._h)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        # ForkingPickler's reducers match the exact class: register each
-        # subclass too, so that it travels to a multiprocessing child as
-        # itself.
-        super().__init_subclass__(**kwargs)
-        _register_reduction(cls)
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError(
-            f"cannot pickle {type(self).__name__}: its fds only mean something "
-            "in this process; pass it to a multiprocessing.Process or through a "
-            "multiprocessing queue, which share the same object"
-        )
+    # The default keeps what __del__ needs at interpreter exit.
+    def _finalize_fd(self, fd: int, _close: Any = lib.mfx_close) -> None:
+        # One slice of waiting for the lock at most: if a stopped holder has
+        # it, mfx_free closes the fds when the handle goes, without it.
+        _close(self._h)
 
     def __repr__(self) -> str:
         if self._fd < 0:
@@ -365,7 +180,7 @@ class MaskFD:
         """
         if type(events) is not int or type(data) is not int:
             # cffi would take any __int__ (Decimal('1.5') as 1).
-            events, data = _check_events(events), _check_data(data)
+            events, data = check_events(events), check_data(data)
         try:
             result = _change(self._h, EFD_MASK_EVENTS, events, 1, data)
         except (TypeError, OverflowError):
@@ -377,7 +192,7 @@ class MaskFD:
     def set(self, events: int) -> None:
         """Add the bits in *events* to the stored mask; the data stays."""
         if type(events) is not int:  # cffi would take Decimal('1.5') as 1
-            events = _check_events(events)
+            events = check_events(events)
         try:
             result = _set(self._h, events)
         except (TypeError, OverflowError):
@@ -388,7 +203,7 @@ class MaskFD:
     def clear(self, events: int) -> None:
         """Remove the bits in *events* from the stored mask; the data stays."""
         if type(events) is not int:  # cffi would take Decimal('1.5') as 1
-            events = _check_events(events)
+            events = check_events(events)
         try:
             result = _clear(self._h, events)
         except (TypeError, OverflowError):
@@ -404,11 +219,11 @@ class MaskFD:
         value = 0 if data is None else data
         if type(set) is not int or type(clear) is not int or type(value) is not int:
             # cffi would take any __int__ (Decimal('1.5') as 1).
-            set, clear, value = _check_events(set), _check_events(clear), _check_data(value)
+            set, clear, value = check_events(set), check_events(clear), check_data(value)
         try:
             result = _change(self._h, clear, set, set_data, value)
         except (TypeError, OverflowError):
-            _check_events(clear)
+            check_events(clear)
             self._refuse(set, value)
         if result:
             self._failed(result, (_change, self._h, clear, set, set_data, value),
@@ -446,7 +261,7 @@ class MaskFD:
                 errno.EINVAL,
                 f"short efd_mask write: {len(view)} bytes, {EFD_MASK_SIZE} needed",
             )
-        events, data = _STRUCT.unpack_from(view)
+        events, data = STRUCT.unpack_from(view)
         if events & ~EFD_MASK_EVENTS:
             raise OSError(
                 errno.EINVAL,
@@ -461,13 +276,13 @@ class MaskFD:
         A *size* under 12 raises ``OSError(EINVAL)``; a larger one still
         returns 12 bytes.
         """
-        size = _index(size, "size")
+        size = index(size, "size")
         if size < EFD_MASK_SIZE:
             raise OSError(
                 errno.EINVAL,
                 f"short efd_mask read: {size} bytes, {EFD_MASK_SIZE} needed",
             )
-        return _STRUCT.pack(*self.read())
+        return STRUCT.pack(*self.read())
 
     # -- diagnostics ------------------------------------------------------
 
@@ -495,15 +310,12 @@ class MaskFD:
             self._raise_closed()
         return self._h
 
-    def _raise_closed(self) -> NoReturn:
-        raise ValueError(f"I/O operation on closed {type(self).__name__}")
-
     def _refuse(self, events: object, data: object) -> NoReturn:
         """Raise the exception for arguments cffi would not convert."""
         if self._h is None:
             self._raise_closed()
-        _check_events(events)
-        _check_data(data)
+        check_events(events)
+        check_data(data)
         raise TypeError("events and data must be ints")  # unreachable
 
     def _raise(self, result: int) -> NoReturn:
@@ -523,8 +335,8 @@ class MaskFD:
                 return
         err = -result
         if err == errno.EINVAL:
-            _check_events(clear)
-            _check_events(set)
+            check_events(clear)
+            check_events(set)
         if err == errno.EBADF:
             self._raise_closed()
         backing = self.backing
@@ -534,8 +346,8 @@ class MaskFD:
         if err == errno.ENOTRECOVERABLE:
             bits = old & ~new & cant_clear or clear & ~set
             reason = "; ".join(
-                _CANT_CLEAR.get((backing, bit), "irreversible")
-                for bit, _ in _EVENT_NAMES
+                CANT_CLEAR.get((backing, bit), "irreversible")
+                for bit, _ in EVENT_NAMES
                 if bits & bit
             )
             raise OSError(
@@ -545,8 +357,8 @@ class MaskFD:
         if err == errno.EOPNOTSUPP:
             bits = new & ~old & cant_set or set
             reason = "; ".join(
-                _CANT_SET.get((backing, bit), "not available")
-                for bit, _ in _EVENT_NAMES
+                CANT_SET.get((backing, bit), "not available")
+                for bit, _ in EVENT_NAMES
                 if bits & bit
             )
             raise OSError(
@@ -568,54 +380,3 @@ class MaskFD:
                 "created it (HUP means every writer closed, and it holds the writer)",
             )
         _core.raise_errno(err)
-
-
-# -- multiprocessing: a child gets the same kernel objects and state --------
-
-
-def _rebuild(
-    cls: type[MaskFD], memfd: Any, fd: Any, peer: Any, state: dict[str, Any] | None
-) -> MaskFD:
-    """Adopt the duplicated fds in the receiving process, as an instance of
-    the class that was sent (a subclass stays itself)."""
-    fds = [memfd.detach(), fd.detach(), -1 if peer is None else peer.detach()]
-    out = _new("struct mfx_handle **")
-    result = lib.mfx_attach(fds[0], fds[1], fds[2], out)
-    if result:
-        for each in fds:
-            if each >= 0:
-                os.close(each)
-        _core.raise_errno(-result)
-    self = cls.__new__(cls)
-    self._h = ffi.gc(out[0], _free)
-    self._fd = fds[1]
-    if state:
-        self.__dict__.update(state)
-    _live.add(self)
-    return self
-
-
-def _reduce(mask: MaskFD) -> tuple[Callable[..., MaskFD], tuple[Any, ...]]:
-    from multiprocessing.reduction import DupFd
-
-    handle = mask._handle()
-    lib.mfx_mark_shared(handle, 0)
-    peer = lib.mfx_peer_fd(handle)
-    # The pipe backing's writer stays with its creator: HUP is its close.
-    keep_peer = peer >= 0 and mask.backing != "pipe"
-    return _rebuild, (
-        type(mask),
-        DupFd(lib.mfx_memfd(handle)),
-        DupFd(mask.fileno()),
-        DupFd(peer) if keep_peer else None,
-        getattr(mask, "__dict__", None),
-    )
-
-
-def _register_reduction(cls: type[MaskFD]) -> None:
-    from multiprocessing.reduction import ForkingPickler
-
-    ForkingPickler.register(cls, _reduce)
-
-
-_register_reduction(MaskFD)

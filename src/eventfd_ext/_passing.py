@@ -1,19 +1,6 @@
-"""Passing an EventFD to another process.
-
-Two ways carry the kernel object itself (not a copy of the count):
-
-- multiprocessing: importing eventfd_ext registers a reduction with
-  multiprocessing's own pickler, the way multiprocessing does for sockets.
-  An EventFD given to a ``Process`` (spawn or forkserver) or sent through a
-  multiprocessing ``Pipe``/``Queue`` arrives as an EventFD on the same eventfd.
-  Plain ``pickle`` still refuses it (``EventFD.__reduce__``): an fd number
-  means nothing in another process unless the fd itself travels with it.
-- a UNIX socket: :func:`send_eventfd` and :func:`recv_eventfd` send one
-  EventFD as SCM_RIGHTS ancillary data.
-
-(With ``fork`` nothing needs passing: the child inherits the fd and the
-object; with ``subprocess``, pass the fd in ``pass_fds`` and adopt it in the
-child with ``EventFD.from_fd``.)
+"""Passing an EventFD to another process over a UNIX socket (SCM_RIGHTS):
+:func:`send_eventfd` and :func:`recv_eventfd` carry the kernel object itself
+(not a copy of the count).  multiprocessing has its own way: ``_reduction``.
 """
 
 from __future__ import annotations
@@ -21,8 +8,6 @@ from __future__ import annotations
 import array
 import os
 import socket
-from multiprocessing import reduction as _mp_reduction
-from typing import Any, Callable
 
 from ._eventfd import EventFD
 
@@ -35,41 +20,6 @@ _MESSAGE = b"E"
 # (the kernel closes those that do not fit, and sets MSG_CTRUNC).
 _MAX_FDS = 4
 _FD_SIZE = array.array("i").itemsize
-
-
-# -- multiprocessing ------------------------------------------------------
-
-
-def _reduce(efd: EventFD) -> tuple[Callable[..., EventFD], tuple[Any, ...]]:
-    # DupFd hands the fd to the child process being started (spawn,
-    # forkserver) or, for a Pipe/Queue, to multiprocessing's resource sharer.
-    # A subclass arrives as itself, with its instance attributes.
-    state = getattr(efd, "__dict__", None)
-    return _rebuild, (type(efd), _mp_reduction.DupFd(efd.fileno()), state)
-
-
-def _rebuild(cls: type[EventFD], dupfd: Any, state: dict[str, Any] | None) -> EventFD:
-    fd: int = dupfd.detach()
-    try:
-        # Inherited through spawn's pass_fds it is inheritable; an EventFD
-        # is close-on-exec by default (PEP 446).
-        os.set_inheritable(fd, False)
-        efd = cls.from_fd(fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    if state:
-        efd.__dict__.update(state)
-    return efd
-
-
-def register_reduction(cls: type[EventFD]) -> None:
-    """Make multiprocessing carry *cls* (its pickler matches exact classes:
-    EventFD registers each subclass through this when it is defined)."""
-    _mp_reduction.register(cls, _reduce)
-
-
-register_reduction(EventFD)
 
 
 # -- SCM_RIGHTS -----------------------------------------------------------

@@ -15,7 +15,10 @@ import select
 import sys
 from typing import NamedTuple
 
-from ._maskfd import BACKINGS, EFD_MASK_EVENTS, Backing, MaskFD, event_names
+from ._backings import BACKINGS, Backing
+from ._constants import EFD_MASK_EVENTS
+from ._maskabi import event_names
+from ._maskfd import MaskFD
 
 __all__ = ["Row", "measure", "measure_combinations", "markdown", "main"]
 

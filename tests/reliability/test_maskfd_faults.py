@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import pytest
 
 from eventfd_ext import MaskFD
-from eventfd_ext._maskfd import pack_mask, unpack_mask
+from eventfd_ext import pack_mask, unpack_mask
 
 from ._support import c_heap_in_use, open_fds, record, rss_bytes
 

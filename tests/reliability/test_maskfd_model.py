@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from eventfd_ext import MaskFD
-from eventfd_ext._maskfd import EFD_MASK_EVENTS, pack_mask, unpack_mask
+from eventfd_ext import EFD_MASK_EVENTS, pack_mask, unpack_mask
 
 from ._support import record
 

@@ -16,7 +16,7 @@ from typing import Callable
 import pytest
 
 from eventfd_ext import MaskFD
-from eventfd_ext._maskfd import Backing
+from eventfd_ext._backings import Backing
 
 from ._support import TIMEOUT, Child, join_thread, record, run_thread
 

@@ -1,0 +1,132 @@
+"""multiprocessing: how an fd owner travels to another process.
+
+Importing eventfd_ext registers a reduction with multiprocessing's own
+pickler, the way multiprocessing does for sockets: an EventFD or MaskFD given
+to a ``Process`` (spawn or forkserver) or sent through a multiprocessing
+``Pipe``/``Queue`` arrives as the same kernel object (the fds themselves
+travel, as ``DupFd``), as an instance of the class that was sent (a subclass
+stays itself, with its instance attributes).  Plain ``pickle`` still refuses
+(``FDOwner.__reduce__``): an fd number means nothing elsewhere.
+
+(With ``fork`` nothing needs passing: the child inherits the fds and the
+objects; with ``subprocess``, pass the fd in ``pass_fds`` and adopt it in the
+child with ``EventFD.from_fd``.)
+"""
+
+from __future__ import annotations
+
+import os
+from multiprocessing import reduction as _mp_reduction
+from typing import Any, Callable
+
+from . import _core, _maskfd
+from ._eventfd import EventFD
+from ._maskfd import MaskFD
+from ._owner import FDOwner
+from ._shim import ffi, lib
+
+__all__: list[str] = []
+
+_Reduced = tuple[Callable[..., FDOwner], tuple[Any, ...]]
+
+
+def _state(owner: FDOwner) -> dict[str, Any] | None:
+    return getattr(owner, "__dict__", None)  # a subclass's attributes
+
+
+def _restore(owner: FDOwner, state: dict[str, Any] | None) -> None:
+    if state:
+        owner.__dict__.update(state)
+
+
+# -- EventFD: one fd ------------------------------------------------------
+
+
+def _reduce_eventfd(efd: EventFD) -> _Reduced:
+    # DupFd hands the fd to the child process being started (spawn,
+    # forkserver) or, for a Pipe/Queue, to multiprocessing's resource sharer.
+    return _rebuild_eventfd, (type(efd), _mp_reduction.DupFd(efd.fileno()), _state(efd))
+
+
+def _rebuild_eventfd(
+    cls: type[EventFD], dupfd: Any, state: dict[str, Any] | None
+) -> EventFD:
+    fd: int = dupfd.detach()
+    try:
+        # Inherited through spawn's pass_fds it is inheritable; an EventFD
+        # is close-on-exec by default (PEP 446).
+        os.set_inheritable(fd, False)
+        efd = cls.from_fd(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    _restore(efd, state)
+    return efd
+
+
+# -- MaskFD: the shared state, the handed-out fd and the peer -------------------
+
+
+def _reduce_maskfd(mask: MaskFD) -> _Reduced:
+    handle = mask._handle()
+    lib.mfx_mark_shared(handle, 0)
+    peer = lib.mfx_peer_fd(handle)
+    # The pipe backing's writer stays with its creator: HUP is its close.
+    keep_peer = peer >= 0 and mask.backing != "pipe"
+    return _rebuild_maskfd, (
+        type(mask),
+        _mp_reduction.DupFd(lib.mfx_memfd(handle)),
+        _mp_reduction.DupFd(mask.fileno()),
+        _mp_reduction.DupFd(peer) if keep_peer else None,
+        _state(mask),
+    )
+
+
+def _rebuild_maskfd(
+    cls: type[MaskFD], memfd: Any, fd: Any, peer: Any, state: dict[str, Any] | None
+) -> MaskFD:
+    """Adopt the duplicated fds in the receiving process."""
+    fds = [memfd.detach(), fd.detach(), -1 if peer is None else peer.detach()]
+    out = ffi.new("struct mfx_handle **")
+    result = lib.mfx_attach(fds[0], fds[1], fds[2], out)
+    if result:
+        for each in fds:
+            if each >= 0:
+                os.close(each)
+        _core.raise_errno(-result)
+    mask = cls.__new__(cls)
+    mask._h = ffi.gc(out[0], _maskfd._free)
+    mask._fd = fds[1]
+    _maskfd._live.add(mask)
+    _restore(mask, state)
+    return mask
+
+
+# -- registration ----------------------------------------------------------------
+
+_REDUCERS: dict[type[FDOwner], Callable[[Any], _Reduced]] = {
+    EventFD: _reduce_eventfd,
+    MaskFD: _reduce_maskfd,
+}
+
+
+def _register(cls: type[FDOwner]) -> None:
+    """Register *cls* with multiprocessing's pickler (which matches exact
+    classes) under the reducer of the nearest class that has one."""
+    for base in cls.__mro__:
+        reducer = _REDUCERS.get(base)
+        if reducer is not None:
+            _mp_reduction.register(cls, reducer)
+            return
+
+
+def _subclasses(cls: type[FDOwner]) -> list[type[FDOwner]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+for _cls in _subclasses(FDOwner):  # those defined before this module ran
+    _register(_cls)
+FDOwner._subclass_hooks.append(_register)
