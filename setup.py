@@ -8,4 +8,4 @@ options = {}
 if not sysconfig.get_config_var("Py_GIL_DISABLED"):
     options["bdist_wheel"] = {"py_limited_api": "cp310"}
 
-setup(cffi_modules=["csrc/build_ffi.py:ffi"], options=options)
+setup(cffi_modules=["csrc/build_ffi.py:ffi", "csrc/build_ffi.py:floor_ffi"], options=options)

@@ -1,10 +1,14 @@
-"""cffi build script (out-of-line API mode) for ``eventfd_ext._shim``.
+"""cffi build script (out-of-line API mode) for the package's C modules.
 
 Run by setuptools through ``cffi_modules`` in setup.py; it is not part of the
 installed package.  Each shim is a pair of files in this folder: ``NAME.h``
-holds its cdef and ``NAME.c`` its source.  The sources are #included into the
-one generated module so that their static functions inline into cffi's
+holds its cdef and ``NAME.c`` its source.  The sources are #included into
+their generated module so that their static functions inline into cffi's
 wrappers (one less call per crossing).
+
+- ``eventfd_ext._shim``: the product (the syscalls, MaskFD's transitions).
+- ``eventfd_ext.bench._floor``: the benchmark's C loops, built beside the
+  bench that uses them, so that the product module holds only product code.
 """
 
 import pathlib
@@ -18,17 +22,25 @@ if not sys.platform.startswith("linux"):
     )
 
 HERE = pathlib.Path(__file__).resolve().parent
-SHIMS = ["eventfd_shim", "maskfd_shim", "floor"]
+CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 
-ffi = FFI()
-for name in SHIMS:
-    ffi.cdef((HERE / f"{name}.h").read_text())
-ffi.set_source(
-    "eventfd_ext._shim",
-    "\n".join(f'#include "{name}.c"' for name in SHIMS),
-    include_dirs=[str(HERE)],
-    extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-)
+
+def _module(name: str, shims: list[str]) -> FFI:
+    ffi = FFI()
+    for shim in shims:
+        ffi.cdef((HERE / f"{shim}.h").read_text())
+    ffi.set_source(
+        name,
+        "\n".join(f'#include "{shim}.c"' for shim in shims),
+        include_dirs=[str(HERE)],
+        extra_compile_args=CFLAGS,
+    )
+    return ffi
+
+
+ffi = _module("eventfd_ext._shim", ["eventfd_shim", "maskfd_shim"])
+floor_ffi = _module("eventfd_ext.bench._floor", ["floor"])
 
 if __name__ == "__main__":
-    ffi.compile(tmpdir=str(HERE.parent), verbose=True)
+    for each in (ffi, floor_ffi):
+        each.compile(tmpdir=str(HERE.parent), verbose=True)

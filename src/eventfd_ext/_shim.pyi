@@ -93,20 +93,6 @@ class _Lib:
     def mfx_free(h: _Handle, /) -> int: ...
     @staticmethod
     def mfx_test_die_after(steps: int, /) -> int: ...
-    # csrc/floor.h
-    EFX_FLOOR_EVENTFD: int
-    EFX_FLOOR_PIPE: int
-    EFX_FLOOR_SOCKETPAIR: int
-    @staticmethod
-    def efx_floor_call_eventfd(fd: int, n: int, /) -> int: ...
-    @staticmethod
-    def efx_floor_call_pipe(rfd: int, wfd: int, n: int, /) -> int: ...
-    @staticmethod
-    def efx_floor_call_socketpair(a: int, b: int, n: int, /) -> int: ...
-    @staticmethod
-    def efx_floor_pingpong(
-        mechanism: int, processes: int, n: int, cpu_ping: int, cpu_pong: int, /
-    ) -> int: ...
 
 ffi: _FFI
 lib: _Lib

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .._shim import lib
+from ._floor import lib
 from .mechanisms import Channel, Mechanism
 from .results import Result
 

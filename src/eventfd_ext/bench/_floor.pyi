@@ -1,0 +1,18 @@
+# Types of the cffi-compiled benchmark floor built from csrc/floor.h.
+
+class _Lib:
+    EFX_FLOOR_EVENTFD: int
+    EFX_FLOOR_PIPE: int
+    EFX_FLOOR_SOCKETPAIR: int
+    @staticmethod
+    def efx_floor_call_eventfd(fd: int, n: int, /) -> int: ...
+    @staticmethod
+    def efx_floor_call_pipe(rfd: int, wfd: int, n: int, /) -> int: ...
+    @staticmethod
+    def efx_floor_call_socketpair(a: int, b: int, n: int, /) -> int: ...
+    @staticmethod
+    def efx_floor_pingpong(
+        mechanism: int, processes: int, n: int, cpu_ping: int, cpu_pong: int, /
+    ) -> int: ...
+
+lib: _Lib
