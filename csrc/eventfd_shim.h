@@ -36,7 +36,9 @@ int efx_create(unsigned int initval, int flags);
 int efx_read(int fd, uint64_t *count);
 
 /* The hot read: the count, or 0 if the read failed (see above).  One
- * argument makes it a METH_O builtin, the cheapest cffi crossing.  Only an
+ * argument makes it a METH_O builtin, the cheapest cffi crossing: a count
+ * returned through an ffi.new pointer would add ~400 ns to a ~700 ns
+ * write+read pair, a struct returned by value ~200 ns (measured 2026-12-02).  Only an
  * fd that is not an eventfd can make a read that takes something and still
  * gives 0 (fewer than 8 bytes, or 8 zero bytes); repeated, such a read
  * reads on. */
