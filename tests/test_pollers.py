@@ -36,7 +36,7 @@ def test_select_accepts_the_object(efd: EventFD) -> None:
 def test_select_wakes_on_write() -> None:
     with EventFD() as efd:
         thread, out = _kernel.in_thread(lambda: select.select([efd], [], [], 30))
-        _kernel.wait_in_syscall(thread, "select")
+        assert _kernel.wait_in_syscall(thread, "select")
         efd.write()
         thread.join(10)
         assert not thread.is_alive()
@@ -131,7 +131,7 @@ def test_epoll_wakes_on_write() -> None:
     with EventFD() as efd, select.epoll() as ep:
         ep.register(efd, select.EPOLLIN)
         thread, out = _kernel.in_thread(lambda: ep.poll(30))
-        _kernel.wait_in_syscall(thread, "epoll_wait")
+        assert _kernel.wait_in_syscall(thread, "epoll_wait")
         efd.write(4)
         thread.join(10)
         assert not thread.is_alive()

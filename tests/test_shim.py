@@ -252,7 +252,7 @@ def test_poll_closed_fd_is_pollnval(closed_fd: int) -> None:
 
 def test_poll_wakes_on_write(fd: int) -> None:
     thread, out = _kernel.in_thread(lambda: lib.efx_poll(fd, lib.POLLIN, -1))
-    _kernel.wait_in_syscall(thread, "poll")
+    assert _kernel.wait_in_syscall(thread, "poll")
     os.eventfd_write(fd, 1)
     thread.join(10)
     assert not thread.is_alive(), "efx_poll stayed blocked after a write"
