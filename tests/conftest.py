@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis sizes as profiles, not settings the tests mutate: "ci" in every
+# run, "full" with --runslow (the size of docs/reliability.md's figures).
+# Tests that pass their own max_examples keep it.
+_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("ci", max_examples=150, stateful_step_count=40, **_COMMON)
+settings.register_profile("full", max_examples=2_000, stateful_step_count=80, **_COMMON)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -12,6 +20,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="also run the large sizes marked slow",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings.load_profile(size(config))
+
+
+def size(config: pytest.Config) -> str:
+    """The size of this run: "full" with --runslow, else "ci"."""
+    return "full" if config.getoption("--runslow") else "ci"
 
 
 def pytest_collection_modifyitems(

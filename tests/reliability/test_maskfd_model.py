@@ -15,13 +15,20 @@ import select
 import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from eventfd_ext import MaskFD
 from eventfd_ext import EFD_MASK_EVENTS, pack_mask, unpack_mask
 
+from conftest import size
 from ._support import record
 
 IN, PRI, OUT, ERR, HUP = (select.POLLIN, select.POLLPRI, select.POLLOUT,
@@ -154,24 +161,11 @@ class MaskFDMachine(RuleBasedStateMachine):
             assert not shown & ~allowed, (api, hex(events), hex(shown))
 
 
-def _settings(examples: int, steps: int) -> settings:
-    return settings(max_examples=examples, stateful_step_count=steps, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
-
-
-def test_maskfd_model_ci() -> None:
+def test_maskfd_model(request: pytest.FixtureRequest) -> None:
+    # Its size is the loaded Hypothesis profile's (tests/conftest.py).
     MaskFDMachine.examples = 0
-    MaskFDMachine.TestCase.settings = _settings(150, 30)
-    MaskFDMachine.TestCase().runTest()
-    record("model.maskfd.ci_examples", MaskFDMachine.examples)
-
-
-@pytest.mark.slow
-def test_maskfd_model_full() -> None:
-    MaskFDMachine.examples = 0
-    MaskFDMachine.TestCase.settings = _settings(2_000, 60)
-    MaskFDMachine.TestCase().runTest()
-    record("model.maskfd.full_examples", MaskFDMachine.examples)
+    run_state_machine_as_test(MaskFDMachine, settings=settings())
+    record(f"model.maskfd.{size(request.config)}_examples", MaskFDMachine.examples)
 
 
 @settings(max_examples=300, deadline=None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import select
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -21,10 +21,12 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 from eventfd_ext import EventFD, eventfd_read, eventfd_write
 
+from conftest import size
 from ._support import record
 
 MAX = 2**64 - 2
@@ -179,25 +181,8 @@ class EventFDMachine(RuleBasedStateMachine):
         assert self.ev.nonblocking == self.nonblocking
 
 
-def _settings(examples: int, steps: int) -> settings:
-    return settings(
-        max_examples=examples,
-        stateful_step_count=steps,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-
-
-def test_eventfd_model_ci() -> None:
+def test_eventfd_model(request: pytest.FixtureRequest) -> None:
+    # Its size is the loaded Hypothesis profile's (tests/conftest.py).
     EventFDMachine.steps = 0
-    EventFDMachine.TestCase.settings = _settings(200, 40)
-    EventFDMachine.TestCase().runTest()
-    record("model.eventfd.ci_examples", EventFDMachine.steps)
-
-
-@pytest.mark.slow
-def test_eventfd_model_full() -> None:
-    EventFDMachine.steps = 0
-    EventFDMachine.TestCase.settings = _settings(3_000, 80)
-    EventFDMachine.TestCase().runTest()
-    record("model.eventfd.full_examples", EventFDMachine.steps)
+    run_state_machine_as_test(EventFDMachine, settings=settings())
+    record(f"model.eventfd.{size(request.config)}_examples", EventFDMachine.steps)
