@@ -19,9 +19,11 @@ import signal
 import threading
 import time
 import traceback
-from typing import Callable
+from typing import Callable, TypeVar
 
 import pytest
+
+_T = TypeVar("_T")
 
 #: Generous bound on any single wait: past it, the test fails (a lost wakeup
 #: or a hang), never the whole suite.
@@ -229,3 +231,70 @@ def record(name: str, value: object) -> None:
     if path:
         with open(path, "a") as f:
             f.write(json.dumps({"name": name, "value": value}) + "\n")
+
+
+def handshakes(
+    peer: str,
+    rounds: int,
+    ping: _T,
+    pong: _T,
+    *,
+    ring: Callable[[_T, int], object],
+    waiter: Callable[[_T], Callable[[int], object]],
+    release: Callable[[], object],
+    in_child: Callable[[], object] = lambda: None,
+) -> dict[str, float]:
+    """*rounds* set/clear handshakes between this side and a *peer* (a forked
+    "process" or a "thread"): this side rings *ping* and waits on *pong*,
+    the peer waits on *ping* and rings *pong*.  ``waiter(obj)`` makes the
+    wait of one side (called once per side, in that side), which raises
+    with its round if woken late or wrongly.  A failure of this side is the
+    report: the peer is stopped (killed, or let out by *release*) without
+    its own complaint hiding it.  Returns the round-trip latency figures.
+    *in_child* runs first in a forked peer (e.g. installs a signal handler).
+    """
+
+    def peer_side() -> None:
+        if peer == "process":
+            in_child()
+        wait = waiter(ping)
+        for rnd in range(rounds):
+            wait(rnd)
+            ring(pong, rnd)
+
+    if peer == "process":
+        child = Child(peer_side)
+    else:
+        thread, errors = run_thread(peer_side)
+    latencies: list[float] = []
+    try:
+        wait = waiter(pong)
+        clock = time.perf_counter
+        for rnd in range(rounds):
+            t0 = clock()
+            ring(ping, rnd)
+            wait(rnd)
+            latencies.append(clock() - t0)
+    except BaseException:
+        if peer == "process":
+            child.close()
+        else:
+            release()
+            thread.join(TIMEOUT)
+        raise
+    if peer == "process":
+        try:
+            child.check()
+        finally:
+            child.close()
+    else:
+        join_thread(thread)
+        assert not errors, errors
+    latencies.sort()
+    return {
+        "rounds": rounds,
+        "completed": len(latencies),
+        "p50_us": round(latencies[len(latencies) // 2] * 1e6, 1),
+        "p99_us": round(latencies[len(latencies) * 99 // 100] * 1e6, 1),
+        "max_us": round(latencies[-1] * 1e6, 1),
+    }

@@ -10,7 +10,6 @@ CI size: 1,000 rounds per case.  Full size (``--runslow``): 100,000.
 from __future__ import annotations
 
 import select
-import time
 from typing import Callable
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from eventfd_ext import MaskFD
 from eventfd_ext._backings import Backing
 
-from ._support import TIMEOUT, Child, join_thread, record, run_thread
+from ._support import TIMEOUT, handshakes, record
 
 SIZES = [
     pytest.param(1_000, id="ci"),
@@ -63,55 +62,17 @@ def _select(mask: MaskFD) -> Callable[[int], None]:
 WAITERS: dict[str, Waiter] = {"poll": _poll, "epoll": _epoll, "select": _select}
 
 
-def _peer(ping: MaskFD, pong: MaskFD, rounds: int, waiter: Waiter) -> None:
-    wait = waiter(ping)
-    for rnd in range(rounds):
-        wait(rnd)
-        pong.write(IN, rnd)
-
-
 @pytest.mark.parametrize("rounds", SIZES)
 @pytest.mark.parametrize("mode", list(WAITERS))
 @pytest.mark.parametrize("backing", ["stream", "dgram", "pipe"])
 @pytest.mark.parametrize("peer", ["process", "thread"])
 def test_maskfd_handshakes(peer: str, backing: Backing, mode: str, rounds: int) -> None:
-    waiter = WAITERS[mode]
-    latencies: list[float] = []
     with MaskFD(backing=backing) as ping, MaskFD(backing=backing) as pong:
-        if peer == "process":
-            child = Child(lambda: _peer(ping, pong, rounds, waiter))
-        else:
-            thread, errors = run_thread(lambda: _peer(ping, pong, rounds, waiter))
-        wait = waiter(pong)
-        try:
-            clock = time.perf_counter
-            for rnd in range(rounds):
-                t0 = clock()
-                ping.write(IN, rnd)
-                wait(rnd)
-                latencies.append(clock() - t0)
-        except BaseException:
-            # This side's failure (with its round) is the report.
-            if peer == "process":
-                child.close()
-            else:
-                ping.write(IN, rounds)  # a peer left waiting gets out
-                thread.join(TIMEOUT)
-            raise
-        if peer == "process":
-            try:
-                child.check()
-            finally:
-                child.close()
-        else:
-            join_thread(thread)
-            assert not errors, errors
+        figures = handshakes(
+            peer, rounds, ping, pong,
+            ring=lambda mask, rnd: mask.write(IN, rnd),
+            waiter=WAITERS[mode],
+            release=lambda: ping.write(IN, rounds),  # a peer left waiting gets out
+        )
         assert ping.read() == (0, rounds - 1) and pong.read() == (0, rounds - 1)
-    latencies.sort()
-    record(
-        f"maskfd_wakeups.{peer}.{backing}.{mode}.{rounds}",
-        {"rounds": rounds, "completed": len(latencies),
-         "p50_us": round(latencies[len(latencies) // 2] * 1e6, 1),
-         "p99_us": round(latencies[len(latencies) * 99 // 100] * 1e6, 1),
-         "max_us": round(latencies[-1] * 1e6, 1)},
-    )
+    record(f"maskfd_wakeups.{peer}.{backing}.{mode}.{rounds}", figures)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import select
 import signal
 import threading
-import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -18,7 +17,7 @@ import pytest
 
 from eventfd_ext import EventFD
 
-from ._support import TIMEOUT, Child, join_thread, record, run_thread
+from ._support import TIMEOUT, handshakes, record
 
 SIZES = [
     pytest.param(2_000, id="ci"),
@@ -115,55 +114,19 @@ def _alarm_guard() -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-def _peer(ping: EventFD, pong: EventFD, rounds: int, wait: Waiter, guard: bool) -> None:
-    if guard:  # a forked child owns its main thread: bound its reads too
-        signal.signal(signal.SIGALRM, _alarm)
-    for rnd in range(rounds):
-        wait(ping, rnd)
-        pong.write(1)
-
-
 @pytest.mark.parametrize("rounds", SIZES)
 @pytest.mark.parametrize("mode", list(WAITERS))
 @pytest.mark.parametrize("peer", ["process", "thread"])
 def test_handshakes(peer: str, mode: str, rounds: int) -> None:
     wait = WAITERS[mode]
-    latencies = []
     with EventFD() as ping, EventFD() as pong, _alarm_guard():
-        if peer == "process":
-            child = Child(lambda: _peer(ping, pong, rounds, wait, True))
-        else:
-            thread, errors = run_thread(lambda: _peer(ping, pong, rounds, wait, False))
-        try:
-            clock = time.perf_counter
-            for rnd in range(rounds):
-                t0 = clock()
-                ping.write(1)
-                wait(pong, rnd)
-                latencies.append(clock() - t0)
-        except BaseException:
-            # This side's failure (with its round) is the report: stop the
-            # peer without letting its own complaint hide it.
-            if peer == "process":
-                child.close()
-            else:
-                ping.write(rounds)  # a peer left waiting gets out
-                thread.join(TIMEOUT)
-            raise
-        if peer == "process":
-            try:
-                child.check()
-            finally:
-                child.close()
-        else:
-            join_thread(thread)
-            assert not errors, errors
+        figures = handshakes(
+            peer, rounds, ping, pong,
+            ring=lambda ev, rnd: ev.write(1),
+            waiter=lambda ev: lambda rnd: wait(ev, rnd),
+            release=lambda: ping.write(rounds),  # a peer left waiting gets out
+            # A forked child owns its main thread: bound its reads too.
+            in_child=lambda: signal.signal(signal.SIGALRM, _alarm),
+        )
         assert ping.peek() == 0 and pong.peek() == 0
-    latencies.sort()
-    record(
-        f"wakeups.{peer}.{mode}.{rounds}",
-        {"rounds": rounds, "completed": len(latencies),
-         "p50_us": round(latencies[len(latencies) // 2] * 1e6, 1),
-         "p99_us": round(latencies[len(latencies) * 99 // 100] * 1e6, 1),
-         "max_us": round(latencies[-1] * 1e6, 1)},
-    )
+    record(f"wakeups.{peer}.{mode}.{rounds}", figures)
