@@ -1,27 +1,43 @@
-"""The kernel as the tests' oracle, read without going through eventfd_ext.
+"""What the tests share: the kernel as the oracle, read without going
+through eventfd_ext, and the helpers that make a hang a failure.
 
-Helpers shared by the foundation tests: the counter of any eventfd straight
-from /proc/self/fdinfo, a non-blocking drain, the process's open fds, and a
-call that must finish within a time bound.
+- the oracle: an eventfd's counter straight from /proc/self/fdinfo, raw
+  reads and writes, the process's open fds, the C heap and the RSS;
+- blocking: ``blocked_in`` / ``wait_in_syscall`` wait until a thread sleeps
+  in a given syscall, read from /proc (the kernel's own word, so no sleep
+  stands in for synchronisation); ``in_thread`` and ``Child`` run a function
+  in a thread or a forked child, joined with a deadline;
+- ``handshakes``: the wake-up tests' harness; ``nothing_warned``: no warning
+  escapes, finalizers' included; ``record``: a figure for
+  docs/reliability.md (figures.py collects them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
 import gc
+import json
 import os
+import platform
 import resource
+import signal
 import struct
 import sys
 import threading
 import time
+import traceback
 import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
+
+import pytest
+
+_T = TypeVar("_T")
 
 #: The largest count userspace can give the counter.
 MAX = 2**64 - 2
-
 
 def fdinfo(fd: int) -> dict[str, str]:
     """The kernel's fields for fd (raises FileNotFoundError if it is closed)."""
@@ -71,11 +87,6 @@ def high_fd(fd: int) -> int:
     return high
 
 
-def open_fds() -> set[int]:
-    """The fd numbers open in this process."""
-    return {int(name) for name in os.listdir("/proc/self/fd")}
-
-
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     """Run fn in a daemon thread; the dict gets 'result' or 'error' when it ends."""
     out: dict[str, Any] = {}
@@ -91,44 +102,277 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     return t, out
 
 
-# System call numbers of the calls a test waits inside, per machine (each
-# name also covers the variants libc may use: ppoll, pselect6, epoll_pwait*).
+#: Generous bound on any single wait: past it, the test fails (a lost wakeup
+#: or a hang), never the whole suite.
+TIMEOUT = 30.0
+
+# System call numbers, per machine, of the calls a blocked thread sleeps in.
 _SYSCALLS = {
-    "x86_64": {
-        "read": {0}, "write": {1}, "poll": {7, 271}, "select": {23, 270},
-        "epoll_wait": {232, 281, 441},
-    },
-    "aarch64": {
-        "read": {63}, "write": {64}, "poll": {73}, "select": {72},
-        "epoll_wait": {22, 441},
-    },
+    "x86_64": {"read": 0, "write": 1, "poll": 7, "ppoll": 271, "select": 23,
+               "pselect6": 270, "epoll_wait": 232, "epoll_pwait": 281, "epoll_pwait2": 441},
+    "aarch64": {"read": 63, "write": 64, "ppoll": 73, "pselect6": 72,
+                "epoll_pwait": 22, "epoll_pwait2": 441},
+}
+# A name that stands for the variants libc may use instead.
+_FAMILIES = {
+    "poll": ("poll", "ppoll"),
+    "select": ("select", "pselect6"),
+    "epoll_wait": ("epoll_wait", "epoll_pwait", "epoll_pwait2"),
 }
 
 
-def wait_in_syscall(thread: threading.Thread, name: str, timeout: float = 10.0) -> bool:
-    """Wait until thread sleeps inside system call *name* (True), or timeout.
+def syscall_numbers(*names: str) -> set[int]:
+    """The numbers of the named syscalls here (skips on an unknown arch)."""
+    table = _SYSCALLS.get(platform.machine())
+    if table is None:
+        pytest.skip(f"syscall numbers unknown for {platform.machine()}")
+    return {table[n] for n in names if n in table}
 
-    Reads /proc/self/task/TID/syscall (a real signal, not a sleep).  Callers
-    assert the result: a test of the blocking path must know it took it.
-    Skips on a machine whose syscall numbers this table lacks.
+
+_GONE = -1
+
+
+def _current_syscall(tid: int, pid: int | str) -> int | None:
+    """The syscall thread *tid* of process *pid* sleeps in, None if it is
+    not asleep in one, _GONE if it has exited."""
+    if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+        return _GONE
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+        with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+            fields = f.read().split()
+    except OSError:
+        return None
+    if state != "S" or not fields or fields[0] == "running":
+        return None
+    return int(fields[0])
+
+
+def blocked_in(
+    tid: int,
+    names: tuple[str, ...],
+    timeout: float = TIMEOUT,
+    pid: int | str = "self",
+    stop: threading.Event | None = None,
+) -> bool:
+    """Return True once thread *tid* (of process *pid*) sleeps in one of the
+    syscalls *names*; False at once if *stop* gets set (the caller is done,
+    e.g. the call failed).  Fails the test if neither within *timeout* s.
     """
-    wanted = _SYSCALLS.get(os.uname().machine, {}).get(name, set())
-    if not wanted:
-        import pytest
-
-        pytest.skip(f"no syscall numbers for {os.uname().machine}: cannot see a thread block")
-    path = f"/proc/self/task/{thread.native_id}/syscall"
+    wanted = syscall_numbers(*names)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and thread.is_alive():
-        try:
-            with open(path, encoding="ascii") as f:
-                first = f.read().split(maxsplit=1)[0]
-        except (OSError, IndexError):
+    while (now := _current_syscall(tid, pid)) not in wanted:
+        if stop is not None and stop.is_set():
             return False
-        if first.lstrip("-").isdigit() and int(first) in wanted:
-            return True
-        os.sched_yield()
-    return False
+        if now == _GONE:
+            pytest.fail(f"thread {tid} exited before blocking in {names}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"thread {tid} not blocked in {names} after {timeout} s")
+        time.sleep(0.0005)  # polling the kernel's state; there is no event for it
+    return True
+
+
+def open_fds() -> set[int]:
+    """The fd numbers open in this process (also when none is free)."""
+    try:
+        return {int(n) for n in os.listdir("/proc/self/fd")}
+    except OSError as exc:
+        if exc.errno != errno.EMFILE:
+            raise
+    # Listing needs an fd; fstat needs none.
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    found = set()
+    for fd in range(limit):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        found.add(fd)
+    return found
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+
+def c_heap_in_use() -> int | None:
+    """Bytes malloc() has handed out and not had back (glibc mallinfo2), or
+    None where that is unknown.  Unlike RSS, it moves with every leak, even
+    one that fits in memory freed earlier."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except AttributeError:  # not glibc >= 2.33
+        return None
+    mallinfo2.restype = _Mallinfo2
+    return int(mallinfo2().uordblks)
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class Child:
+    """A forked child running one function; exit status 0 means it returned.
+
+    The child reports a failure's traceback through a pipe, so that the
+    parent's assertion shows it.
+    """
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: never return into pytest
+            code = 0
+            try:
+                os.close(r)
+                fn()
+            except BaseException:
+                code = 1
+                try:
+                    os.write(w, traceback.format_exc().encode())
+                except BaseException:
+                    pass
+            finally:
+                os._exit(code)
+        os.close(w)
+        self.pid = pid
+        self._report = r
+        self.status: int | None = None
+
+    def join(self, timeout: float = TIMEOUT) -> int:
+        """Wait for the child; kill it and fail if it outlives *timeout*."""
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = status
+                break
+            if time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"child {self.pid} still running after {timeout} s")
+            time.sleep(0.001)  # waitpid has no timeout; the child's exit is the event
+        return self.status
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send *sig* and reap the child (reaping only for SIGKILL)."""
+        if self.status is not None:
+            return
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+        if sig == signal.SIGKILL:
+            self.status = os.waitpid(self.pid, 0)[1]
+
+    def check(self, timeout: float = TIMEOUT) -> None:
+        """Join, and fail with the child's traceback unless it exited 0."""
+        status = self.join(timeout)
+        with os.fdopen(self._report, "rb") as f:
+            self._report = -1
+            report = f.read().decode(errors="replace")
+        if os.waitstatus_to_exitcode(status) != 0:
+            pytest.fail(f"child failed ({os.waitstatus_to_exitcode(status)}):\n{report}")
+
+    def close(self) -> None:
+        """Kill the child if still running and close the report pipe."""
+        self.kill()
+        if self._report >= 0:
+            os.close(self._report)
+            self._report = -1
+
+
+def join_thread(t: threading.Thread, timeout: float = TIMEOUT) -> None:
+    """Join *t*, failing the test if it is still alive after *timeout*."""
+    t.join(timeout)
+    if t.is_alive():
+        pytest.fail(f"thread {t.name} still running after {timeout} s")
+
+
+def record(name: str, value: object) -> None:
+    """Note figure *name* when figures.py runs the tests (EFX_FIGURES set)."""
+    path = os.environ.get("EFX_FIGURES")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"name": name, "value": value}) + "\n")
+
+
+def handshakes(
+    peer: str,
+    rounds: int,
+    ping: _T,
+    pong: _T,
+    *,
+    ring: Callable[[_T, int], object],
+    waiter: Callable[[_T], Callable[[int], object]],
+    release: Callable[[], object],
+    in_child: Callable[[], object] = lambda: None,
+) -> dict[str, float]:
+    """*rounds* set/clear handshakes between this side and a *peer* (a forked
+    "process" or a "thread"): this side rings *ping* and waits on *pong*,
+    the peer waits on *ping* and rings *pong*.  ``waiter(obj)`` makes the
+    wait of one side (called once per side, in that side), which raises
+    with its round if woken late or wrongly.  A failure of this side is the
+    report: the peer is stopped (killed, or let out by *release*) without
+    its own complaint hiding it.  Returns the round-trip latency figures.
+    *in_child* runs first in a forked peer (e.g. installs a signal handler).
+    """
+
+    def peer_side() -> None:
+        if peer == "process":
+            in_child()
+        wait = waiter(ping)
+        for rnd in range(rounds):
+            wait(rnd)
+            ring(pong, rnd)
+
+    if peer == "process":
+        child = Child(peer_side)
+    else:
+        thread, out = in_thread(peer_side)
+    latencies: list[float] = []
+    try:
+        wait = waiter(pong)
+        clock = time.perf_counter
+        for rnd in range(rounds):
+            t0 = clock()
+            ring(ping, rnd)
+            wait(rnd)
+            latencies.append(clock() - t0)
+    except BaseException:
+        if peer == "process":
+            child.close()
+        else:
+            release()
+            thread.join(TIMEOUT)
+        raise
+    if peer == "process":
+        try:
+            child.check()
+        finally:
+            child.close()
+    else:
+        join_thread(thread)
+        assert "error" not in out, out
+    latencies.sort()
+    return {
+        "rounds": rounds,
+        "completed": len(latencies),
+        "p50_us": round(latencies[len(latencies) // 2] * 1e6, 1),
+        "p99_us": round(latencies[len(latencies) * 99 // 100] * 1e6, 1),
+        "max_us": round(latencies[-1] * 1e6, 1),
+    }
+
+
+def wait_in_syscall(thread: threading.Thread, name: str, timeout: float = 10.0) -> bool:
+    """Wait until *thread* sleeps inside system call *name* (a name of
+    ``_FAMILIES`` covers its variants): True, or the test fails.  Callers
+    assert it, so that a test of the blocking path knows it took it."""
+    return blocked_in(thread.native_id, _FAMILIES.get(name, (name,)), timeout)
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ from eventfd_ext import (
     eventfd_write,
 )
 
-from ._support import open_fds, record
+from _kernel import open_fds, record
 
 MAX = 2**64 - 2
 

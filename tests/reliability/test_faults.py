@@ -21,14 +21,14 @@ import pytest
 import eventfd_ext
 from eventfd_ext import EventFD, eventfd
 
-from ._support import (
+from _kernel import (
     TIMEOUT,
     Child,
     blocked_in,
     join_thread,
     open_fds,
     record,
-    run_thread,
+    in_thread,
 )
 
 MAX = 2**64 - 2
@@ -115,7 +115,7 @@ def test_close_while_blocked_then_number_reused(name: str, sigusr1_noop: None) -
     ev = EventFD()
     ev.write(initial)
     fd = ev.fileno()
-    t, errors = run_thread(lambda: call(ev))
+    t, out = in_thread(lambda: call(ev))
     assert t.native_id is not None
     blocked_in(t.native_id, syscalls)
     ev.close()
@@ -131,8 +131,8 @@ def test_close_while_blocked_then_number_reused(name: str, sigusr1_noop: None) -
         assert t.is_alive()
         signal.pthread_kill(t.ident, signal.SIGUSR1)  # type: ignore[arg-type]
         join_thread(t)
-        assert len(errors) == 1 and isinstance(errors[0], ValueError), errors
-        assert "closed" in str(errors[0])
+        assert isinstance(out.get("error"), ValueError), out
+        assert "closed" in str(out["error"])
         assert successor.peek() == 7  # untouched
     finally:
         if t.is_alive():
@@ -157,7 +157,7 @@ def test_close_while_waiting(call: Callable[[EventFD], object], sigusr1_noop: No
     """poll(2) sleeps on after close(); the waiter ends with ValueError at its
     timeout, or at a signal when it has none."""
     ev = EventFD()
-    t, errors = run_thread(lambda: call(ev))
+    t, out = in_thread(lambda: call(ev))
     assert t.native_id is not None
     blocked_in(t.native_id, ("poll", "ppoll"))
     ev.close()
@@ -165,7 +165,7 @@ def test_close_while_waiting(call: Callable[[EventFD], object], sigusr1_noop: No
         blocked_in(t.native_id, ("poll", "ppoll"), timeout=1)
         signal.pthread_kill(t.ident, signal.SIGUSR1)  # type: ignore[arg-type]
     join_thread(t)  # the timed waits end by themselves
-    assert len(errors) == 1 and isinstance(errors[0], ValueError), errors
+    assert isinstance(out.get("error"), ValueError), out
 
 
 # -- a child killed while writing ------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 
 from eventfd_ext import EFD_NONBLOCK, EventFD, eventfd, eventfd_read, eventfd_write
 
-from ._support import c_heap_in_use, open_fds, record, rss_bytes
+from _kernel import c_heap_in_use, open_fds, record, rss_bytes
 
 SIZES = [
     pytest.param(5_000, id="ci"),

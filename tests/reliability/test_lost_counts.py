@@ -13,7 +13,7 @@ import pytest
 
 from eventfd_ext import EventFD, eventfd_write
 
-from ._support import TIMEOUT, Child, join_thread, record, run_thread
+from _kernel import TIMEOUT, Child, in_thread, join_thread, record
 
 WRITERS = 4
 SIZES = [
@@ -53,7 +53,7 @@ def test_sum_read_equals_sum_written(kind: str, semaphore: bool, n: int) -> None
         if kind == "processes":
             children = [Child(partial(_writer, ev, w, plan[w])) for w in range(WRITERS)]
         else:
-            threads = [run_thread(partial(_writer, ev, w, plan[w])) for w in range(WRITERS)]
+            threads = [in_thread(partial(_writer, ev, w, plan[w])) for w in range(WRITERS)]
         total = reads = 0
         try:
             while total < expected:
@@ -68,9 +68,9 @@ def test_sum_read_equals_sum_written(kind: str, semaphore: bool, n: int) -> None
                     c.check()
                     c.close()
             else:
-                for t, errors in threads:
+                for t, out in threads:
                     join_thread(t)
-                    assert not errors, errors
+                    assert "error" not in out, out
         elapsed = time.perf_counter() - started
         assert total == expected
         # Every writer has finished: nothing may be left over either.

@@ -25,7 +25,7 @@ import pytest
 from eventfd_ext import MaskFD
 from eventfd_ext import pack_mask, unpack_mask
 
-from ._support import c_heap_in_use, open_fds, record, rss_bytes
+from _kernel import c_heap_in_use, open_fds, record, rss_bytes
 
 IN, PRI, OUT, ERR, HUP = (select.POLLIN, select.POLLPRI, select.POLLOUT,
                           select.POLLERR, select.POLLHUP)
@@ -279,7 +279,7 @@ def test_maskfd_writer_killed_mid_change(backing: str, kills: int) -> None:
     an arbitrary point, often inside a change.  The survivor reads the last
     finished write or the one in flight, never a mix; poll shows every bit of
     what it reads; and the MaskFD still takes writes."""
-    from ._support import TIMEOUT, Child
+    from _kernel import TIMEOUT, Child
 
     other = OUT if backing != "pipe" else 0
     shared = mmap.mmap(-1, 8)  # writes finished by the child

@@ -29,7 +29,7 @@ from eventfd_ext import MaskFD
 from eventfd_ext import EFD_MASK_EVENTS, pack_mask, unpack_mask
 
 from conftest import size
-from ._support import record
+from _kernel import record
 
 IN, PRI, OUT, ERR, HUP = (select.POLLIN, select.POLLPRI, select.POLLOUT,
                           select.POLLERR, select.POLLHUP)

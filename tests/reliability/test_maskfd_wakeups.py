@@ -17,7 +17,7 @@ import pytest
 from eventfd_ext import MaskFD
 from eventfd_ext._backings import Backing
 
-from ._support import TIMEOUT, handshakes, record
+from _kernel import TIMEOUT, handshakes, record
 
 SIZES = [
     pytest.param(1_000, id="ci"),

@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 from eventfd_ext import EventFD, eventfd_read, eventfd_write
 
 from conftest import size
-from ._support import record
+from _kernel import record
 
 MAX = 2**64 - 2
 

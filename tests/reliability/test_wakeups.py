@@ -17,7 +17,7 @@ import pytest
 
 from eventfd_ext import EventFD
 
-from ._support import TIMEOUT, handshakes, record
+from _kernel import TIMEOUT, handshakes, record
 
 SIZES = [
     pytest.param(2_000, id="ci"),
