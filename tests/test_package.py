@@ -31,3 +31,33 @@ def test_ships_py_typed_and_compiled_module() -> None:
     assert files.joinpath("py.typed").is_file()
     assert any(p.name.startswith("_shim.") and p.name.endswith(".so") for p in files.iterdir())
 
+
+
+@pytest.mark.parametrize(
+    "module, stub",
+    [("eventfd_ext._shim", "_shim.pyi"), ("eventfd_ext.bench._floor", "bench/_floor.pyi")],
+)
+def test_stub_matches_the_compiled_module(module: str, stub: str) -> None:
+    """Every name of the compiled cffi module's lib is in its .pyi and the
+    reverse, and each stub function takes as many arguments as the C one."""
+    import ast
+    import importlib
+
+    compiled_module = importlib.import_module(module)
+    lib, ffi = compiled_module.lib, compiled_module.ffi
+    tree = ast.parse(importlib.resources.files("eventfd_ext").joinpath(stub).read_text())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "_Lib"]
+    declared: dict[str, int | None] = {}
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef):
+            declared[node.name] = len(node.args.posonlyargs) + len(node.args.args)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            declared[node.target.id] = None  # a constant
+    compiled = {name for name in dir(lib) if not name.startswith("__")}
+    assert set(declared) == compiled, (
+        f"only in the stub: {sorted(set(declared) - compiled)}; "
+        f"only compiled: {sorted(compiled - set(declared))}"
+    )
+    for name, arity in declared.items():
+        if arity is not None:
+            assert len(ffi.typeof(getattr(lib, name)).args) == arity, name
