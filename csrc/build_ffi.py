@@ -18,7 +18,7 @@ if not sys.platform.startswith("linux"):
     )
 
 HERE = pathlib.Path(__file__).resolve().parent
-SHIMS = ["eventfd_shim", "maskfd_shim", "floor"]
+SHIMS = ["eventfd_shim", "maskfd_shim", "floor", "doorbell"]
 
 ffi = FFI()
 for name in SHIMS:
