@@ -400,7 +400,6 @@ static int efxb_spin(struct efx_bell *bell, uint64_t *out, int64_t budget,
     struct efx_bell_layout *shm = bell->shm;
     int64_t start = efxb_now_ns();
     int64_t end = deadline - start < budget ? deadline : start + budget;
-    int64_t now;
     for (;;) {
         for (int turn = 0; turn < EFX_BELL_SPIN_TURNS; turn++) {
             if (atomic_load_explicit(&shm->count, memory_order_relaxed)) {
@@ -424,12 +423,13 @@ static int efxb_spin(struct efx_bell *bell, uint64_t *out, int64_t budget,
             }
             efxb_cpu_relax();
         }
-        /* Every 16 turns: let a peer on this CPU run (it may be the
-         * writer), and look at the clock. */
-        sched_yield();
-        now = efxb_now_ns();
-        if (now >= end)
+        /* Every 16 turns: look at the clock, then let a peer on this CPU
+         * run (it may be the writer).  The count is checked again after
+         * the yield, before giving up: what the peer wrote while we
+         * yielded is found by the spin, not by the sleep path. */
+        if (efxb_now_ns() >= end)
             break;
+        sched_yield();
     }
     atomic_fetch_add_explicit(&shm->spins_failed, 1, memory_order_relaxed);
     if (adaptive && end == start + budget) { /* the whole budget, in vain */

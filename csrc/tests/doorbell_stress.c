@@ -56,7 +56,7 @@ static void check(int ok, efx_bell_t *bell, const char *what, int r)
 
 static efx_bell_t *new_bell(int flags, int *memfd, int *efd)
 {
-    efx_bell_t *bell;
+    efx_bell_t *bell = NULL;
     int r = efx_bell_create(0, flags, memfd, efd, &bell);
     check(r == 0, NULL, "efx_bell_create", r);
     return bell;
@@ -225,20 +225,21 @@ static void ping(struct pingpong *pp)
 static void test_pingpong_threads(long rounds, int style, int64_t spin_ns)
 {
     int ma, ea, mb, eb;
-    struct pingpong pp = {new_bell(0, &ma, &ea), new_bell(0, &mb, &eb), ea, rounds,
-                          spin_ns, style};
+    efx_bell_t *a = new_bell(0, &ma, &ea), *b = new_bell(0, &mb, &eb);
+    struct pingpong pp = {a, b, ea, rounds, spin_ns, style};
     pthread_t t;
     int64_t t0 = efxb_now_ns();
     pthread_create(&t, NULL, pong_thread, &pp);
     ping(&pp);
     pthread_join(t, NULL);
-    uint64_t v[EFX_BELL_INFO_N];
+    uint64_t v[EFX_BELL_INFO_N], w[EFX_BELL_INFO_N];
     efx_bell_info(pp.b, v, EFX_BELL_INFO_N);
+    efx_bell_info(pp.a, w, EFX_BELL_INFO_N);
     printf("ok   pingpong threads %-22s spin %6lld: %ld rounds, %.2f us/round,"
-           " ping sleeps %llu, spins paid %llu\n",
+           " sleeps %llu+%llu, spins paid %llu+%llu\n",
            pong_names[style], (long long)spin_ns, rounds,
            (efxb_now_ns() - t0) / 1e3 / rounds, (unsigned long long)v[5],
-           (unsigned long long)v[6]);
+           (unsigned long long)w[5], (unsigned long long)v[6], (unsigned long long)w[6]);
     free_bell(pp.a, ma, ea);
     free_bell(pp.b, mb, eb);
 }
@@ -525,8 +526,8 @@ static void test_mix_procs(int flags, int writers, uint64_t per_writer)
 static void test_pingpong_procs(long rounds, int style, int64_t spin_ns)
 {
     int ma, ea, mb, eb;
-    struct pingpong pp = {new_bell(0, &ma, &ea), new_bell(0, &mb, &eb), ea, rounds,
-                          spin_ns, style};
+    efx_bell_t *a = new_bell(0, &ma, &ea), *b = new_bell(0, &mb, &eb);
+    struct pingpong pp = {a, b, ea, rounds, spin_ns, style};
     int64_t t0 = efxb_now_ns();
     pid_t pid = spawn();
     if (pid == 0) {
@@ -561,8 +562,8 @@ static void test_peer(const char *peer, long rounds)
 {
     int ma, ea, mb, eb;
     char s[4][16], n[24];
-    struct pingpong pp = {new_bell(0, &ma, &ea), new_bell(0, &mb, &eb), ea, rounds, -1,
-                          PONG_TAKE};
+    efx_bell_t *a = new_bell(0, &ma, &ea), *b = new_bell(0, &mb, &eb);
+    struct pingpong pp = {a, b, ea, rounds, -1, PONG_TAKE};
     int fds[4] = {ma, ea, mb, eb};
     for (int i = 0; i < 4; i++)
         snprintf(s[i], sizeof s[i], "%d", fds[i]);
