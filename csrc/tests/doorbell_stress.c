@@ -2,6 +2,8 @@
  *
  *   doorbell_stress threads [ROUNDS]   threads of one process (run it under
  *                                      TSan: .ci/tsan)
+ *   doorbell_stress pingpong [ROUNDS] [SPIN_NS]
+ *                                      only the two-thread ping-pong (loops)
  *   doorbell_stress procs [ROUNDS] [BELL_PEER]
  *                                      fork()ed processes, and the exec'ed
  *                                      C peer csrc/tests/bell_peer (no TSan)
@@ -26,6 +28,7 @@
 #include <sys/wait.h>
 
 #define HANDSHAKE_MS 5000  /* one answer; far above any scheduling delay */
+#define SLOW_MS 2000       /* an answer this late is a lost wake-up too */
 #define STALL_MS 10000     /* a mixed run that makes no progress this long */
 
 static void fail(efx_bell_t *bell, const char *fmt, ...)
@@ -171,6 +174,7 @@ static void answer(efx_bell_t *bell, int efd, int style, int64_t spin_ns, long r
 {
     uint64_t v = 0;
     int r;
+    int64_t t0 = efxb_now_ns();
     if (style == PONG_TAKE) {
         r = efx_bell_wait_read(bell, HANDSHAKE_MS, spin_ns, &v);
     } else if (style == PONG_WAIT) {
@@ -196,11 +200,34 @@ static void answer(efx_bell_t *bell, int efd, int style, int64_t spin_ns, long r
     if (r != 1 || v != 1)
         fail(bell, "%s round %ld: %s", who, round,
              r == 0 ? "no answer in 5 s: a lost wake-up" : "bad result");
+    /* A wait's last try after its timeout takes a count whose wake-up was
+     * lost: an answer that slow is a lost wake-up too. */
+    int64_t ms = (efxb_now_ns() - t0) / 1000000;
+    if (ms >= SLOW_MS)
+        fail(bell, "%s round %ld: the answer took %lld ms: a lost wake-up", who, round,
+             (long long)ms);
+}
+
+/* Pin the calling thread to `cpu` if the machine has it: the ping-pong
+ * pins its two sides to CPUs 0 and 1, so that the racing windows really
+ * overlap (left to itself the scheduler often runs both on one CPU, where
+ * the race almost never shows).  Returns the previous mask for unpin. */
+static cpu_set_t pin(int cpu)
+{
+    cpu_set_t old, set;
+    sched_getaffinity(0, sizeof old, &old);
+    if (CPU_ISSET(cpu, &old) && CPU_COUNT(&old) > 1) {
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        sched_setaffinity(0, sizeof set, &set);
+    }
+    return old;
 }
 
 static void *pong_thread(void *arg)
 {
     struct pingpong *pp = arg;
+    pin(1);
     if (pp->style == PONG_POLL)
         efx_bell_watch_enter(pp->a);
     for (long i = 0; i < pp->rounds; i++) {
@@ -215,11 +242,13 @@ static void *pong_thread(void *arg)
 
 static void ping(struct pingpong *pp)
 {
+    cpu_set_t old = pin(0);
     for (long i = 0; i < pp->rounds; i++) {
         int r = efx_bell_write(pp->a, 1, -1);
         check(r == 0, pp->a, "ping write", r);
         answer(pp->b, -1, PONG_TAKE, pp->spin_ns, i, "ping");
     }
+    sched_setaffinity(0, sizeof old, &old);
 }
 
 static void test_pingpong_threads(long rounds, int style, int64_t spin_ns)
@@ -617,8 +646,11 @@ int main(int argc, char **argv)
         test_mix_procs(EFX_BELL_SEMAPHORE, 4, rounds / 10);
         if (argc > 3)
             test_peer(argv[3], rounds / 4);
+    } else if (!strcmp(mode, "pingpong")) { /* the hunt alone, for loops */
+        test_pingpong_threads(rounds, PONG_TAKE, argc > 3 ? atoll(argv[3]) : 0);
     } else {
-        fprintf(stderr, "usage: %s threads|procs [ROUNDS] [BELL_PEER]\n", argv[0]);
+        fprintf(stderr, "usage: %s threads|procs|pingpong [ROUNDS] [BELL_PEER|SPIN_NS]\n",
+                argv[0]);
         return 2;
     }
     printf("PASS %s\n", mode);
