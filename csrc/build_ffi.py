@@ -6,7 +6,8 @@ holds its cdef and ``NAME.c`` its source.  The sources are #included into
 their generated module so that their static functions inline into cffi's
 wrappers (one less call per crossing).
 
-- ``eventfd_ext._shim``: the product (the syscalls, MaskFD's transitions).
+- ``eventfd_ext._shim``: the product (the syscalls, MaskFD's transitions,
+  the Doorbell's shared counter).
 - ``eventfd_ext.bench._floor``: the benchmark's C loops, built beside the
   bench that uses them, so that the product module holds only product code.
 """
@@ -38,7 +39,7 @@ def _module(name: str, shims: list[str]) -> FFI:
     return ffi
 
 
-ffi = _module("eventfd_ext._shim", ["eventfd_shim", "maskfd_shim"])
+ffi = _module("eventfd_ext._shim", ["eventfd_shim", "maskfd_shim", "doorbell"])
 floor_ffi = _module("eventfd_ext.bench._floor", ["floor"])
 
 if __name__ == "__main__":

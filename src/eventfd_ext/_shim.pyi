@@ -7,6 +7,9 @@ _T = TypeVar("_T")
 class _Handle:
     """An opaque ``struct mfx_handle *`` (MaskFD's shared state)."""
 
+class _Bell:
+    """An opaque ``struct efx_bell *`` (a Doorbell's per-process handle)."""
+
 class _Pair:
     events: int
     data: int
@@ -93,6 +96,37 @@ class _Lib:
     def mfx_free(h: _Handle, /) -> int: ...
     @staticmethod
     def mfx_test_die_after(steps: int, /) -> int: ...
+    # csrc/doorbell.h
+    EFX_BELL_SEMAPHORE: int
+    EFX_BELL_VERSION: int
+    EFX_BELL_SIZE: int
+    EFX_BELL_INFO_N: int
+    @staticmethod
+    def efx_bell_create(
+        initval: int, flags: int, memfd_out: Any, efd_out: Any, bell_out: Any, /
+    ) -> int: ...
+    @staticmethod
+    def efx_bell_attach(memfd: int, efd: int, bell_out: Any, /) -> int: ...
+    @staticmethod
+    def efx_bell_detach(bell: _Bell, /) -> int: ...
+    @staticmethod
+    def efx_bell_write(bell: _Bell, n: int, timeout_ms: int, /) -> int: ...
+    @staticmethod
+    def efx_bell_take(bell: _Bell, out: _U64Ptr, /) -> int: ...
+    @staticmethod
+    def efx_bell_wait_read(bell: _Bell, timeout_ms: int, spin_ns: int, out: _U64Ptr, /) -> int: ...
+    @staticmethod
+    def efx_bell_wait(bell: _Bell, timeout_ms: int, spin_ns: int, /) -> int: ...
+    @staticmethod
+    def efx_bell_watch_enter(bell: _Bell, /) -> int: ...
+    @staticmethod
+    def efx_bell_watch_exit(bell: _Bell, /) -> int: ...
+    @staticmethod
+    def efx_bell_poll_take(bell: _Bell, out: _U64Ptr, /) -> int: ...
+    @staticmethod
+    def efx_bell_info(bell: _Bell, out: Any, n: int, /) -> int: ...
+    @staticmethod
+    def efx_spin_read(fd: int, timeout_ms: int, spin_ns: int, out: _U64Ptr, /) -> int: ...
 
 ffi: _FFI
 lib: _Lib
