@@ -108,9 +108,9 @@ TIMEOUT = 30.0
 
 # System call numbers, per machine, of the calls a blocked thread sleeps in.
 _SYSCALLS = {
-    "x86_64": {"read": 0, "write": 1, "poll": 7, "ppoll": 271, "select": 23,
+    "x86_64": {"read": 0, "write": 1, "poll": 7, "ppoll": 271, "select": 23, "futex": 202,
                "pselect6": 270, "epoll_wait": 232, "epoll_pwait": 281, "epoll_pwait2": 441},
-    "aarch64": {"read": 63, "write": 64, "ppoll": 73, "pselect6": 72,
+    "aarch64": {"read": 63, "write": 64, "ppoll": 73, "pselect6": 72, "futex": 98,
                 "epoll_pwait": 22, "epoll_pwait2": 441},
 }
 # A name that stands for the variants libc may use instead.

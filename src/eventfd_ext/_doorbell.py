@@ -1,0 +1,275 @@
+"""Doorbell: an eventfd whose counter lives in shared memory (issue 12).
+
+The count is a 64-bit word in a memfd mapping that every holder maps; the
+eventfd (``fileno()``) is only the wake-up channel.  A write makes no
+syscall unless a reader sleeps or a poller watches; a read that finds a
+count makes none; a read that finds none spins for a while, then sleeps on
+the eventfd.  The protocol, and the orderings that keep a wake-up from
+being lost, are csrc/DOORBELL.md; the shared layout, for C peers, is
+csrc/doorbell_layout.h.
+
+Work in progress: not exported from the package yet (the benchmark rows,
+the goals, SCM_RIGHTS passing and the reliability figures are to come).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import numbers
+import os
+from typing import Any, Callable, Iterator
+
+from . import _aio, _core
+from ._constants import OVERFLOW
+from ._owner import FDOwner
+from ._shim import ffi, lib
+
+__all__ = ["Doorbell"]
+
+_detach: Callable[[Any], Any] = lib.efx_bell_detach  # ffi.gc ignores its result
+_ADAPTIVE = -1  # the shim's spin_ns for "the handle's adaptive budget"
+_INFO_COUNT, _INFO_FLAGS = 0, 10  # indices in efx_bell_info's snapshot
+
+
+def _spin_ns(spin: object) -> int:
+    """A spin budget in seconds (None: adaptive) as the shim's nanoseconds."""
+    if spin is None:
+        return _ADAPTIVE
+    if not isinstance(spin, numbers.Real) or isinstance(spin, bool):
+        raise TypeError(f"spin must be a number of seconds or None, not {type(spin).__name__!r}")
+    seconds = float(spin)
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"spin must be >= 0 seconds, not {spin!r}")
+    return min(int(seconds * 1e9), 2**63 - 1)
+
+
+class Doorbell(FDOwner):
+    """A counter with eventfd's rules in shared memory, an eventfd beside it.
+
+    ``Doorbell(initval=0, *, semaphore=False, nonblocking=False, spin=None)``:
+    the same interface and counter rules as :class:`EventFD`; *spin* is how
+    long a read that finds no count spins before sleeping, in seconds (None:
+    an adaptive budget that shrinks when spinning does not pay).
+    """
+
+    __slots__ = ("_bell", "_memfd", "_nonblocking", "_spin", "_watching")
+
+    _bell: Any
+    _memfd: int
+    _nonblocking: bool
+    _spin: int
+    _watching: int
+
+    def __init__(
+        self,
+        initval: int = 0,
+        *,
+        semaphore: bool = False,
+        nonblocking: bool = False,
+        spin: float | None = None,
+    ) -> None:
+        self._fd = self._memfd = -1  # __del__ and repr must work if creation fails
+        initval = _core.check_initval(initval)
+        self._spin = _spin_ns(spin)
+        memfd, efd, out = ffi.new("int *"), ffi.new("int *"), ffi.new("efx_bell_t **")
+        flags = lib.EFX_BELL_SEMAPHORE if semaphore else 0
+        result = lib.efx_bell_create(initval, flags, memfd, efd, out)
+        if result:
+            _core.raise_errno(-result)  # the shim closed what it had opened
+        # The mapping stays until the object goes, so that a call racing
+        # close() in another thread never touches unmapped memory.
+        self._bell = ffi.gc(out[0], _detach)
+        self._memfd, self._fd = memfd[0], efd[0]
+        self._nonblocking = bool(nonblocking)
+        self._watching = 0
+
+    def _close_fd(self, fd: int) -> None:
+        try:
+            os.close(fd)
+        finally:
+            memfd, self._memfd = self._memfd, -1
+            os.close(memfd)
+
+    def _finalize_fd(self, fd: int, _close: Any = os.close) -> None:
+        _close(fd)
+        _close(self._memfd)
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<{type(self).__name__} [closed]>"
+        modes = "".join(
+            f" {name}" for name, on in (("semaphore", self.semaphore), ("nonblocking", self._nonblocking)) if on
+        )
+        return f"<{type(self).__name__} fd={self._fd} count={self.peek()}{modes}>"
+
+    # -- modes ----------------------------------------------------------
+
+    @property
+    def semaphore(self) -> bool:
+        """Whether reads take 1 rather than the whole count (fixed at creation)."""
+        return bool(self._info()[_INFO_FLAGS] & lib.EFX_BELL_SEMAPHORE)
+
+    @property
+    def nonblocking(self) -> bool:
+        """Whether reads and writes raise BlockingIOError instead of waiting
+        (this object's mode, not shared with other holders)."""
+        self.fileno()
+        return self._nonblocking
+
+    @nonblocking.setter
+    def nonblocking(self, value: bool) -> None:
+        self.fileno()
+        self._nonblocking = bool(value)
+
+    @property
+    def spin(self) -> float | None:
+        """Seconds a read spins before sleeping; None: adaptive."""
+        return None if self._spin == _ADAPTIVE else self._spin / 1e9
+
+    @spin.setter
+    def spin(self, value: float | None) -> None:
+        self._spin = _spin_ns(value)
+
+    # -- the counter ----------------------------------------------------
+
+    def write(self, value: int = 1) -> None:
+        """Add *value* (0 <= value < 2**64 - 1), waking a sleeping reader.
+
+        Waits (BlockingIOError if non-blocking) while the count would pass
+        2**64 - 2.  A refused value leaves the count as it was.
+        """
+        fd = self.fileno()
+        if type(value) is not int:
+            value = _core.check_value(value)
+        elif not 0 <= value <= OVERFLOW:
+            _core.check_value(value)
+        timeout = 0 if self._nonblocking else -1
+        while True:
+            result = lib.efx_bell_write(self._bell, value, timeout)
+            if not result:
+                return
+            self._check_open(fd)
+            if result == -errno.EINTR:
+                continue  # signal handlers ran at this back edge
+            if result == -errno.EINVAL:
+                raise ValueError(
+                    "2**64 - 1 cannot be written to an eventfd (the kernel "
+                    "reserves it to mark an overflow)"
+                )
+            _core.raise_errno(-result)
+
+    def try_read(self) -> int:
+        """The count (1 in semaphore mode), or 0 if there is none; never
+        blocks, never raises for an empty counter."""
+        fd = self.fileno()
+        out = ffi.new("uint64_t *")
+        result = self._take(out)
+        if result == -errno.EAGAIN:
+            return 0
+        if result:
+            self._check_open(fd)
+            _core.raise_errno(-result)
+        return int(out[0])
+
+    def read(self, timeout: float | None = None) -> int:
+        """Take the count (1 in semaphore mode) and return it.
+
+        With no *timeout*, waits while the count is zero (BlockingIOError if
+        non-blocking); with one, waits at most that long whatever the mode,
+        and raises TimeoutError if nothing came.
+        """
+        value = self.try_read()
+        if value:
+            return value
+        if timeout is None and self._nonblocking:
+            _core.raise_errno(errno.EAGAIN)
+        out = ffi.new("uint64_t *")  # per call: a signal handler may read too
+        bell, spin = self._bell, self._spin
+
+        def wait_read(fd: int, ms: int) -> int:
+            return lib.efx_bell_wait_read(bell, ms, spin, out)
+
+        if not _core.wait_readable(self.fileno(), timeout, wait_read, self._check_open):
+            raise TimeoutError(f"no count within {timeout} s")
+        return int(out[0])
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the count is nonzero, without taking it: True, or
+        False if *timeout* seconds passed first."""
+        bell, spin = self._bell, self._spin
+
+        def wait(fd: int, ms: int) -> int:
+            return lib.efx_bell_wait(bell, ms, spin)
+
+        return bool(_core.wait_readable(self.fileno(), timeout, wait, self._check_open))
+
+    def peek(self) -> int:
+        """The current count, without taking it (one load, no syscall)."""
+        return int(self._info()[_INFO_COUNT])
+
+    # -- polling --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[Doorbell]:
+        """While inside, every write reaches the eventfd, and the fd is made
+        readable at once if a count is pending: what a poller (select,
+        poll, epoll, selectors, asyncio) needs to never miss a count.
+        Reads inside take the eventfd's token before the count."""
+        fd = self.fileno()
+        result = lib.efx_bell_watch_enter(self._bell)
+        if result:
+            _core.raise_errno(-result)
+        self._watching += 1
+        try:
+            yield self
+        finally:
+            self._watching -= 1
+            if self._fd == fd:
+                lib.efx_bell_watch_exit(self._bell)
+
+    def _take(self, out: Any) -> int:
+        # A poller woken by the eventfd takes its token before the count, so
+        # that a token whose count comes later is never swallowed.
+        if self._watching:
+            return lib.efx_bell_poll_take(self._bell, out)
+        return lib.efx_bell_take(self._bell, out)
+
+    async def aread(self) -> int:
+        """Take the count in a coroutine, never blocking the loop; close()
+        meanwhile raises ValueError here (as EventFD.aread)."""
+        with self.watch():
+            while True:
+                value = self.try_read()
+                if value:
+                    return value
+                await _aio._wait(self.fileno(), _aio._READ, self._check_open)
+
+    async def await_readable(self) -> None:
+        """Wait in the running loop until the count is nonzero, taking
+        nothing."""
+        with self.watch():  # rings at once if a count is pending
+            while not self.peek():
+                await _aio._wait(self.fileno(), _aio._READ, self._check_open)
+                # The token before the count (a stale one would wake the
+                # loop forever); a token drained while a count stays behind
+                # is rung again, for the other pollers and sleepers.
+                drained = self._drain_token()
+                if drained and self.peek():
+                    lib.efx_signal(self.fileno())
+
+    def _drain_token(self) -> bool:
+        try:
+            os.read(self.fileno(), 8)
+        except BlockingIOError:
+            return False
+        return True
+
+    # -- internals --------------------------------------------------------
+
+    def _info(self) -> list[int]:
+        self.fileno()
+        out = ffi.new("uint64_t[]", lib.EFX_BELL_INFO_N)
+        filled = lib.efx_bell_info(self._bell, out, lib.EFX_BELL_INFO_N)
+        return [int(out[i]) for i in range(filled)]

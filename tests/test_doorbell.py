@@ -1,0 +1,298 @@
+"""Doorbell (issue 12, in progress): EventFD's interface and counter rules
+on a counter in shared memory, with the eventfd only as wake-up channel.
+
+- The counter rules are EventFD's, proven by running the same random
+  operations on both and comparing every outcome.
+- Write+read with nobody asleep makes no syscall (/proc/self/io).
+- Sleepers (threads, forked processes) are woken; pollers inside watch()
+  never miss a pending count (select, poll, epoll level- and edge-triggered);
+  asyncio; a C peer that maps the same layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import pathlib
+import select
+import shutil
+import subprocess
+from typing import Any, Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from eventfd_ext import EventFD
+from eventfd_ext._doorbell import Doorbell
+
+import _kernel
+from _kernel import TIMEOUT, Child, in_thread, join_thread
+
+MAX = 2**64 - 2
+
+
+def outcome(fn: Callable[[], Any]) -> tuple[Any, ...]:
+    try:
+        return ("returned", fn())
+    except Exception as exc:
+        return ("raised", type(exc), str(exc))
+
+
+# -- the counter rules are EventFD's ---------------------------------------------
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.one_of(st.integers(0, 3), st.integers(MAX - 3, 2**64 - 1))),
+        st.tuples(st.just("read"), st.none()),
+        st.tuples(st.just("try_read"), st.none()),
+        st.tuples(st.just("peek"), st.none()),
+    ),
+    max_size=30,
+)
+
+
+@given(ops=OPS, semaphore=st.booleans(), initval=st.sampled_from([0, 1, 2**32 - 1]))
+def test_same_outcomes_as_eventfd(ops: list[tuple[str, Any]], semaphore: bool, initval: int) -> None:
+    with EventFD(initval, semaphore=semaphore, nonblocking=True) as ev, Doorbell(
+        initval, semaphore=semaphore, nonblocking=True
+    ) as bell:
+        for name, arg in ops:
+            if name == "try_read":  # EventFD's twin: read, 0 for none
+                theirs = outcome(lambda: _try_read_eventfd(ev))
+            else:
+                theirs = outcome(lambda: getattr(ev, name)(*([] if arg is None else [arg])))
+            ours = outcome(lambda: getattr(bell, name)(*([] if arg is None else [arg])))
+            assert ours == theirs, (name, arg)
+            assert bell.peek() == ev.peek()
+
+
+def _try_read_eventfd(ev: EventFD) -> int:
+    try:
+        return ev.read()
+    except BlockingIOError:
+        return 0
+
+
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [((-1,), {}), ((2**32,), {}), ((1.5,), {}), (("1",), {}), ((None,), {})],
+    ids=repr,
+)
+def test_bad_initval_like_eventfd(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    before = _kernel.open_fds()
+    assert outcome(lambda: Doorbell(*args, **kwargs)) == outcome(lambda: EventFD(*args, **kwargs))
+    assert _kernel.open_fds() == before
+
+
+@pytest.mark.parametrize("value", [-1, 2**64, 2**64 - 1, 1.0, "1", None], ids=repr)
+def test_bad_write_like_eventfd_and_changes_nothing(value: object) -> None:
+    with EventFD(5) as ev, Doorbell(5) as bell:
+        assert outcome(lambda: bell.write(value)) == outcome(lambda: ev.write(value))  # type: ignore[arg-type]
+        assert bell.peek() == 5
+
+
+@pytest.mark.parametrize("spin", [-1, float("nan"), "1", True])
+def test_bad_spin_is_refused(spin: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        Doorbell(spin=spin)  # type: ignore[arg-type]
+    with Doorbell() as bell:
+        with pytest.raises((TypeError, ValueError)):
+            bell.spin = spin  # type: ignore[assignment]
+        assert bell.spin is None
+
+
+def test_closed_doorbell_refuses_every_call() -> None:
+    bell = Doorbell(3)
+    bell.close()
+    bell.close()  # idempotent
+    for call in (bell.read, bell.try_read, bell.write, bell.peek, bell.wait, bell.fileno):
+        with pytest.raises(ValueError, match="closed Doorbell"):
+            call()
+    assert repr(bell) == "<Doorbell [closed]>"
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def test_unclosed_doorbell_warns_and_closes_its_fds() -> None:
+    bell = Doorbell()
+    files = {fd: _identity(fd) for fd in (bell.fileno(), bell._memfd)}
+    with pytest.warns(ResourceWarning, match="unclosed <Doorbell"):
+        del bell
+        gc.collect()
+    # Closed: each number is free, or another file's by now.
+    assert all(_identity(fd) != before for fd, before in files.items())
+
+
+# -- no syscall when nobody sleeps ---------------------------------------------------
+
+
+def _syscalls() -> tuple[int, int]:
+    with open("/proc/self/io") as f:
+        io = dict(line.split(": ") for line in f.read().splitlines())
+    return int(io["syscr"]), int(io["syscw"])
+
+
+def test_write_and_read_make_no_syscall_when_nobody_sleeps() -> None:
+    with Doorbell() as bell, Doorbell(semaphore=True) as sem:
+        for b in (bell, sem):  # warm up
+            b.write()
+            b.read()
+        before = _syscalls()
+        for _ in range(1_000):
+            bell.write()
+            bell.read()
+            sem.write(2)
+            sem.read()
+            sem.try_read()
+        after = _syscalls()
+    # The two reads of /proc/self/io themselves are one read(2) each.
+    assert after[0] - before[0] <= 2 and after[1] == before[1], (before, after)
+
+
+# -- sleepers are woken ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spin", [0.0, None, 50e-6])
+@pytest.mark.parametrize("call", ["read", "read_timeout", "wait"])
+def test_a_sleeping_thread_is_woken(call: str, spin: float | None) -> None:
+    with Doorbell(spin=spin) as bell:
+        calls = {
+            "read": lambda: bell.read(),
+            "read_timeout": lambda: bell.read(timeout=TIMEOUT),
+            "wait": lambda: bell.wait(TIMEOUT),
+        }
+        thread, out = in_thread(calls[call])
+        assert _kernel.wait_in_syscall(thread, "poll")
+        bell.write(7)
+        join_thread(thread)
+        assert out == {"result": True if call == "wait" else 7}
+
+
+def test_read_timeout_times_out_and_takes_nothing() -> None:
+    with Doorbell(spin=0) as bell:
+        with pytest.raises(TimeoutError):
+            bell.read(timeout=0.02)
+        assert not bell.wait(0)
+        bell.write(2)
+        assert bell.wait(0) and bell.peek() == 2
+
+
+def test_a_forked_process_shares_the_counter_and_is_woken() -> None:
+    with Doorbell() as ping, Doorbell() as pong:
+
+        def child() -> None:
+            for rnd in range(200):
+                assert ping.read(timeout=TIMEOUT) == 1, rnd
+                pong.write()
+
+        peer = Child(child)
+        try:
+            for rnd in range(200):
+                ping.write()
+                assert pong.read(timeout=TIMEOUT) == 1, rnd
+            peer.check()
+        finally:
+            peer.close()
+
+
+def test_a_write_at_the_maximum_waits_for_a_read() -> None:
+    with Doorbell() as bell:
+        bell.write(MAX)
+        bell.nonblocking = True
+        with pytest.raises(BlockingIOError):
+            bell.write(1)
+        bell.nonblocking = False
+        thread, out = in_thread(lambda: bell.write(1))
+        assert _kernel.wait_in_syscall(thread, "futex")
+        assert bell.read() == MAX
+        join_thread(thread)
+        assert out == {"result": None}
+        assert bell.peek() == 1
+
+
+# -- pollers inside watch() -----------------------------------------------------------
+
+
+def _readable(fd: int, how: str, ep: select.epoll | None = None) -> bool:
+    if how == "select":
+        return bool(select.select([fd], [], [], 0)[0])
+    if how == "poll":
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        return bool(p.poll(0))
+    assert ep is not None
+    return bool(ep.poll(0))
+
+
+@pytest.mark.parametrize("how", ["select", "poll", "epoll", "epoll_et"])
+def test_a_poller_inside_watch_never_misses_a_count(how: str) -> None:
+    with Doorbell() as bell, select.epoll() as ep:
+        bell.write(3)  # pending before the watch: readable at once inside
+        ep.register(bell, select.EPOLLIN | (select.EPOLLET if how == "epoll_et" else 0))
+        with bell.watch():
+            for rnd in range(100):
+                assert _readable(bell.fileno(), how.removesuffix("_et"), ep), rnd
+                assert bell.read() >= 1
+                assert not _readable(bell.fileno(), how.removesuffix("_et"), ep) or bell.peek(), rnd
+                bell.write(1)
+
+
+def test_semaphore_poller_sees_the_count_left_behind() -> None:
+    with Doorbell(semaphore=True) as bell, bell.watch():
+        bell.write(3)
+        for _ in range(3):
+            assert select.select([bell], [], [], 0)[0]
+            assert bell.read() == 1
+        assert not select.select([bell], [], [], 0)[0]
+
+
+# -- asyncio -----------------------------------------------------------------------------
+
+
+def test_aread_waits_without_blocking_the_loop_and_close_wakes_it() -> None:
+    async def main() -> None:
+        bell = Doorbell()
+        task = asyncio.create_task(bell.aread())
+        await asyncio.sleep(0)
+        assert not task.done()
+        bell.write(4)
+        assert await asyncio.wait_for(task, TIMEOUT) == 4
+        waiter = asyncio.create_task(bell.await_readable())
+        await asyncio.sleep(0)
+        bell.close()
+        with pytest.raises(ValueError, match="closed Doorbell"):
+            await asyncio.wait_for(waiter, TIMEOUT)
+
+    asyncio.run(main())
+
+
+# -- a C peer --------------------------------------------------------------------------
+
+PEER = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests" / "bell_peer.c"
+
+
+def test_a_c_peer_mapping_the_layout_rings_and_takes(tmp_path: pathlib.Path) -> None:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the peer")
+    exe = tmp_path / "bell_peer"
+    subprocess.run([cc, "-O2", "-o", str(exe), str(PEER)], check=True, timeout=120)
+    with Doorbell() as ping, Doorbell() as pong:
+        fds = [ping._memfd, ping.fileno(), pong._memfd, pong.fileno()]
+        peer = subprocess.Popen(
+            [str(exe), "pong", *map(str, fds), "1000"], pass_fds=fds
+        )
+        try:
+            for rnd in range(1000):
+                ping.write()
+                assert pong.read(timeout=TIMEOUT) == 1, rnd
+        finally:
+            assert peer.wait(TIMEOUT) == 0
