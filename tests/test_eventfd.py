@@ -802,3 +802,44 @@ def test_no_fd_leak_over_create_close_cycles() -> None:
             EventFD(-1)
     gc.collect()
     assert _kernel.open_fds() == before
+
+
+# -- spin and try_read (issue 12) -------------------------------------------------
+
+
+def test_try_read_never_blocks_and_returns_zero_for_none() -> None:
+    with EventFD() as efd, EventFD(3, semaphore=True) as sem:
+        assert efd.try_read() == 0  # a blocking fd: still returns at once
+        efd.write(5)
+        assert efd.try_read() == 5
+        assert [sem.try_read() for _ in range(4)] == [1, 1, 1, 0]
+    with pytest.raises(ValueError, match="closed"):
+        efd.try_read()
+
+
+@pytest.mark.parametrize("spin", [-1, float("nan"), "0.1", None, True])
+def test_bad_spin_is_refused_and_changes_nothing(spin: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        EventFD(spin=spin)  # type: ignore[arg-type]
+    with EventFD(spin=1e-3) as efd:
+        with pytest.raises((TypeError, ValueError)):
+            efd.spin = spin  # type: ignore[assignment]
+        assert efd.spin == 1e-3
+
+
+@pytest.mark.parametrize("timeout", [None, 10.0])
+def test_spinning_read_gets_a_count_written_later(timeout: float | None) -> None:
+    with EventFD(spin=50e-6) as efd:
+        thread, out = _kernel.in_thread(lambda: efd.read(timeout=timeout))
+        assert _kernel.wait_in_syscall(thread, "poll")  # spun, then slept
+        efd.write(4)
+        thread.join(10)
+        assert out == {"result": 4}
+
+
+def test_spinning_read_on_a_nonblocking_fd_raises_at_once() -> None:
+    with EventFD(nonblocking=True, spin=10.0) as efd:  # 10 s would show
+        with pytest.raises(BlockingIOError):
+            efd.read()
+        with pytest.raises(TimeoutError):
+            efd.read(timeout=0)

@@ -28,6 +28,7 @@ __all__ = [
     "read_again",
     "read_nowait",
     "retry_write",
+    "spin_ns",
     "timeout_ms",
     "wait_readable",
 ]
@@ -176,6 +177,16 @@ def retry_write(
         result = lib.efx_write(fd, value)
     if result:
         raise_errno(-result)
+
+
+def spin_ns(spin: object) -> int:
+    """A spin budget in seconds (a real number >= 0) as nanoseconds."""
+    if not isinstance(spin, numbers.Real) or isinstance(spin, bool):
+        raise TypeError(f"spin must be a number of seconds, not {type(spin).__name__!r}")
+    seconds = float(spin)
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"spin must be >= 0 seconds, not {spin!r}")
+    return min(int(seconds * 1e9), 2**63 - 1)
 
 
 def timeout_ms(timeout: float | None) -> int:

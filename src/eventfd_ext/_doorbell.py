@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
-import numbers
 import os
 from typing import Any, Callable, Iterator
 
@@ -35,14 +33,7 @@ _INFO_COUNT, _INFO_FLAGS = 0, 10  # indices in efx_bell_info's snapshot
 
 def _spin_ns(spin: object) -> int:
     """A spin budget in seconds (None: adaptive) as the shim's nanoseconds."""
-    if spin is None:
-        return _ADAPTIVE
-    if not isinstance(spin, numbers.Real) or isinstance(spin, bool):
-        raise TypeError(f"spin must be a number of seconds or None, not {type(spin).__name__!r}")
-    seconds = float(spin)
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"spin must be >= 0 seconds, not {spin!r}")
-    return min(int(seconds * 1e9), 2**63 - 1)
+    return _ADAPTIVE if spin is None else _core.spin_ns(spin)
 
 
 class Doorbell(FDOwner):

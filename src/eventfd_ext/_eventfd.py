@@ -48,7 +48,9 @@ class EventFD(FDOwner):
     accepted (``select``, ``selectors``, ``os.*``) through ``fileno()``.
     """
 
-    __slots__ = ()
+    __slots__ = ("_spin",)
+
+    _spin: int
     _OTHER_WAYS = ", or send it over a UNIX socket with eventfd_ext.send_eventfd"
 
     def __init__(
@@ -58,9 +60,11 @@ class EventFD(FDOwner):
         semaphore: bool = False,
         nonblocking: bool = False,
         cloexec: bool = True,
+        spin: float = 0.0,
     ) -> None:
         self._fd = -1  # __del__ and repr must work if creation fails
         _core.check_initval(initval)
+        self._spin = _core.spin_ns(spin)
         flags = (
             (EFD_SEMAPHORE if semaphore else 0)
             | (EFD_NONBLOCK if nonblocking else 0)
@@ -91,6 +95,7 @@ class EventFD(FDOwner):
             raise ValueError(f"fd {fd} is not an eventfd")
         self = cls.__new__(cls)
         self._fd = fd
+        self._spin = 0
         return self
 
     def detach(self) -> int:
@@ -152,6 +157,7 @@ class EventFD(FDOwner):
         whatever the fd's mode, and raises TimeoutError if nothing came; the
         wait and the read are one call into C, and a count another reader
         takes first sends it back to waiting, never into a blocking read.
+        With ``spin`` set, a wait spins that long before it sleeps.
         """
         if timeout is None:
             fd = self._fd
@@ -160,10 +166,14 @@ class EventFD(FDOwner):
             value = _take(fd)
             if value:
                 return value
-            return _core.read_again(fd, self._check_open)
+            if not self._spin or not os.get_blocking(fd):
+                return _core.read_again(fd, self._check_open)
         count = ffi.new("uint64_t *")  # per call: a signal handler may read too
+        spin = self._spin
 
         def wait_read(fd: int, ms: int) -> int:
+            if spin:  # non-blocking reads for up to spin ns, then poll
+                return lib.efx_spin_read(fd, ms, spin, count)
             return lib.efx_wait_read(fd, ms, count)
 
         if not _core.wait_readable(self.fileno(), timeout, wait_read, self._check_open):
@@ -195,6 +205,27 @@ class EventFD(FDOwner):
                     "reserves it to mark an overflow)"
                 )
             _core.retry_write(fd, value, result, self._check_open)
+
+    def try_read(self) -> int:
+        """The count (1 in semaphore mode), or 0 if there is none: never
+        blocks, whatever the fd's mode, and never raises for a zero count."""
+        fd = self._fd
+        if fd < 0:
+            self._raise_closed()
+        value = _take(fd)
+        return value if value else _core.read_nowait(fd, self._check_open)
+
+    @property
+    def spin(self) -> float:
+        """Seconds a blocking read that finds no count spins with
+        non-blocking reads (yielding the CPU) before it sleeps: 0 by default.
+        Exact kernel semantics; pays when the writer is another process on
+        another CPU and answers within the budget."""
+        return self._spin / 1e9
+
+    @spin.setter
+    def spin(self, value: float) -> None:
+        self._spin = _core.spin_ns(value)
 
     def peek(self) -> int:
         """The current count, without taking it (from /proc/self/fdinfo)."""
