@@ -49,13 +49,17 @@
 #define EFX_BELL_INFO_N 11
 
 /* Adaptive spin policy (per handle): start at INIT; a spin that finds the
- * count raises the budget to twice what it took (never above MAX, never
- * lowered by a success); a spin that runs its whole budget in vain halves
- * it, and below MIN it is 0 (no spinning).  At 0, one wait in PROBE_EVERY
+ * count raises the budget to twice what it took, and to at least PAID_MIN
+ * (never above MAX, never lowered by a success); a spin that runs its whole
+ * budget in vain halves it, and below MIN it is 0 (no spinning).  PAID_MIN
+ * keeps a fast peer's first scheduling hiccup from ending the spinning: a
+ * 0.3 us answer would otherwise give a 0.6 us budget, which one delayed
+ * answer halves to nothing (measured: 10 us round trips instead of 0.5).  At 0, one wait in PROBE_EVERY
  * spins PROBE_NS anyway, so that a peer that became fast is noticed. */
 #define EFX_BELL_SPIN_INIT_NS 20000
 #define EFX_BELL_SPIN_MAX_NS 100000
 #define EFX_BELL_SPIN_MIN_NS 1000
+#define EFX_BELL_SPIN_PAID_MIN_NS 10000
 #define EFX_BELL_SPIN_PROBE_NS 4000
 #define EFX_BELL_SPIN_PROBE_EVERY 32
 /* Spin turns between two sched_yield() (and clock reads): on a shared CPU
@@ -411,8 +415,8 @@ static int efxb_spin(struct efx_bell *bell, uint64_t *out, int64_t budget,
                     if (adaptive) {
                         int64_t want = 2 * (efxb_now_ns() - start);
                         int64_t b = atomic_load_explicit(&bell->spin_budget, memory_order_relaxed);
-                        if (want < EFX_BELL_SPIN_MIN_NS)
-                            want = EFX_BELL_SPIN_MIN_NS;
+                        if (want < EFX_BELL_SPIN_PAID_MIN_NS)
+                            want = EFX_BELL_SPIN_PAID_MIN_NS;
                         if (want > EFX_BELL_SPIN_MAX_NS)
                             want = EFX_BELL_SPIN_MAX_NS;
                         if (want > b)

@@ -102,6 +102,16 @@ int main(int argc, char **argv)
     printf("  Doorbell, spin 0                  %8.2f\n", pingpong(&c, n, ping_cpu, pong_cpu) / 1e3);
     c.spin = -1;
     printf("  Doorbell, adaptive spin (default) %8.2f\n", pingpong(&c, n, ping_cpu, pong_cpu) / 1e3);
+    if (getenv("EFX_BENCH_STATS")) {
+        uint64_t s[EFX_BELL_INFO_N];
+        for (int k = 0; k < 2; k++) {
+            efx_bell_info(k ? c.b : c.a, s, EFX_BELL_INFO_N);
+            printf("    bell %c: rings %llu sleeps %llu spins paid %llu failed %llu,"
+                   " ping's budget %llu ns\n", "AB"[k], (unsigned long long)s[4],
+                   (unsigned long long)s[5], (unsigned long long)s[6],
+                   (unsigned long long)s[7], (unsigned long long)s[9]);
+        }
+    }
 
     long pairs = 2000000;
     int fd = eventfd(0, EFD_CLOEXEC);
