@@ -67,6 +67,9 @@ int mfx_get(struct mfx_handle *h, struct mfx_pair *out);
 int mfx_limits(struct mfx_handle *h);
 
 int mfx_kind(struct mfx_handle *h);
+/* 1 if the peer fd goes with the MaskFD to other processes, 0 if it stays
+ * with its creator (the pipe's writer: its last close is HUP). */
+int mfx_peer_travels(struct mfx_handle *h);
 int mfx_fd(struct mfx_handle *h);          /* the handed-out fd, or -1 */
 int mfx_peer_fd(struct mfx_handle *h);     /* peer socket / pipe writer, or -1 */
 int mfx_memfd(struct mfx_handle *h);
