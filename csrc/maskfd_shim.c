@@ -29,6 +29,7 @@
 #define MFX_DGRAM 2
 #define MFX_PIPE 3
 #define MFX_VALID (POLLIN | POLLPRI | POLLOUT | POLLERR | POLLHUP)
+#define MFX_REFUSED_SHIFT 16
 #define MFX_MAGIC 0x4d61736bu /* "Mask" */
 
 struct mfx_pair {
@@ -983,11 +984,11 @@ static void mfx_commit(struct mfx_shared *sh)
     mfx_step();
 }
 
-/* A refusal: its reason, and the bits it refused. */
+/* A refusal: its reason and the bits it refused, in one negative int
+ * (maskfd_shim.h, mfx_change). */
 static int mfx_refused(int err, uint32_t bits)
 {
-    (void)bits;
-    return -err;
+    return -(int)((uint32_t)err | bits << MFX_REFUSED_SHIFT);
 }
 
 static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bits,

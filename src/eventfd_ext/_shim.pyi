@@ -57,6 +57,7 @@ class _Lib:
     MFX_DGRAM: int
     MFX_PIPE: int
     MFX_VALID: int
+    MFX_REFUSED_SHIFT: int
     @staticmethod
     def mfx_new(kind: int, out: Any, /) -> int: ...
     @staticmethod
