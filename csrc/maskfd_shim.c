@@ -1,6 +1,12 @@
 /* The MaskFD shim: userspace EFD_MASK on kernel IPC objects.
  * Declarations and the calling convention are in maskfd_shim.h; the
- * mechanisms and their measured limits are in docs/maskfd.md. */
+ * mechanisms and their measured limits are in docs/maskfd.md.
+ *
+ * Layout: each backing (stream, dgram, pipe) is one table of operations and
+ * facts, struct mfx_backing_ops, with its functions and its part of the
+ * shared state beside it.  The generic code (the lock, a change and the
+ * commit of its pair, the recovery after a holder died, the getters) calls
+ * through the handle's table and never asks which backing it has. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memfd_create; Python.h defines it first in the cffi build */
 #endif
@@ -23,6 +29,7 @@
 #define MFX_DGRAM 2
 #define MFX_PIPE 3
 #define MFX_VALID (POLLIN | POLLPRI | POLLOUT | POLLERR | POLLHUP)
+#define MFX_REFUSED_SHIFT 16
 #define MFX_MAGIC 0x4d61736bu /* "Mask" */
 
 struct mfx_pair {
@@ -30,9 +37,28 @@ struct mfx_pair {
     uint64_t data;
 };
 
-/* The state every holder maps.  k_* fields describe what the kernel
- * objects show now, which may differ from `events` only by documented
- * extra bits. */
+/* What each backing's kernel objects show now, beyond HUP and ERR (which
+ * every backing has: mfx_shared.hup_shown and err_shown). */
+struct mfx_stream_state {
+    uint32_t queued;    /* bytes queued to A: RX_BYTE (a normal byte) and/or
+                           RX_OOB (the out-of-band byte, which shows PRI) */
+    uint32_t send_full; /* A's send buffer is full: OUT not shown */
+    uint32_t err_spent; /* the peer is gone: ERR cannot come back */
+    uint32_t no_oob;    /* the kernel refused MSG_OOB */
+};
+
+struct mfx_dgram_state {
+    uint32_t in_queued;   /* 1 if a datagram is queued to A: IN shown */
+    uint32_t fill_queued; /* datagrams from A queued at the peer (2: OUT not shown) */
+    socklen_t a_len;      /* A's autobound address, for the peer to reconnect to */
+    struct sockaddr_un a_addr;
+};
+
+struct mfx_pipe_state {
+    uint32_t in_queued; /* 1 if a byte is in the pipe: IN shown */
+};
+
+/* The state every holder maps. */
 struct mfx_shared {
     pthread_mutex_t lock; /* first: the tests read its holder from the futex word */
     uint32_t magic, kind;
@@ -45,25 +71,60 @@ struct mfx_shared {
     uint32_t cur, next;
     uint32_t need_resync; /* a holder died: the kernel objects may be off */
     uint64_t syscalls;
-    uint32_t k_rx;      /* stream: bytes queued to A (0, RX_BYTE, RX_OOB bits);
-                           dgram/pipe: 1 if a datagram/byte is queued */
-    uint32_t k_fill;    /* stream: 1 if A's send buffer is full;
-                           dgram: fill datagrams queued at the peer */
-    uint32_t k_hup;     /* the irreversible shutdown happened (sockets),
-                           or the writer is closed (pipe) */
-    uint32_t k_err;     /* ERR shown now */
-    uint32_t err_spent; /* stream: the peer is gone, ERR cannot come back */
-    uint32_t no_oob;    /* stream: the kernel refused MSG_OOB */
+    /* What the kernel objects show now, which may differ from the stored
+     * events only by documented extra bits. */
+    uint32_t hup_shown; /* sockets: the irreversible shutdown happened;
+                           pipe: the writer is closed */
+    uint32_t err_shown;
+    union {
+        struct mfx_stream_state stream;
+        struct mfx_dgram_state dgram;
+        struct mfx_pipe_state pipe;
+    } k;
     uint32_t shared;    /* held by more than one process */
     int32_t owner;      /* pid of the creator (pipe: holds the writer) */
     uint32_t recoveries; /* times a holder died inside a change */
-    socklen_t a_len;    /* dgram: A's autobound address, to reconnect to */
-    struct sockaddr_un a_addr;
 };
+
+struct mfx_backing_ops;
 
 struct mfx_handle {
     struct mfx_shared *sh;
-    int memfd, a, b, kind, closed;
+    const struct mfx_backing_ops *ops;
+    int memfd, a, b, closed;
+};
+
+/* One backing: its operations and its facts.  Every function is called
+ * with the state's lock held (open: before anyone else can see it). */
+struct mfx_backing_ops {
+    const char *name;
+    int kind; /* MFX_STREAM, ... (stored in the state; mfx_kind) */
+    /* Bits made by the last close of an object another process may also
+     * hold a copy of: gaining one returns -EBUSY if it did not show. */
+    uint32_t last_close_bits;
+    /* Bits only the creating process may change (-EPERM elsewhere). */
+    uint32_t owner_only_bits;
+    /* The peer fd goes with the MaskFD to other processes (fork keeps it,
+     * multiprocessing sends it); otherwise it stays with its creator. */
+    int peer_travels;
+    /* Create the kernel objects into h->a and h->b: 0, or -errno. */
+    int (*open)(struct mfx_handle *h);
+    /* Make the kernel objects show want (plus documented extras), updating
+     * the state fields: 0, or -errno (the fields say what they reached). */
+    int (*apply)(struct mfx_handle *h, uint32_t want);
+    /* What the kernel objects show now, from the state fields alone. */
+    uint32_t (*shown)(const struct mfx_shared *sh);
+    /* The bits it cannot set now, and cannot clear now. */
+    void (*limits)(const struct mfx_handle *h, uint32_t *cant_set, uint32_t *cant_clear);
+    /* Recovery after a holder died mid-change: bring the kernel objects to
+     * a known base state and the fields in line with it; may narrow *want
+     * to what this process can show.  0, or -1 to leave it to the next
+     * caller (nothing could be learnt). */
+    int (*recover)(struct mfx_handle *h, uint32_t *want);
+    /* gained: bits the stored mask gained that were already shown as
+     * extras (no syscall made for them): wake the fd's waiters without
+     * changing what it shows.  0, or -errno. */
+    int (*edge)(struct mfx_handle *h, uint32_t gained);
 };
 
 #define RX_BYTE 1u
@@ -103,6 +164,619 @@ static int mfx_test_die_after(int steps)
         mfx_step();                                                            \
         sys_r_;                                                                \
     })
+
+static int neg_errno(void) { return errno ? -errno : -EIO; }
+
+/* Drain A's receive queue (never blocks: every fd is O_NONBLOCK). */
+static int mfx_drain(struct mfx_shared *sh, int fd, int sock)
+{
+    char buf[256];
+    for (;;) {
+        ssize_t n = sock ? SYS(sh, recv(fd, buf, sizeof buf, MSG_DONTWAIT))
+                         : SYS(sh, read(fd, buf, sizeof buf));
+        if (n == 0 || (n < 0 && errno == EAGAIN))
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return neg_errno();
+        if (n > 0 && n < (ssize_t)sizeof buf && !sock)
+            return 0;
+    }
+}
+
+/* Drain every byte or datagram queued to fd (recovery only). */
+static void mfx_drain_all(struct mfx_shared *sh, int fd, int sock)
+{
+    for (;;) {
+        ssize_t n = sock ? SYS(sh, recv(fd, mfx_fill, FILL_LEN, MSG_DONTWAIT))
+                         : SYS(sh, read(fd, mfx_fill, FILL_LEN));
+        if (n == 0 || (n < 0 && errno != EINTR))
+            return;
+    }
+}
+
+/* --- shared by the two socket backings ---------------------------------- */
+
+static int sock_open(struct mfx_handle *h, int type)
+{
+    int fds[2];
+    if (socketpair(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds))
+        return neg_errno();
+    h->a = fds[0];
+    h->b = fds[1];
+    /* The kernel raises 1 to its minimum (4608 on Linux): the fewer bytes
+     * it takes to fill, the cheaper clearing OUT is. */
+    int one = 1;
+    if (setsockopt(h->a, SOL_SOCKET, SO_SNDBUF, &one, sizeof one))
+        return neg_errno();
+    return 0;
+}
+
+/* Take A's pending socket error: clears ERR. */
+static int sock_take_err(struct mfx_handle *h)
+{
+    int err;
+    socklen_t len = sizeof err;
+    if (SYS(h->sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len)))
+        return neg_errno();
+    h->sh->err_shown = 0;
+    return 0;
+}
+
+/* The edge of a socket whose A end is fully shut down (HUP shown):
+ * shutdown(A) again changes nothing and calls its sk_state_change, a
+ * wake-up with key 0, which every epoll entry accepts. */
+static int sock_edge_after_hup(struct mfx_handle *h)
+{
+    if (SYS(h->sh, shutdown(h->a, SHUT_RDWR)))
+        return neg_errno();
+    return 0;
+}
+
+/* --- stream: one end of an AF_UNIX stream socketpair -------------------- */
+
+static int stream_open(struct mfx_handle *h) { return sock_open(h, SOCK_STREAM); }
+
+static int stream_rx(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    struct mfx_stream_state *st = &sh->k.stream;
+    int want_pri = !!(want & POLLPRI), want_in = !!(want & POLLIN);
+    char c = 0;
+    if (sh->hup_shown) {
+        /* RCV_SHUTDOWN keeps A readable: IN is shown whatever is asked. */
+        if (!want_pri && (st->queued & RX_OOB)) {
+            if (SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT)) < 0 && errno != EINVAL)
+                return neg_errno();
+            st->queued &= ~RX_OOB;
+        }
+        return 0;
+    }
+    if (want_pri && !(st->queued & RX_OOB)) {
+        if (SYS(sh, send(h->b, "!", 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL)) != 1) {
+            if (errno == EOPNOTSUPP || errno == EINVAL) {
+                st->no_oob = 1;
+                return -EOPNOTSUPP;
+            }
+            return neg_errno();
+        }
+        st->queued |= RX_OOB; /* shows IN too */
+        return 0;
+    }
+    if (!want_pri && (st->queued & RX_OOB)) {
+        /* recv(MSG_OOB) takes the byte but leaves IN shown until the next
+         * recv consumes the spent skb: drain, then restore IN if asked. */
+        if (SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT)) < 0 && errno != EINVAL)
+            return neg_errno();
+        int r = mfx_drain(sh, h->a, 1);
+        if (r)
+            return r;
+        st->queued = 0;
+    }
+    if (st->queued & RX_OOB)
+        return 0; /* PRI stays: IN is shown whatever is asked */
+    if (want_in && !st->queued) {
+        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+            return neg_errno();
+        st->queued = RX_BYTE;
+    } else if (!want_in && st->queued) {
+        char buf[64];
+        if (SYS(sh, recv(h->a, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno != EAGAIN)
+            return neg_errno();
+        st->queued = 0;
+    }
+    return 0;
+}
+
+static int stream_out(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    struct mfx_stream_state *st = &sh->k.stream;
+    int fill = !(want & POLLOUT);
+    if (fill == (int)st->send_full || (fill && sh->hup_shown))
+        return 0; /* after HUP A cannot send: OUT stays (an extra bit) */
+    if (!fill && (want & POLLERR) && !sh->err_shown)
+        return 0; /* raising ERR below needs the unread fill at the peer,
+                     and frees it: OUT shows then */
+    if (fill) {
+        /* One send larger than the buffer takes what fits and leaves A
+         * unwritable; loop only if a reader freed room meanwhile. */
+        for (;;) {
+            ssize_t n = SYS(sh, send(h->a, mfx_fill, FILL_LEN, MSG_DONTWAIT | MSG_NOSIGNAL));
+            if ((n >= 0 && n < FILL_LEN) || (n < 0 && errno == EAGAIN))
+                break;
+            if (n < 0 && errno != EINTR)
+                return neg_errno();
+        }
+    } else if (h->b >= 0) {
+        if (SYS(sh, recv(h->b, mfx_fill, FILL_LEN, MSG_DONTWAIT)) < 0 && errno != EAGAIN)
+            return neg_errno();
+    } else if (!sh->hup_shown) {
+        return -EBADF; /* the peer was closed here by a refused ERR */
+    }
+    st->send_full = (uint32_t)fill;
+    return 0;
+}
+
+static int stream_err_hup(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    if ((want & POLLERR) && !sh->err_shown) {
+        /* The peer's release with unread data raises ECONNRESET on A, and
+         * HUP with it; it frees A's queued bytes, so OUT shows too. */
+        char c = 0;
+        if (!sh->hup_shown)
+            (void)SYS(sh, send(h->a, &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL));
+        (void)SYS(sh, close(h->b));
+        h->b = -1;
+        sh->k.stream.err_spent = 1;
+        /* A copy of the peer in a process forked without the Python hooks
+         * (which mark the state shared, so that ERR is refused) keeps the
+         * peer alive: ERR shows only at that copy's close.  Say so. */
+        struct pollfd pfd = {h->a, 0, 0};
+        if (SYS(sh, poll(&pfd, 1, 0)) < 0)
+            return neg_errno();
+        if (!(pfd.revents & POLLERR))
+            return -EBUSY;
+        sh->err_shown = sh->hup_shown = 1;
+        sh->k.stream.send_full = 0;
+        return 0;
+    }
+    if (!(want & POLLERR) && sh->err_shown) {
+        int r = sock_take_err(h);
+        if (r)
+            return r;
+    }
+    if ((want & POLLHUP) && !sh->hup_shown) {
+        if (SYS(sh, shutdown(h->b, SHUT_RDWR)))
+            return neg_errno();
+        sh->hup_shown = 1;
+    }
+    return 0;
+}
+
+static int stream_apply(struct mfx_handle *h, uint32_t want)
+{
+    int r;
+    /* PRI first: a kernel without AF_UNIX OOB refuses it before any other
+     * bit has changed.  HUP and ERR last: they freeze the rest. */
+    if ((r = stream_rx(h, want)) || (r = stream_out(h, want)))
+        return r;
+    return stream_err_hup(h, want);
+}
+
+static uint32_t stream_shown(const struct mfx_shared *sh)
+{
+    const struct mfx_stream_state *st = &sh->k.stream;
+    return (sh->err_shown ? POLLERR : 0) | (sh->hup_shown ? POLLHUP : 0) |
+           (st->queued || sh->hup_shown ? POLLIN : 0) | (st->queued & RX_OOB ? POLLPRI : 0) |
+           (st->send_full ? 0 : POLLOUT);
+}
+
+static void stream_limits(const struct mfx_handle *h, uint32_t *cant_set, uint32_t *cant_clear)
+{
+    const struct mfx_shared *sh = h->sh;
+    const struct mfx_stream_state *st = &sh->k.stream;
+    uint32_t s = 0, c = 0;
+    if (st->no_oob)
+        s |= POLLPRI;
+    if (sh->hup_shown) {
+        c |= POLLHUP | POLLOUT; /* the peer shut down: A can no longer fill */
+        if (!(st->queued & RX_OOB))
+            s |= POLLPRI;       /* nor can the peer send OOB */
+    }
+    if (st->err_spent && !sh->err_shown)
+        s |= POLLERR;           /* the peer that raised it is gone */
+    if (!sh->err_shown && !st->err_spent && sh->shared)
+        s |= POLLERR;           /* needs the peer's last reference */
+    if (!sh->err_shown && sh->hup_shown && !st->send_full)
+        s |= POLLERR;           /* and unread data at the peer, which
+                                   A cannot send after the shutdown */
+    if (h->b < 0 && !sh->hup_shown)
+        s |= POLLIN | POLLPRI | POLLOUT | POLLERR; /* an ERR refused with
+            EBUSY closed this process's peer: it cannot send or drain */
+    *cant_set = s;
+    *cant_clear = c;
+}
+
+/* Drain both queues; after HUP (nothing can be sent again) keep what shows. */
+static int stream_recover(struct mfx_handle *h, uint32_t *want)
+{
+    struct mfx_shared *sh = h->sh;
+    struct mfx_stream_state *st = &sh->k.stream;
+    struct pollfd pfd = {h->a, POLLIN | POLLPRI | POLLOUT, 0};
+    char c;
+    if (SYS(sh, poll(&pfd, 1, 0)) < 0)
+        return -1;
+    sh->hup_shown = !!(pfd.revents & POLLHUP);
+    sh->err_shown = !!(pfd.revents & POLLERR);
+    if (!sh->hup_shown) {
+        (void)SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT));
+        mfx_drain_all(sh, h->a, 1);
+        st->queued = 0;
+        if (h->b >= 0) {
+            mfx_drain_all(sh, h->b, 1);
+            st->send_full = 0;
+        } else {
+            st->send_full = !(pfd.revents & POLLOUT);
+        }
+    } else {
+        st->queued = pfd.revents & POLLPRI ? RX_OOB : 0;
+        st->send_full = !(pfd.revents & POLLOUT);
+    }
+    return 0;
+}
+
+/* PRI gaining IN: a normal byte behind the OOB one (IN is shown already;
+ * clearing PRI drains both). */
+static int stream_edge(struct mfx_handle *h, uint32_t gained)
+{
+    struct mfx_shared *sh = h->sh;
+    if (sh->hup_shown)
+        return sock_edge_after_hup(h);
+    if (gained & POLLIN) {
+        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+            return neg_errno();
+        sh->k.stream.queued |= RX_BYTE;
+    }
+    return 0;
+}
+
+static const struct mfx_backing_ops mfx_stream_ops = {
+    .name = "stream",
+    .kind = MFX_STREAM,
+    .last_close_bits = POLLERR, /* the peer's last close raises it */
+    .owner_only_bits = 0,
+    .peer_travels = 1,
+    .open = stream_open,
+    .apply = stream_apply,
+    .shown = stream_shown,
+    .limits = stream_limits,
+    .recover = stream_recover,
+    .edge = stream_edge,
+};
+
+/* --- dgram: one end of an AF_UNIX datagram socketpair ------------------- */
+
+static int dgram_open(struct mfx_handle *h)
+{
+    struct mfx_dgram_state *dg = &h->sh->k.dgram;
+    int r = sock_open(h, SOCK_DGRAM);
+    if (r)
+        return r;
+    /* Autobind A to an abstract name, so that the peer can reconnect to it
+     * after the disconnect that raises ERR. */
+    sa_family_t family = AF_UNIX;
+    if (bind(h->a, (struct sockaddr *)&family, sizeof family))
+        return neg_errno();
+    dg->a_len = sizeof dg->a_addr;
+    if (getsockname(h->a, (struct sockaddr *)&dg->a_addr, &dg->a_len))
+        return neg_errno();
+    return 0;
+}
+
+static int dgram_rx(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    struct mfx_dgram_state *dg = &sh->k.dgram;
+    int want_in = !!(want & POLLIN);
+    char buf[64];
+    if (sh->hup_shown || want_in == (int)dg->in_queued)
+        return 0; /* after the shutdown A is readable whatever is asked */
+    if (want_in) {
+        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+            return neg_errno();
+    } else if (SYS(sh, recv(h->a, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno != EAGAIN) {
+        return neg_errno();
+    }
+    dg->in_queued = (uint32_t)want_in;
+    return 0;
+}
+
+static int dgram_out(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    struct mfx_dgram_state *dg = &sh->k.dgram;
+    char buf[64];
+    if (!(want & POLLOUT)) {
+        /* A cannot send after its shutdown, and a send would consume a
+         * pending ERR, whose raising purged the fill: OUT stays (extra). */
+        if (sh->hup_shown || sh->err_shown || (want & POLLERR))
+            return 0; /* (raising ERR below purges the fill anyway) */
+        /* Two queued one-byte datagrams take A past a quarter of the
+         * minimum send buffer, where poll stops reporting OUT. */
+        while (dg->fill_queued < 2) {
+            if (SYS(sh, send(h->a, "o", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+                return neg_errno();
+            dg->fill_queued++;
+        }
+    } else if (dg->fill_queued >= 2) {
+        if (SYS(sh, recv(h->b, buf, sizeof buf, MSG_DONTWAIT)) < 0)
+            return neg_errno();
+        dg->fill_queued--;
+    }
+    return 0;
+}
+
+static int dgram_err_hup(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    struct mfx_dgram_state *dg = &sh->k.dgram;
+    if ((want & POLLERR) && !sh->err_shown) {
+        /* A peer that disconnects with unread datagrams from A raises
+         * ECONNRESET on A (and purges them); then it reconnects. */
+        sa_family_t unspec = AF_UNSPEC;
+        if (!dg->fill_queued) {
+            if (SYS(sh, send(h->a, "e", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+                return neg_errno();
+        }
+        if (SYS(sh, connect(h->b, (struct sockaddr *)&unspec, sizeof unspec)))
+            return neg_errno();
+        dg->fill_queued = 0;
+        sh->err_shown = 1;
+        if (SYS(sh, connect(h->b, (struct sockaddr *)&dg->a_addr, dg->a_len)))
+            return neg_errno();
+    } else if (!(want & POLLERR) && sh->err_shown) {
+        int r = sock_take_err(h);
+        if (r)
+            return r;
+    }
+    if ((want & POLLHUP) && !sh->hup_shown) {
+        if (SYS(sh, shutdown(h->a, SHUT_RDWR)))
+            return neg_errno();
+        sh->hup_shown = 1;
+    }
+    return 0;
+}
+
+static int dgram_apply(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    int r;
+    /* Clear ERR first, so that the fill below can run; and since a recv on
+     * A reports and consumes a pending ERR instead of the datagram, take it
+     * before that recv too, and raise it again last. */
+    if (sh->err_shown && (!(want & POLLERR) || (sh->k.dgram.in_queued && !(want & POLLIN) &&
+                                                 !sh->hup_shown))) {
+        if ((r = sock_take_err(h)))
+            return r;
+    }
+    if ((r = dgram_rx(h, want)) || (r = dgram_out(h, want)))
+        return r;
+    return dgram_err_hup(h, want);
+}
+
+static uint32_t dgram_shown(const struct mfx_shared *sh)
+{
+    const struct mfx_dgram_state *dg = &sh->k.dgram;
+    return (sh->err_shown ? POLLERR : 0) | (sh->hup_shown ? POLLHUP : 0) |
+           (dg->in_queued || sh->hup_shown ? POLLIN : 0) |
+           (dg->fill_queued >= 2 ? 0 : POLLOUT);
+}
+
+static void dgram_limits(const struct mfx_handle *h, uint32_t *cant_set, uint32_t *cant_clear)
+{
+    const struct mfx_shared *sh = h->sh;
+    uint32_t s = POLLPRI, c = 0; /* datagram sockets have no out-of-band data */
+    if (sh->hup_shown) {
+        c |= POLLHUP | POLLOUT;
+        if (!sh->err_shown && !sh->k.dgram.fill_queued)
+            s |= POLLERR; /* raising ERR needs a datagram A can no longer send */
+    }
+    *cant_set = s;
+    *cant_clear = c;
+}
+
+/* Reconnect the peer whatever step the dead holder was in (connect to the
+ * peer it has already changes nothing).  Before HUP, take a pending ERR and
+ * drop the fill and the IN datagrams: all of it can be made again.  After
+ * HUP (A can no longer send) keep what shows. */
+static int dgram_recover(struct mfx_handle *h, uint32_t *want)
+{
+    struct mfx_shared *sh = h->sh;
+    struct mfx_dgram_state *dg = &sh->k.dgram;
+    struct pollfd pfd = {h->a, POLLIN | POLLPRI | POLLOUT, 0};
+    int err;
+    socklen_t len = sizeof err;
+    if (h->b >= 0)
+        (void)SYS(sh, connect(h->b, (struct sockaddr *)&dg->a_addr, dg->a_len));
+    if (SYS(sh, poll(&pfd, 1, 0)) < 0)
+        return -1;
+    sh->hup_shown = !!(pfd.revents & POLLHUP);
+    dg->in_queued = 0;
+    if (sh->hup_shown) {
+        sh->err_shown = !!(pfd.revents & POLLERR);
+        dg->fill_queued = pfd.revents & POLLOUT ? 0 : 2;
+        return 0;
+    }
+    (void)SYS(sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len));
+    if (h->b >= 0)
+        mfx_drain_all(sh, h->b, 1);
+    mfx_drain_all(sh, h->a, 1);
+    sh->err_shown = 0;
+    dg->fill_queued = 0;
+    return 0;
+}
+
+/* ERR gaining OUT: setting SO_SNDBUF to the value it has calls
+ * sk_write_space, which wakes with EPOLLOUT while A is writable. */
+static int dgram_edge(struct mfx_handle *h, uint32_t gained)
+{
+    if (h->sh->hup_shown)
+        return sock_edge_after_hup(h);
+    if (gained & POLLOUT) {
+        int one = 1;
+        if (SYS(h->sh, setsockopt(h->a, SOL_SOCKET, SO_SNDBUF, &one, sizeof one)))
+            return neg_errno();
+    }
+    return 0;
+}
+
+static const struct mfx_backing_ops mfx_dgram_ops = {
+    .name = "dgram",
+    .kind = MFX_DGRAM,
+    .last_close_bits = 0,
+    .owner_only_bits = 0,
+    .peer_travels = 1,
+    .open = dgram_open,
+    .apply = dgram_apply,
+    .shown = dgram_shown,
+    .limits = dgram_limits,
+    .recover = dgram_recover,
+    .edge = dgram_edge,
+};
+
+/* --- pipe: the read end of a pipe ---------------------------------------- */
+
+static int pipe_open(struct mfx_handle *h)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK))
+        return neg_errno();
+    h->a = fds[0];
+    h->b = fds[1];
+    return 0;
+}
+
+static int pipe_open_writer(struct mfx_handle *h)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", h->a);
+    int fd = SYS(h->sh, open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    return fd < 0 ? neg_errno() : fd;
+}
+
+static int pipe_apply(struct mfx_handle *h, uint32_t want)
+{
+    struct mfx_shared *sh = h->sh;
+    struct mfx_pipe_state *pp = &sh->k.pipe;
+    int want_in = !!(want & POLLIN), want_hup = !!(want & POLLHUP);
+    /* getpid() is a real syscall: ask only when HUP changes. */
+    if (want_hup != (int)sh->hup_shown && sh->owner != getpid())
+        return -EPERM;
+    if (want_in != (int)pp->in_queued) {
+        if (want_in) {
+            /* Outside the owner, or while HUP is shown, a writer opened
+             * for this byte alone (its close keeps HUP as it was). */
+            int w = h->b;
+            if (w < 0 && (w = pipe_open_writer(h)) < 0)
+                return w;
+            ssize_t n = SYS(sh, write(w, "i", 1));
+            int err = errno;
+            if (w != h->b)
+                SYS(sh, close(w));
+            if (n != 1)
+                return err ? -err : -EIO;
+        } else {
+            int r = mfx_drain(sh, h->a, 0);
+            if (r)
+                return r;
+        }
+        pp->in_queued = (uint32_t)want_in;
+    }
+    if (want_hup && !sh->hup_shown) {
+        SYS(sh, close(h->b));
+        h->b = -1;
+        /* A copy of the writer elsewhere (a child forked an instant ago,
+         * before its after-fork hook closed it; or forked from C, which runs
+         * no hook) keeps HUP away: reopen the writer and refuse. */
+        struct pollfd pfd = {h->a, 0, 0};
+        int n = SYS(sh, poll(&pfd, 1, 0));
+        if (n < 0 || !(pfd.revents & POLLHUP)) {
+            int r = n < 0 ? neg_errno() : -EBUSY;
+            int w = pipe_open_writer(h);
+            if (w >= 0)
+                h->b = w;
+            return r;
+        }
+        sh->hup_shown = 1;
+    } else if (!want_hup && sh->hup_shown) {
+        int w = pipe_open_writer(h);
+        if (w < 0)
+            return w;
+        h->b = w;
+        sh->hup_shown = 0;
+    }
+    return 0;
+}
+
+static uint32_t pipe_shown(const struct mfx_shared *sh)
+{
+    return (sh->err_shown ? POLLERR : 0) | (sh->hup_shown ? POLLHUP : 0) |
+           (sh->k.pipe.in_queued ? POLLIN : 0);
+}
+
+static void pipe_limits(const struct mfx_handle *h, uint32_t *cant_set, uint32_t *cant_clear)
+{
+    *cant_set = POLLPRI | POLLOUT | POLLERR; /* a pipe's read end never shows them */
+    *cant_clear = 0;
+}
+
+/* Drain the pipe.  Only the creator can change HUP: elsewhere keep what
+ * shows. */
+static int pipe_recover(struct mfx_handle *h, uint32_t *want)
+{
+    struct mfx_shared *sh = h->sh;
+    struct pollfd pfd = {h->a, POLLIN | POLLPRI | POLLOUT, 0};
+    if (SYS(sh, poll(&pfd, 1, 0)) < 0)
+        return -1;
+    sh->hup_shown = !!(pfd.revents & POLLHUP);
+    mfx_drain_all(sh, h->a, 0);
+    sh->k.pipe.in_queued = 0;
+    if (sh->owner != getpid())
+        *want = (*want & ~(uint32_t)POLLHUP) | (sh->hup_shown ? POLLHUP : 0);
+    return 0;
+}
+
+/* A pipe shows no extra bit: no edge is ever owed. */
+static int pipe_edge(struct mfx_handle *h, uint32_t gained) { return 0; }
+
+static const struct mfx_backing_ops mfx_pipe_ops = {
+    .name = "pipe",
+    .kind = MFX_PIPE,
+    .last_close_bits = POLLHUP, /* the writer's last close makes it */
+    .owner_only_bits = POLLHUP, /* the creator holds the writer */
+    .peer_travels = 0,          /* the writer stays with its creator */
+    .open = pipe_open,
+    .apply = pipe_apply,
+    .shown = pipe_shown,
+    .limits = pipe_limits,
+    .recover = pipe_recover,
+    .edge = pipe_edge,
+};
+
+/* The backings by their kind number. */
+static const struct mfx_backing_ops *const mfx_backings[] = {
+    [MFX_STREAM] = &mfx_stream_ops,
+    [MFX_DGRAM] = &mfx_dgram_ops,
+    [MFX_PIPE] = &mfx_pipe_ops,
+};
+
+static const struct mfx_backing_ops *mfx_backing_of(uint32_t kind)
+{
+    return kind < sizeof mfx_backings / sizeof *mfx_backings ? mfx_backings[kind] : NULL;
+}
+
+/* --- the generic code ---------------------------------------------------- */
 
 static void mfx_resync(struct mfx_handle *h);
 
@@ -169,48 +843,17 @@ static int mfx_init_lock(struct mfx_shared *sh)
     return r;
 }
 
-static int mfx_open_backing(int kind, int *a, int *b)
-{
-    int fds[2];
-    if (kind == MFX_PIPE) {
-        if (pipe2(fds, O_CLOEXEC | O_NONBLOCK))
-            return -1;
-        *a = fds[0];
-        *b = fds[1];
-        return 0;
-    }
-    int type = (kind == MFX_STREAM ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK;
-    if (socketpair(AF_UNIX, type, 0, fds))
-        return -1;
-    *a = fds[0];
-    *b = fds[1];
-    /* The kernel raises 1 to its minimum (4608 on Linux): the fewer bytes
-     * it takes to fill, the cheaper clearing OUT is. */
-    int one = 1;
-    if (setsockopt(*a, SOL_SOCKET, SO_SNDBUF, &one, sizeof one))
-        return -1;
-    if (kind == MFX_DGRAM) {
-        /* Autobind A to an abstract name, so that the peer can reconnect
-         * to it after the disconnect that raises ERR. */
-        sa_family_t family = AF_UNIX;
-        if (bind(*a, (struct sockaddr *)&family, sizeof family))
-            return -1;
-    }
-    return 0;
-}
-
-static int mfx_apply(struct mfx_handle *h, uint32_t want);
-
 static int mfx_new(int kind, struct mfx_handle **out)
 {
-    if (kind != MFX_STREAM && kind != MFX_DGRAM && kind != MFX_PIPE)
+    const struct mfx_backing_ops *ops = kind > 0 ? mfx_backing_of((uint32_t)kind) : NULL;
+    if (!ops)
         return -EINVAL;
     struct mfx_handle *h = calloc(1, sizeof *h);
     if (!h)
         return -ENOMEM;
     int r = 0;
     h->memfd = h->a = h->b = -1;
-    h->kind = kind;
+    h->ops = ops;
     h->memfd = memfd_create("eventfd_ext-maskfd", MFD_CLOEXEC);
     if (h->memfd < 0 || ftruncate(h->memfd, STATE_SIZE))
         goto fail_errno;
@@ -221,23 +864,19 @@ static int mfx_new(int kind, struct mfx_handle **out)
         r = -r;
         goto fail;
     }
-    if (mfx_open_backing(kind, &h->a, &h->b))
-        goto fail_errno;
-    h->sh->a_len = sizeof h->sh->a_addr;
-    if (kind == MFX_DGRAM &&
-        getsockname(h->a, (struct sockaddr *)&h->sh->a_addr, &h->sh->a_len))
-        goto fail_errno;
-    h->sh->kind = kind;
+    if ((r = ops->open(h)))
+        goto fail;
+    h->sh->kind = (uint32_t)ops->kind;
     h->sh->owner = getpid();
     /* The patch's fd starts with no events, but a fresh socket is
      * writable: fill its send buffer. */
-    if ((r = mfx_apply(h, 0)))
+    if ((r = ops->apply(h, 0)))
         goto fail;
     h->sh->magic = MFX_MAGIC;
     *out = h;
     return 0;
 fail_errno:
-    r = errno ? -errno : -EIO;
+    r = neg_errno();
 fail:
     if (h->sh)
         munmap(h->sh, STATE_SIZE);
@@ -257,9 +896,9 @@ static int mfx_attach(int memfd, int a, int b, struct mfx_handle **out)
     if (!h)
         return -ENOMEM;
     h->sh = mfx_map(memfd);
-    if (!h->sh || h->sh->magic != MFX_MAGIC || h->sh->kind < MFX_STREAM ||
-        h->sh->kind > MFX_PIPE) {
-        int r = h->sh ? -EINVAL : (errno ? -errno : -EIO);
+    h->ops = h->sh && h->sh->magic == MFX_MAGIC ? mfx_backing_of(h->sh->kind) : NULL;
+    if (!h->ops) {
+        int r = h->sh ? -EINVAL : neg_errno();
         if (h->sh)
             munmap(h->sh, STATE_SIZE);
         free(h);
@@ -268,52 +907,11 @@ static int mfx_attach(int memfd, int a, int b, struct mfx_handle **out)
     h->memfd = memfd;
     h->a = a;
     h->b = b;
-    h->kind = (int)h->sh->kind;
     *out = h;
     return 0;
 }
 
-/* --- what each backing can do now -------------------------------------- */
-
-static void mfx_limits_of(struct mfx_handle *h, uint32_t *cant_set, uint32_t *cant_clear)
-{
-    struct mfx_shared *sh = h->sh;
-    uint32_t s = 0, c = 0;
-    switch (h->kind) {
-    case MFX_STREAM:
-        if (sh->no_oob)
-            s |= POLLPRI;
-        if (sh->k_hup) {
-            c |= POLLHUP | POLLOUT; /* the peer shut down: A can no longer fill */
-            if (!(sh->k_rx & RX_OOB))
-                s |= POLLPRI;       /* nor can the peer send OOB */
-        }
-        if (sh->err_spent && !sh->k_err)
-            s |= POLLERR;           /* the peer that raised it is gone */
-        if (!sh->k_err && !sh->err_spent && sh->shared)
-            s |= POLLERR;           /* needs the peer's last reference */
-        if (!sh->k_err && sh->k_hup && !sh->k_fill)
-            s |= POLLERR;           /* and unread data at the peer, which
-                                       A cannot send after the shutdown */
-        if (h->b < 0 && !sh->k_hup)
-            s |= POLLIN | POLLPRI | POLLOUT | POLLERR; /* an ERR refused with
-                EBUSY closed this process's peer: it cannot send or drain */
-        break;
-    case MFX_DGRAM:
-        s |= POLLPRI;
-        if (sh->k_hup) {
-            c |= POLLHUP | POLLOUT;
-            if (!sh->k_err && !sh->k_fill)
-                s |= POLLERR; /* raising ERR needs a datagram A can no longer send */
-        }
-        break;
-    case MFX_PIPE:
-        s |= POLLPRI | POLLOUT | POLLERR;
-        break;
-    }
-    *cant_set = s;
-    *cant_clear = c;
-}
+/* --- limits, recovery, change -------------------------------------------- */
 
 static int mfx_limits(struct mfx_handle *h)
 {
@@ -324,458 +922,35 @@ static int mfx_limits(struct mfx_handle *h)
     if (h->closed) {
         r = -EBADF;
     } else {
-        mfx_limits_of(h, &s, &c);
+        h->ops->limits(h, &s, &c);
         r = (int)(s << 16 | c);
     }
     pthread_mutex_unlock(&h->sh->lock);
     return r;
 }
 
-/* --- the transitions --------------------------------------------------- */
-
-static int neg_errno(void) { return errno ? -errno : -EIO; }
-
-/* Drain A's receive queue (never blocks: every fd is O_NONBLOCK). */
-static int mfx_drain(struct mfx_shared *sh, int fd, int sock)
-{
-    char buf[256];
-    for (;;) {
-        ssize_t n = sock ? SYS(sh, recv(fd, buf, sizeof buf, MSG_DONTWAIT))
-                         : SYS(sh, read(fd, buf, sizeof buf));
-        if (n == 0 || (n < 0 && errno == EAGAIN))
-            return 0;
-        if (n < 0 && errno != EINTR)
-            return neg_errno();
-        if (n > 0 && n < (ssize_t)sizeof buf && !sock)
-            return 0;
-    }
-}
-
-static int stream_rx(struct mfx_handle *h, uint32_t want)
-{
-    struct mfx_shared *sh = h->sh;
-    int want_pri = !!(want & POLLPRI), want_in = !!(want & POLLIN);
-    char c = 0;
-    if (sh->k_hup) {
-        /* RCV_SHUTDOWN keeps A readable: IN is shown whatever is asked. */
-        if (!want_pri && (sh->k_rx & RX_OOB)) {
-            if (SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT)) < 0 && errno != EINVAL)
-                return neg_errno();
-            sh->k_rx &= ~RX_OOB;
-        }
-        return 0;
-    }
-    if (want_pri && !(sh->k_rx & RX_OOB)) {
-        if (SYS(sh, send(h->b, "!", 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL)) != 1) {
-            if (errno == EOPNOTSUPP || errno == EINVAL) {
-                sh->no_oob = 1;
-                return -EOPNOTSUPP;
-            }
-            return neg_errno();
-        }
-        sh->k_rx |= RX_OOB; /* shows IN too */
-        return 0;
-    }
-    if (!want_pri && (sh->k_rx & RX_OOB)) {
-        /* recv(MSG_OOB) takes the byte but leaves IN shown until the next
-         * recv consumes the spent skb: drain, then restore IN if asked. */
-        if (SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT)) < 0 && errno != EINVAL)
-            return neg_errno();
-        int r = mfx_drain(sh, h->a, 1);
-        if (r)
-            return r;
-        sh->k_rx = 0;
-    }
-    if (sh->k_rx & RX_OOB)
-        return 0; /* PRI stays: IN is shown whatever is asked */
-    if (want_in && !sh->k_rx) {
-        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
-            return neg_errno();
-        sh->k_rx = RX_BYTE;
-    } else if (!want_in && sh->k_rx) {
-        char buf[64];
-        if (SYS(sh, recv(h->a, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno != EAGAIN)
-            return neg_errno();
-        sh->k_rx = 0;
-    }
-    return 0;
-}
-
-static int stream_out(struct mfx_handle *h, uint32_t want)
-{
-    struct mfx_shared *sh = h->sh;
-    int fill = !(want & POLLOUT);
-    if (fill == (int)sh->k_fill || (fill && sh->k_hup))
-        return 0; /* after HUP A cannot send: OUT stays (an extra bit) */
-    if (!fill && (want & POLLERR) && !sh->k_err)
-        return 0; /* raising ERR below needs the unread fill at the peer,
-                     and frees it: OUT shows then */
-    if (fill) {
-        /* One send larger than the buffer takes what fits and leaves A
-         * unwritable; loop only if a reader freed room meanwhile. */
-        for (;;) {
-            ssize_t n = SYS(sh, send(h->a, mfx_fill, FILL_LEN, MSG_DONTWAIT | MSG_NOSIGNAL));
-            if ((n >= 0 && n < FILL_LEN) || (n < 0 && errno == EAGAIN))
-                break;
-            if (n < 0 && errno != EINTR)
-                return neg_errno();
-        }
-    } else if (h->b >= 0) {
-        if (SYS(sh, recv(h->b, mfx_fill, FILL_LEN, MSG_DONTWAIT)) < 0 && errno != EAGAIN)
-            return neg_errno();
-    } else if (!sh->k_hup) {
-        return -EBADF; /* the peer was closed here by a refused ERR */
-    }
-    sh->k_fill = (uint32_t)fill;
-    return 0;
-}
-
-static int stream_err_hup(struct mfx_handle *h, uint32_t want)
-{
-    struct mfx_shared *sh = h->sh;
-    if ((want & POLLERR) && !sh->k_err) {
-        /* The peer's release with unread data raises ECONNRESET on A, and
-         * HUP with it; it frees A's queued bytes, so OUT shows too. */
-        char c = 0;
-        if (!sh->k_hup)
-            (void)SYS(sh, send(h->a, &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL));
-        (void)SYS(sh, close(h->b));
-        h->b = -1;
-        sh->err_spent = 1;
-        /* A copy of the peer in a process forked without the Python hooks
-         * (which mark the state shared, so that ERR is refused) keeps the
-         * peer alive: ERR shows only at that copy's close.  Say so. */
-        struct pollfd pfd = {h->a, 0, 0};
-        if (SYS(sh, poll(&pfd, 1, 0)) < 0)
-            return neg_errno();
-        if (!(pfd.revents & POLLERR))
-            return -EBUSY;
-        sh->k_err = sh->k_hup = 1;
-        sh->k_fill = 0;
-        return 0;
-    }
-    if (!(want & POLLERR) && sh->k_err) {
-        int err;
-        socklen_t len = sizeof err;
-        if (SYS(sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len)))
-            return neg_errno();
-        sh->k_err = 0;
-    }
-    if ((want & POLLHUP) && !sh->k_hup) {
-        if (SYS(sh, shutdown(h->b, SHUT_RDWR)))
-            return neg_errno();
-        sh->k_hup = 1;
-    }
-    return 0;
-}
-
-static int dgram_rx(struct mfx_handle *h, uint32_t want)
-{
-    struct mfx_shared *sh = h->sh;
-    int want_in = !!(want & POLLIN);
-    char buf[64];
-    if (sh->k_hup || want_in == (int)sh->k_rx)
-        return 0; /* after the shutdown A is readable whatever is asked */
-    if (want_in) {
-        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
-            return neg_errno();
-    } else if (SYS(sh, recv(h->a, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno != EAGAIN) {
-        return neg_errno();
-    }
-    sh->k_rx = (uint32_t)want_in;
-    return 0;
-}
-
-static int dgram_out(struct mfx_handle *h, uint32_t want)
-{
-    struct mfx_shared *sh = h->sh;
-    char buf[64];
-    if (!(want & POLLOUT)) {
-        /* A cannot send after its shutdown, and a send would consume a
-         * pending ERR, whose raising purged the fill: OUT stays (extra). */
-        if (sh->k_hup || sh->k_err || (want & POLLERR))
-            return 0; /* (raising ERR below purges the fill anyway) */
-        /* Two queued one-byte datagrams take A past a quarter of the
-         * minimum send buffer, where poll stops reporting OUT. */
-        while (sh->k_fill < 2) {
-            if (SYS(sh, send(h->a, "o", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
-                return neg_errno();
-            sh->k_fill++;
-        }
-    } else if (sh->k_fill >= 2) {
-        if (SYS(sh, recv(h->b, buf, sizeof buf, MSG_DONTWAIT)) < 0)
-            return neg_errno();
-        sh->k_fill--;
-    }
-    return 0;
-}
-
-static int dgram_err_hup(struct mfx_handle *h, uint32_t want)
-{
-    struct mfx_shared *sh = h->sh;
-    if ((want & POLLERR) && !sh->k_err) {
-        /* A peer that disconnects with unread datagrams from A raises
-         * ECONNRESET on A (and purges them); then it reconnects. */
-        sa_family_t unspec = AF_UNSPEC;
-        if (!sh->k_fill) {
-            if (SYS(sh, send(h->a, "e", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
-                return neg_errno();
-        }
-        if (SYS(sh, connect(h->b, (struct sockaddr *)&unspec, sizeof unspec)))
-            return neg_errno();
-        sh->k_fill = 0;
-        sh->k_err = 1;
-        if (SYS(sh, connect(h->b, (struct sockaddr *)&sh->a_addr, sh->a_len)))
-            return neg_errno();
-    } else if (!(want & POLLERR) && sh->k_err) {
-        int err;
-        socklen_t len = sizeof err;
-        if (SYS(sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len)))
-            return neg_errno();
-        sh->k_err = 0;
-    }
-    if ((want & POLLHUP) && !sh->k_hup) {
-        if (SYS(sh, shutdown(h->a, SHUT_RDWR)))
-            return neg_errno();
-        sh->k_hup = 1;
-    }
-    return 0;
-}
-
-static int pipe_open_writer(struct mfx_handle *h)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", h->a);
-    int fd = SYS(h->sh, open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC));
-    return fd < 0 ? neg_errno() : fd;
-}
-
-static int pipe_change(struct mfx_handle *h, uint32_t want)
-{
-    struct mfx_shared *sh = h->sh;
-    int want_in = !!(want & POLLIN), want_hup = !!(want & POLLHUP);
-    /* getpid() is a real syscall: ask only when HUP changes. */
-    if (want_hup != (int)sh->k_hup && sh->owner != getpid())
-        return -EPERM;
-    if (want_in != (int)sh->k_rx) {
-        if (want_in) {
-            /* Outside the owner, or while HUP is shown, a writer opened
-             * for this byte alone (its close keeps HUP as it was). */
-            int w = h->b;
-            if (w < 0 && (w = pipe_open_writer(h)) < 0)
-                return w;
-            ssize_t n = SYS(sh, write(w, "i", 1));
-            int err = errno;
-            if (w != h->b)
-                SYS(sh, close(w));
-            if (n != 1)
-                return err ? -err : -EIO;
-        } else {
-            int r = mfx_drain(sh, h->a, 0);
-            if (r)
-                return r;
-        }
-        sh->k_rx = (uint32_t)want_in;
-    }
-    if (want_hup && !sh->k_hup) {
-        SYS(sh, close(h->b));
-        h->b = -1;
-        /* A copy of the writer elsewhere (a child forked an instant ago,
-         * before its after-fork hook closed it; or forked from C, which runs
-         * no hook) keeps HUP away: reopen the writer and refuse. */
-        struct pollfd pfd = {h->a, 0, 0};
-        int n = SYS(sh, poll(&pfd, 1, 0));
-        if (n < 0 || !(pfd.revents & POLLHUP)) {
-            int r = n < 0 ? neg_errno() : -EBUSY;
-            int w = pipe_open_writer(h);
-            if (w >= 0)
-                h->b = w;
-            return r;
-        }
-        sh->k_hup = 1;
-    } else if (!want_hup && sh->k_hup) {
-        int w = pipe_open_writer(h);
-        if (w < 0)
-            return w;
-        h->b = w;
-        sh->k_hup = 0;
-    }
-    return 0;
-}
-
-static int mfx_apply(struct mfx_handle *h, uint32_t want)
-{
-    int r;
-    switch (h->kind) {
-    case MFX_STREAM:
-        /* PRI first: a kernel without AF_UNIX OOB refuses it before any
-         * other bit has changed.  HUP and ERR last: they freeze the rest. */
-        if ((r = stream_rx(h, want)) || (r = stream_out(h, want)))
-            return r;
-        return stream_err_hup(h, want);
-    case MFX_DGRAM:
-        /* Clear ERR first, so that the fill below can run; and since a recv
-         * on A reports and consumes a pending ERR instead of the datagram,
-         * take it before that recv too, and raise it again last. */
-        if (h->sh->k_err &&
-            (!(want & POLLERR) || (h->sh->k_rx && !(want & POLLIN) && !h->sh->k_hup))) {
-            int err;
-            socklen_t len = sizeof err;
-            if (SYS(h->sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len)))
-                return neg_errno();
-            h->sh->k_err = 0;
-        }
-        if ((r = dgram_rx(h, want)) || (r = dgram_out(h, want)))
-            return r;
-        return dgram_err_hup(h, want);
-    default:
-        return pipe_change(h, want);
-    }
-}
-
-/* What the kernel objects show now, from the k_* fields. */
-static uint32_t mfx_shown_of(struct mfx_handle *h)
-{
-    struct mfx_shared *sh = h->sh;
-    uint32_t s = (sh->k_err ? POLLERR : 0) | (sh->k_hup ? POLLHUP : 0);
-    switch (h->kind) {
-    case MFX_STREAM:
-        s |= (sh->k_rx || sh->k_hup ? POLLIN : 0) | (sh->k_rx & RX_OOB ? POLLPRI : 0) |
-             (sh->k_fill ? 0 : POLLOUT);
-        break;
-    case MFX_DGRAM:
-        s |= (sh->k_rx || sh->k_hup ? POLLIN : 0) | (sh->k_fill >= 2 ? 0 : POLLOUT);
-        break;
-    default:
-        s |= sh->k_rx ? POLLIN : 0;
-        break;
-    }
-    return s;
-}
-
-/* The stored mask gained bits the fd already showed as extras, so no
- * syscall was made for them and no edge reached edge-triggered waiters:
- * wake the fd's wait queue without changing what it shows.
- *  - a socket whose A end is fully shut down (HUP shown): shutdown(A)
- *    again changes nothing and calls its sk_state_change, a wake-up with
- *    key 0, which every epoll entry accepts;
- *  - stream PRI, gaining IN: a normal byte behind the OOB one (IN is shown
- *    already; clearing PRI drains both);
- *  - dgram ERR, gaining OUT: setting SO_SNDBUF to the value it has calls
- *    sk_write_space, which wakes with EPOLLOUT while A is writable. */
-static int mfx_nudge(struct mfx_handle *h, uint32_t gained)
-{
-    struct mfx_shared *sh = h->sh;
-    if (h->kind == MFX_PIPE)
-        return 0; /* a pipe shows no extra bit */
-    if (sh->k_hup) {
-        if (SYS(sh, shutdown(h->a, SHUT_RDWR)))
-            return neg_errno();
-        return 0;
-    }
-    if (h->kind == MFX_STREAM && (gained & POLLIN)) {
-        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
-            return neg_errno();
-        sh->k_rx |= RX_BYTE;
-    }
-    if (h->kind == MFX_DGRAM && (gained & POLLOUT)) {
-        int one = 1;
-        if (SYS(sh, setsockopt(h->a, SOL_SOCKET, SO_SNDBUF, &one, sizeof one)))
-            return neg_errno();
-    }
-    return 0;
-}
-
-/* Drain every byte or datagram queued to fd (recovery only). */
-static void mfx_drain_all(struct mfx_shared *sh, int fd, int sock)
-{
-    for (;;) {
-        ssize_t n = sock ? SYS(sh, recv(fd, mfx_fill, FILL_LEN, MSG_DONTWAIT))
-                         : SYS(sh, read(fd, mfx_fill, FILL_LEN));
-        if (n == 0 || (n < 0 && errno != EINTR))
-            return;
-    }
-}
-
 /* After a holder died holding the lock: the kernel objects may be anywhere
  * between the pair it found and the one it was writing (a datagram peer
  * disconnected before its reconnect, a byte sent but not recorded, a fill
- * half drained, ...).  Bring every backing to a known base state, then make
+ * half drained, ...).  Bring the backing to a known base state, then make
  * it show the stored pair again.  Idempotent: a recovery killed half-way is
  * simply done again by the next caller. */
 static void mfx_resync(struct mfx_handle *h)
 {
     struct mfx_shared *sh = h->sh;
-    struct pollfd pfd = {h->a, POLLIN | POLLPRI | POLLOUT, 0};
+    const struct mfx_backing_ops *ops = h->ops;
     /* A change in flight is rolled forward when the kernel objects can
      * show it (a step the dead holder made may not be undoable: a stream
      * ERR taken, a shutdown), else back. */
     int staged = sh->next != sh->cur;
     uint32_t want = sh->slot[staged ? sh->next : sh->cur].events;
-    char c;
-    switch (h->kind) {
-    case MFX_DGRAM: {
-        /* Reconnect the peer whatever step the dead holder was in (connect
-         * to the peer it has already changes nothing).  Before HUP, take a
-         * pending ERR and drop the fill and the IN datagrams: all of it can
-         * be made again.  After HUP (A can no longer send) keep what shows. */
-        int err;
-        socklen_t len = sizeof err;
-        if (h->b >= 0)
-            (void)SYS(sh, connect(h->b, (struct sockaddr *)&sh->a_addr, sh->a_len));
-        if (SYS(sh, poll(&pfd, 1, 0)) < 0)
-            return;
-        sh->k_hup = !!(pfd.revents & POLLHUP);
-        sh->k_rx = 0;
-        if (sh->k_hup) {
-            sh->k_err = !!(pfd.revents & POLLERR);
-            sh->k_fill = pfd.revents & POLLOUT ? 0 : 2;
-            break;
-        }
-        (void)SYS(sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len));
-        if (h->b >= 0)
-            mfx_drain_all(sh, h->b, 1);
-        mfx_drain_all(sh, h->a, 1);
-        sh->k_err = 0;
-        sh->k_fill = 0;
-        break;
-    }
-    case MFX_STREAM:
-        if (SYS(sh, poll(&pfd, 1, 0)) < 0)
-            return;
-        sh->k_hup = !!(pfd.revents & POLLHUP);
-        sh->k_err = !!(pfd.revents & POLLERR);
-        if (!sh->k_hup) {
-            (void)SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT));
-            mfx_drain_all(sh, h->a, 1);
-            sh->k_rx = 0;
-            if (h->b >= 0) {
-                mfx_drain_all(sh, h->b, 1);
-                sh->k_fill = 0;
-            } else {
-                sh->k_fill = !(pfd.revents & POLLOUT);
-            }
-        } else {
-            sh->k_rx = pfd.revents & POLLPRI ? RX_OOB : 0;
-            sh->k_fill = !(pfd.revents & POLLOUT);
-        }
-        break;
-    default:
-        if (SYS(sh, poll(&pfd, 1, 0)) < 0)
-            return;
-        sh->k_hup = !!(pfd.revents & POLLHUP);
-        mfx_drain_all(sh, h->a, 0);
-        sh->k_rx = 0;
-        /* Only the creator can change HUP: elsewhere keep what shows. */
-        if (sh->owner != getpid())
-            want = (want & ~(uint32_t)POLLHUP) | (sh->k_hup ? POLLHUP : 0);
-        break;
-    }
+    if (ops->recover(h, &want))
+        return;
     if (staged) {
         uint32_t cant_set, cant_clear, old = sh->slot[sh->cur].events;
-        mfx_limits_of(h, &cant_set, &cant_clear);
+        ops->limits(h, &cant_set, &cant_clear);
         (void)cant_clear; /* a bit it cannot clear now stays as an extra */
-        if (!(want & ~mfx_shown_of(h) & cant_set) && !mfx_apply(h, want)) {
+        if (!(want & ~ops->shown(sh) & cant_set) && !ops->apply(h, want)) {
             __atomic_store_n(&sh->cur, sh->next, __ATOMIC_RELEASE); /* forward */
         } else {
             __atomic_store_n(&sh->next, sh->cur, __ATOMIC_RELEASE); /* back */
@@ -784,9 +959,9 @@ static void mfx_resync(struct mfx_handle *h)
     }
     /* Best effort: a failure leaves extra bits, never missing ones that a
      * syscall could have shown. */
-    mfx_apply(h, want);
-    if (sh->k_hup)
-        mfx_nudge(h, want); /* a gained extra bit's edge the dead holder owed */
+    ops->apply(h, want);
+    if (sh->hup_shown)
+        ops->edge(h, want); /* a gained extra bit's edge the dead holder owed */
     sh->need_resync = 0;
 }
 
@@ -809,12 +984,20 @@ static void mfx_commit(struct mfx_shared *sh)
     mfx_step();
 }
 
+/* A refusal: its reason and the bits it refused, in one negative int
+ * (maskfd_shim.h, mfx_change). */
+static int mfx_refused(int err, uint32_t bits)
+{
+    return -(int)((uint32_t)err | bits << MFX_REFUSED_SHIFT);
+}
+
 static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bits,
                       int set_data, uint64_t data)
 {
     if ((clear_bits | set_bits) & ~(uint32_t)MFX_VALID)
         return -EINVAL;
     struct mfx_shared *sh = h->sh;
+    const struct mfx_backing_ops *ops = h->ops;
     int r = mfx_lock(h);
     if (r)
         return r;
@@ -828,39 +1011,47 @@ static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bi
         data = cur->data;
     if (want != old) {
         uint32_t cant_set, cant_clear;
-        mfx_limits_of(h, &cant_set, &cant_clear);
+        ops->limits(h, &cant_set, &cant_clear);
         if (old & ~want & cant_clear) {
-            r = -ENOTRECOVERABLE;
+            r = mfx_refused(ENOTRECOVERABLE, old & ~want & cant_clear);
             goto out;
         }
         if (want & ~old & cant_set) {
-            r = -EOPNOTSUPP;
+            r = mfx_refused(EOPNOTSUPP, want & ~old & cant_set);
             goto out;
         }
-        uint32_t before = mfx_shown_of(h);
+        uint32_t before = ops->shown(sh);
         mfx_stage(sh, want, data);
-        r = mfx_apply(h, want);
+        r = ops->apply(h, want);
         if (r == -EBUSY) {
-            mfx_apply(h, old); /* undo the bits changed before the refusal */
+            ops->apply(h, old); /* undo the bits changed before the refusal */
             __atomic_store_n(&sh->next, sh->cur, __ATOMIC_RELEASE);
+            r = mfx_refused(EBUSY, want & ~old & ops->last_close_bits);
             goto out;
         }
         if (r) {
             /* Store the bits the kernel objects reached, so that read()
              * and readiness still agree. */
             if (r != -EOPNOTSUPP) {
-                mfx_stage(sh, (old & ~(old ^ want)) | ((old ^ want) & mfx_shown_of(h)),
+                mfx_stage(sh, (old & ~(old ^ want)) | ((old ^ want) & ops->shown(sh)),
                           cur->data);
                 mfx_commit(sh);
             } else {
                 __atomic_store_n(&sh->next, sh->cur, __ATOMIC_RELEASE);
+            }
+            /* The backing refused before any syscall: name the bits. */
+            if (r == -EPERM)
+                r = mfx_refused(EPERM, (want ^ before) & ops->owner_only_bits);
+            else if (r == -EOPNOTSUPP) { /* a limit learnt just now (no OOB) */
+                ops->limits(h, &cant_set, &cant_clear);
+                r = mfx_refused(EOPNOTSUPP, want & ~old & cant_set);
             }
             goto out;
         }
         mfx_commit(sh);
         uint32_t gained = want & ~old & before;
         if (gained)
-            r = mfx_nudge(h, gained); /* stored and shown; an error says the
+            r = ops->edge(h, gained); /* stored and shown; an error says the
                                          edge may be missing */
     } else if (set_data && data != cur->data) {
         mfx_stage(sh, want, data);
@@ -897,7 +1088,8 @@ static int mfx_get(struct mfx_handle *h, struct mfx_pair *out)
 
 /* --- bookkeeping ------------------------------------------------------- */
 
-static int mfx_kind(struct mfx_handle *h) { return h->kind; }
+static int mfx_kind(struct mfx_handle *h) { return h->ops->kind; }
+static int mfx_peer_travels(struct mfx_handle *h) { return h->ops->peer_travels; }
 static int mfx_fd(struct mfx_handle *h) { return h->closed ? -1 : h->a; }
 static int mfx_peer_fd(struct mfx_handle *h) { return h->closed ? -1 : h->b; }
 static int mfx_memfd(struct mfx_handle *h) { return h->closed ? -1 : h->memfd; }
@@ -919,8 +1111,10 @@ static int mfx_mark_shared(struct mfx_handle *h, int in_child)
         return -EBADF;
     __atomic_store_n(&h->sh->shared, 1, __ATOMIC_RELEASE);
     /* In the child only the forking thread runs: no change is in flight
-     * here, and this handle's fds are this process's own. */
-    if (in_child && h->kind == MFX_PIPE && h->b >= 0) {
+     * here, and this handle's fds are this process's own.  A peer that
+     * does not travel stays with its creator (the pipe's writer, whose
+     * last close is HUP). */
+    if (in_child && !h->ops->peer_travels && h->b >= 0) {
         close(h->b);
         h->b = -1;
     }

@@ -8,7 +8,9 @@
  *
  * Calling convention: the project rule written in eventfd_shim.h (every
  * function returns int, >= 0 on success and -errno on failure, never errno;
- * anything else is written through a pointer the caller allocates per call).
+ * anything else is written through a pointer the caller allocates per call),
+ * with one exception: a refused change packs the refused bits beside the
+ * errno in its negative result (mfx_change).
  *
  * Waiting for the lock is done in slices: a caller that does not get it
  * within one slice (a holder stopped by SIGSTOP or a debugger) gets -EINTR,
@@ -19,6 +21,7 @@
 #define MFX_DGRAM ...
 #define MFX_PIPE ...
 #define MFX_VALID ...
+#define MFX_REFUSED_SHIFT ...
 
 struct mfx_handle;
 
@@ -37,25 +40,34 @@ int mfx_new(int kind, struct mfx_handle **out);
 int mfx_attach(int memfd, int a, int b, struct mfx_handle **out);
 
 /* Replace the bits in clear_bits by those in set_bits (set wins), and the
- * data word if set_data.  0, or -errno:
+ * data word if set_data.  0, -errno, or a refusal.
+ *
+ * A refusal is the one packed result of the shim: -(errno | bits <<
+ * MFX_REFUSED_SHIFT), where bits (never 0) are exactly the event bits this
+ * call refused, decided under the lock, so the caller names them without
+ * asking the state again (another holder may have changed it since).
+ * Packed, because the hot mfx_set/mfx_clear must stay one-argument calls and
+ * an out-pointer would cost an allocation per call; both fit one int, as in
+ * mfx_limits.  errno says why:
+ *   ENOTRECOVERABLE  bits the backing can no longer clear (mfx_limits)
+ *   EOPNOTSUPP    bits the backing cannot show (mfx_limits)
+ *   EPERM         bits only the creating process can change (pipe: HUP)
+ *   EBUSY         another process (forked without the Python fork hooks)
+ *                 holds a copy of the object whose last close makes the
+ *                 bits: they would not show now; nothing was changed
+ * Otherwise -errno, bits 0:
  *   EINVAL        a bit outside MFX_VALID
  *   EINTR         the lock was not free within one slice: call again
  *   EBADF         the handle is closed
- *   ENOTRECOVERABLE  the backing can no longer clear a bit (mfx_limits)
- *   EOPNOTSUPP    the backing cannot show a bit (mfx_limits)
- *   EPERM         pipe backing: only the creating process can change HUP
- *   EBUSY         another process (forked without the Python fork hooks)
- *                 holds a copy of the object whose last close makes the
- *                 bit: it would not show now; nothing was changed
  *   other         a syscall failed; the state stored is what the kernel shows
- * A refused change (all but the last) changes neither the stored pair nor
- * what the fd shows.  The new pair is committed by one store, so a holder
- * killed inside a change leaves the old pair or the new one, never a mix. */
+ * A refused change changes neither the stored pair nor what the fd shows.
+ * The new pair is committed by one store, so a holder killed inside a
+ * change leaves the old pair or the new one, never a mix. */
 int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bits,
                int set_data, uint64_t data);
 
-/* mfx_change(h, 0, bits, 0, 0) and mfx_change(h, bits, 0, 0, 0): the hot
- * path, with the fewest arguments to convert. */
+/* mfx_change(h, 0, bits, 0, 0) and mfx_change(h, bits, 0, 0, 0), with the
+ * same results: the hot path, with the fewest arguments to convert. */
 int mfx_set(struct mfx_handle *h, uint32_t bits);
 int mfx_clear(struct mfx_handle *h, uint32_t bits);
 
@@ -67,6 +79,9 @@ int mfx_get(struct mfx_handle *h, struct mfx_pair *out);
 int mfx_limits(struct mfx_handle *h);
 
 int mfx_kind(struct mfx_handle *h);
+/* 1 if the peer fd goes with the MaskFD to other processes, 0 if it stays
+ * with its creator (the pipe's writer: its last close is HUP). */
+int mfx_peer_travels(struct mfx_handle *h);
 int mfx_fd(struct mfx_handle *h);          /* the handed-out fd, or -1 */
 int mfx_peer_fd(struct mfx_handle *h);     /* peer socket / pipe writer, or -1 */
 int mfx_memfd(struct mfx_handle *h);

@@ -286,3 +286,90 @@ def test_in_set_and_clear_cost_one_syscall_each(mask: MaskFD) -> None:
 
 def test_all_bits_constant() -> None:
     assert EFD_MASK_EVENTS == ALL == 0x1F
+
+
+# -- a refusal names exactly the bits it refused ------------------------------
+
+
+def _message_bits(exc: OSError, verb: str) -> str:
+    """The bit names after "cannot <verb> " in a refusal's message."""
+    text = str(exc.strerror)
+    assert f"cannot {verb} " in text, text
+    return text.split(f"cannot {verb} ", 1)[1].split(":", 1)[0].split(" ", 1)[0]
+
+
+def _stream_after_hup(out: bool) -> MaskFD:
+    m = MaskFD(IN | (OUT if out else 0))
+    m.set(HUP)
+    return m
+
+
+@pytest.mark.parametrize("backing,setup,call,err,verb,named", [
+    ("pipe", 0, lambda m: m.update(set=IN | PRI | OUT), errno.EOPNOTSUPP, "show", "POLLPRI|POLLOUT"),
+    ("pipe", IN, lambda m: m.write(IN | ERR), errno.EOPNOTSUPP, "show", "POLLERR"),
+    ("dgram", 0, lambda m: m.set(IN | PRI), errno.EOPNOTSUPP, "show", "POLLPRI"),
+    ("stream", IN | OUT | HUP, lambda m: m.write(IN), errno.ENOTRECOVERABLE, "clear", "POLLOUT|POLLHUP"),
+    ("stream", IN | HUP, lambda m: m.write(IN), errno.ENOTRECOVERABLE, "clear", "POLLHUP"),
+    ("dgram", IN | HUP, lambda m: m.clear(HUP | IN), errno.ENOTRECOVERABLE, "clear", "POLLHUP"),
+])
+def test_refusal_names_exactly_the_refused_bits(
+    backing: str, setup: int, call: Callable[[MaskFD], None], err: int, verb: str, named: str
+) -> None:
+    with MaskFD(backing=backing) as m:  # type: ignore[arg-type]
+        m.write(setup, 9)
+        with pytest.raises(OSError) as info:
+            call(m)
+        assert info.value.errno == err
+        assert _message_bits(info.value, verb) == named
+        assert m.read() == (setup, 9)
+
+
+def _in_another_thread_after_next_crossing(action: Callable[[], None]) -> None:
+    """Arm a hook: as soon as this thread's next call into the shim returns
+    (before any Python line looks at its result), run *action* in another
+    thread and wait for it.  The worst interleaving a concurrent writer can
+    produce, made deterministic (cffi releases the GIL around every call, so
+    a real thread can land exactly there)."""
+    import sys
+    import threading
+
+    def hook(frame: object, event: str, arg: object) -> None:
+        if event == "c_return" and getattr(arg, "__name__", "").startswith("mfx_"):
+            sys.setprofile(None)
+            thread = threading.Thread(target=action)
+            thread.start()
+            thread.join()
+
+    sys.setprofile(hook)
+
+
+def _refused_while_another_thread_sets_out(call: Callable[[MaskFD], None], verb: str) -> tuple[str, MaskState]:
+    # stream after HUP, OUT not stored: HUP (and OUT once set) can no longer
+    # be cleared; PRI can no longer be set, nor can ERR once OUT is set.
+    with _stream_after_hup(out=False) as m:
+        _in_another_thread_after_next_crossing(lambda: m.set(OUT))
+        try:
+            with pytest.raises(OSError) as info:
+                call(m)
+        finally:
+            import sys
+
+            sys.setprofile(None)
+        return _message_bits(info.value, verb), m.read()
+
+
+def test_refusal_names_its_own_bits_while_another_thread_changes_the_mask() -> None:
+    # Refused for HUP alone; the other thread's OUT lands just after.
+    named, after = _refused_while_another_thread_sets_out(lambda m: m.write(IN), "clear")
+    assert after == (IN | OUT | HUP, 0)  # the other thread's change did land
+    assert named == "POLLHUP"  # not POLLOUT|POLLHUP: OUT was not stored when refused
+
+
+def test_refusal_to_show_names_its_own_bits_while_another_thread_changes_the_mask() -> None:
+    # Refused for PRI alone (ERR could still be set); the other thread's OUT
+    # drains the fill that ERR needs after HUP, just after the refusal.
+    named, after = _refused_while_another_thread_sets_out(
+        lambda m: m.update(set=PRI | ERR), "show"
+    )
+    assert after == (IN | OUT | HUP, 0)
+    assert named == "POLLPRI"  # not POLLPRI|POLLERR

@@ -24,11 +24,10 @@ import weakref
 from typing import Any, Callable, NoReturn
 
 from . import _core
-from ._backings import BACKINGS, CANT_CLEAR, CANT_SET, KINDS, NAMES, Backing, choose_backing
+from ._backings import BACKINGS, BY_KIND, BY_NAME, Backing, BackingRecord, choose_backing
 from ._constants import EFD_MASK_EVENTS
 from ._maskabi import (
     EFD_MASK_SIZE,
-    EVENT_NAMES,
     STRUCT,
     MaskState,
     check_data,
@@ -45,6 +44,9 @@ _change = lib.mfx_change
 _set = lib.mfx_set
 _clear = lib.mfx_clear
 _EINTR = -errno.EINTR
+# A refused change packs the refused bits above the errno (maskfd_shim.h).
+_REFUSED_SHIFT = lib.MFX_REFUSED_SHIFT
+_ERRNO_MASK = (1 << _REFUSED_SHIFT) - 1
 # Out-arguments are allocated per call (never a shared buffer: a signal
 # handler may run a MaskFD call between another's return and its use).
 _new: Callable[[str], Any] = ffi.new
@@ -123,14 +125,14 @@ class MaskFD(FDOwner):
         events = check_events(events)
         data = check_data(data)
         if backing is None:
-            backing = "stream" if uses is None else choose_backing(uses)
+            backing = BACKINGS[0] if uses is None else choose_backing(uses)
         elif uses is not None:
             check_events(uses, "uses")
-        kind = KINDS.get(backing) if isinstance(backing, str) else None
-        if kind is None:
+        record = BY_NAME.get(backing) if isinstance(backing, str) else None
+        if record is None:
             raise ValueError(f"backing must be one of {BACKINGS}, not {backing!r}")
         out = _new("struct mfx_handle **")
-        result = lib.mfx_new(kind, out)
+        result = lib.mfx_new(record.kind, out)
         if result:
             _core.raise_errno(-result)  # the shim closed what it had opened
         handle = out[0]
@@ -147,7 +149,10 @@ class MaskFD(FDOwner):
     @property
     def backing(self) -> Backing:
         """``"stream"``, ``"dgram"`` or ``"pipe"``: the IPC object behind the fd."""
-        return NAMES[lib.mfx_kind(self._handle())]
+        return self._record().name
+
+    def _record(self) -> BackingRecord:
+        return BY_KIND[lib.mfx_kind(self._handle())]  # fixed per handle: no lock
 
     def _close_fd(self, fd: int) -> None:
         # All three fds, under the lock, so that no change is half done;
@@ -187,7 +192,7 @@ class MaskFD(FDOwner):
             self._refuse(events, data)
         if result:
             self._failed(result, (_change, self._h, EFD_MASK_EVENTS, events, 1, data),
-                         EFD_MASK_EVENTS, events, data)
+                         EFD_MASK_EVENTS, events)
 
     def set(self, events: int) -> None:
         """Add the bits in *events* to the stored mask; the data stays."""
@@ -198,7 +203,7 @@ class MaskFD(FDOwner):
         except (TypeError, OverflowError):
             self._refuse(events, 0)
         if result:
-            self._failed(result, (_set, self._h, events), 0, events, 0)
+            self._failed(result, (_set, self._h, events), 0, events)
 
     def clear(self, events: int) -> None:
         """Remove the bits in *events* from the stored mask; the data stays."""
@@ -209,7 +214,7 @@ class MaskFD(FDOwner):
         except (TypeError, OverflowError):
             self._refuse(events, 0)
         if result:
-            self._failed(result, (_clear, self._h, events), events, 0, 0)
+            self._failed(result, (_clear, self._h, events), events, 0)
 
     def update(
         self, set: int = 0, clear: int = 0, data: int | None = None
@@ -227,7 +232,7 @@ class MaskFD(FDOwner):
             self._refuse(set, value)
         if result:
             self._failed(result, (_change, self._h, clear, set, set_data, value),
-                         clear, set, value)
+                         clear, set)
 
     def read(self) -> MaskState:
         """The last written pair ``(events, data)``, as EFD_MASK's read."""
@@ -325,58 +330,24 @@ class MaskFD(FDOwner):
         _core.raise_errno(-result)
 
     def _failed(
-        self, result: int, call: tuple[Any, ...], clear: int, set: int, data: int
+        self, result: int, call: tuple[Any, ...], clear: int, set: int
     ) -> None:
         """A change returned *result*: call it again while the lock was
-        busy (signal handlers run in between), else raise what it means."""
+        busy (signal handlers run in between), else raise what it means.
+
+        A refusal names the bits the shim refused in that very call, under
+        its lock: nothing is asked again, so another holder's change since
+        cannot make it name the wrong ones."""
         if result == _EINTR:
             result = _retry(*call)
             if not result:
                 return
-        err = -result
+        err, refused = -result & _ERRNO_MASK, -result >> _REFUSED_SHIFT
         if err == errno.EINVAL:
             check_events(clear)
             check_events(set)
         if err == errno.EBADF:
             self._raise_closed()
-        backing = self.backing
-        cant_set, cant_clear = self.limits()
-        old = self.events
-        new = (old & ~clear) | set
-        if err == errno.ENOTRECOVERABLE:
-            bits = old & ~new & cant_clear or clear & ~set
-            reason = "; ".join(
-                CANT_CLEAR.get((backing, bit), "irreversible")
-                for bit, _ in EVENT_NAMES
-                if bits & bit
-            )
-            raise OSError(
-                err,
-                f"the {backing!r} backing cannot clear {event_names(bits)}: {reason}",
-            )
-        if err == errno.EOPNOTSUPP:
-            bits = new & ~old & cant_set or set
-            reason = "; ".join(
-                CANT_SET.get((backing, bit), "not available")
-                for bit, _ in EVENT_NAMES
-                if bits & bit
-            )
-            raise OSError(
-                err,
-                f"the {backing!r} backing cannot show {event_names(bits)}: {reason}",
-            )
-        if err == errno.EBUSY:
-            raise OSError(
-                err,
-                f"the {backing!r} backing cannot show {event_names(set & ~old)} "
-                "now: another process holds a copy of the object whose last "
-                "close makes it (a process forked from C, without Python's fork "
-                "hooks, or one forked an instant ago); nothing was changed",
-            )
-        if err == errno.EPERM:
-            raise OSError(
-                err,
-                "the 'pipe' backing changes POLLHUP only in the process that "
-                "created it (HUP means every writer closed, and it holds the writer)",
-            )
+        if refused:
+            raise self._record().refusal(err, refused)
         _core.raise_errno(err)

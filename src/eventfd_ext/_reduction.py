@@ -72,7 +72,7 @@ def _reduce_maskfd(mask: MaskFD) -> _Reduced:
     lib.mfx_mark_shared(handle, 0)
     peer = lib.mfx_peer_fd(handle)
     # The pipe backing's writer stays with its creator: HUP is its close.
-    keep_peer = peer >= 0 and mask.backing != "pipe"
+    keep_peer = peer >= 0 and lib.mfx_peer_travels(handle) == 1
     return _rebuild_maskfd, (
         type(mask),
         _mp_reduction.DupFd(lib.mfx_memfd(handle)),

@@ -60,6 +60,7 @@ class _Lib:
     MFX_DGRAM: int
     MFX_PIPE: int
     MFX_VALID: int
+    MFX_REFUSED_SHIFT: int
     @staticmethod
     def mfx_new(kind: int, out: Any, /) -> int: ...
     @staticmethod
@@ -78,6 +79,8 @@ class _Lib:
     def mfx_limits(h: _Handle, /) -> int: ...
     @staticmethod
     def mfx_kind(h: _Handle, /) -> int: ...
+    @staticmethod
+    def mfx_peer_travels(h: _Handle, /) -> int: ...
     @staticmethod
     def mfx_fd(h: _Handle, /) -> int: ...
     @staticmethod
