@@ -47,6 +47,12 @@ static int efx_read_nowait(int fd, uint64_t *count)
     return efx_read_result(preadv2(fd, &iov, 1, -1, RWF_NOWAIT));
 }
 
+static uint64_t efx_take_nowait(int fd)
+{
+    uint64_t value;
+    return efx_read_nowait(fd, &value) ? 0 : value;
+}
+
 static int efx_write(int fd, uint64_t value)
 {
     ssize_t n = write(fd, &value, sizeof value);

@@ -48,6 +48,11 @@ uint64_t efx_take(int fd);
  * -EAGAIN when the count is zero. */
 int efx_read_nowait(int fd, uint64_t *count);
 
+/* efx_take that never blocks (RWF_NOWAIT): the count, or 0 when there is
+ * none or the read failed; the caller repeats it with efx_read_nowait to
+ * tell which. */
+uint64_t efx_take_nowait(int fd);
+
 /* write(2) of the 8-byte value: 0, or -errno. */
 int efx_write(int fd, uint64_t value);
 

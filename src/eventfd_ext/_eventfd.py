@@ -18,6 +18,7 @@ __all__ = ["EventFD"]
 _E = TypeVar("_E", bound="EventFD")
 
 _take = lib.efx_take
+_take_nowait = lib.efx_take_nowait
 _write = lib.efx_write
 _signal = lib.efx_signal
 
@@ -163,11 +164,14 @@ class EventFD(FDOwner):
             fd = self._fd
             if fd < 0:
                 self._raise_closed()
-            value = _take(fd)
+            if not self._spin:
+                value = _take(fd)  # blocks on a blocking fd while the count is 0
+                return value if value else _core.read_again(fd, self._check_open)
+            value = _take_nowait(fd)
             if value:
                 return value
-            if not self._spin or not os.get_blocking(fd):
-                return _core.read_again(fd, self._check_open)
+            if not os.get_blocking(fd):
+                return _core.read_again(fd, self._check_open)  # BlockingIOError
         count = ffi.new("uint64_t *")  # per call: a signal handler may read too
         spin = self._spin
 
@@ -212,7 +216,7 @@ class EventFD(FDOwner):
         fd = self._fd
         if fd < 0:
             self._raise_closed()
-        value = _take(fd)
+        value = _take_nowait(fd)
         return value if value else _core.read_nowait(fd, self._check_open)
 
     @property

@@ -71,7 +71,8 @@ def _reduce_maskfd(mask: MaskFD) -> _Reduced:
     handle = mask._handle()
     lib.mfx_mark_shared(handle, 0)
     peer = lib.mfx_peer_fd(handle)
-    # The pipe backing's writer stays with its creator: HUP is its close.
+    # Whether the peer travels is the backing's fact (the pipe's writer
+    # stays with its creator: HUP is its close).
     keep_peer = peer >= 0 and lib.mfx_peer_travels(handle) == 1
     return _rebuild_maskfd, (
         type(mask),
