@@ -363,6 +363,17 @@ static int efx_bell_take(struct efx_bell *bell, uint64_t *out)
  * 1 when it succeeded, 0 when the count is 0, -errno from a ring.
  * `drained`: we took a token for this count; when we leave the count
  * behind (out == NULL), pass the ring on to the other sleepers/pollers. */
+static uint64_t efx_bell_take1(struct efx_bell *bell)
+{
+    uint64_t value = 0;
+    return efx_bell_take(bell, &value) == -EAGAIN ? 0 : value;
+}
+
+static int efx_bell_signal(struct efx_bell *bell)
+{
+    return efx_bell_write(bell, 1, 0);
+}
+
 static int efxb_try(struct efx_bell *bell, uint64_t *out, int drained)
 {
     struct efx_bell_layout *shm = bell->shm;

@@ -52,6 +52,15 @@ int efx_bell_write(struct efx_bell *bell, uint64_t n, int timeout_ms);
  * count WAS taken into *out). */
 int efx_bell_take(struct efx_bell *bell, uint64_t *out);
 
+/* The hot paths, one argument each (a METH_O builtin, no argument tuple):
+ * efx_bell_take1 is efx_bell_take returning the count, or 0 when there is
+ * none (a count is never 0; a failed wake-up ring after the take is not
+ * reported: the caller that needs it uses efx_bell_take); efx_bell_signal
+ * is efx_bell_write(bell, 1, 0) (-EAGAIN at the maximum: the caller then
+ * waits as its mode says). */
+uint64_t efx_bell_take1(struct efx_bell *bell);
+int efx_bell_signal(struct efx_bell *bell);
+
 /* Take, spinning then sleeping on the eventfd as needed.  1 with *out, 0
  * on timeout, -EINTR on a signal (call again with the time left), -EBADF
  * if the eventfd is closed, -errno. */

@@ -27,6 +27,8 @@ from ._shim import ffi, lib
 __all__ = ["Doorbell"]
 
 _detach: Callable[[Any], Any] = lib.efx_bell_detach  # ffi.gc ignores its result
+_take1 = lib.efx_bell_take1
+_signal = lib.efx_bell_signal
 _ADAPTIVE = -1  # the shim's spin_ns for "the handle's adaptive budget"
 _INFO_COUNT, _INFO_FLAGS = 0, 10  # indices in efx_bell_info's snapshot
 
@@ -131,9 +133,14 @@ class Doorbell(FDOwner):
         Waits (BlockingIOError if non-blocking) while the count would pass
         2**64 - 2.  A refused value leaves the count as it was.
         """
-        fd = self.fileno()
+        fd = self._fd
+        if fd < 0:
+            self._raise_closed()
         if type(value) is not int:
             value = _core.check_value(value)
+        elif value == 1:
+            if not _signal(self._bell):  # the hot path: one CAS, no syscall
+                return
         elif not 0 <= value <= OVERFLOW:
             _core.check_value(value)
         timeout = 0 if self._nonblocking else -1
@@ -154,7 +161,11 @@ class Doorbell(FDOwner):
     def try_read(self) -> int:
         """The count (1 in semaphore mode), or 0 if there is none; never
         blocks, never raises for an empty counter."""
-        fd = self.fileno()
+        fd = self._fd
+        if fd < 0:
+            self._raise_closed()
+        if not self._watching:
+            return _take1(self._bell)  # the hot path: one CAS, no syscall
         out = ffi.new("uint64_t *")
         result = self._take(out)
         if result == -errno.EAGAIN:
