@@ -296,3 +296,58 @@ def test_a_c_peer_mapping_the_layout_rings_and_takes(tmp_path: pathlib.Path) -> 
                 assert pong.read(timeout=TIMEOUT) == 1, rnd
         finally:
             assert peer.wait(TIMEOUT) == 0
+
+
+# -- other processes ------------------------------------------------------------------
+
+
+def _bell_child(ping: Doorbell, pong: Doorbell) -> None:
+    with ping, pong:
+        assert ping.read(timeout=TIMEOUT) == 5
+        pong.write(6)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_multiprocessing_carries_the_same_doorbell(method: str) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context(method)
+    with Doorbell() as ping, Doorbell(spin=0) as pong:
+        process = ctx.Process(target=_bell_child, args=(ping, pong))
+        process.start()
+        try:
+            ping.write(5)
+            assert pong.read(timeout=TIMEOUT) == 6
+        finally:
+            process.join(TIMEOUT)
+        assert process.exitcode == 0
+
+
+def test_subprocess_adopts_it_with_from_fds() -> None:
+    import sys
+    import textwrap
+
+    with Doorbell(4) as bell:
+        fds = (bell._memfd_number(), bell.fileno())
+        script = textwrap.dedent(
+            f"""
+            from eventfd_ext._doorbell import Doorbell
+            with Doorbell.from_fds({fds[0]}, {fds[1]}) as bell:
+                assert bell.read() == 4
+                bell.write(9)
+            """
+        )
+        subprocess.run([sys.executable, "-c", script], pass_fds=fds, check=True, timeout=TIMEOUT)
+        assert bell.read() == 9
+
+
+def test_from_fds_refuses_what_is_not_a_doorbell_and_leaves_it_open() -> None:
+    r, w = os.pipe()
+    efd = os.eventfd(0)
+    try:
+        with pytest.raises((ValueError, OSError)):
+            Doorbell.from_fds(r, efd)
+        os.fstat(r), os.fstat(efd)  # still open
+    finally:
+        for fd in (r, w, efd):
+            os.close(fd)

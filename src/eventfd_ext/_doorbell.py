@@ -78,12 +78,41 @@ class Doorbell(FDOwner):
         self._nonblocking = bool(nonblocking)
         self._watching = 0
 
+    @classmethod
+    def from_fds(cls, memfd: int, efd: int, *, nonblocking: bool = False,
+                 spin: float | None = None) -> Doorbell:
+        """Adopt a Doorbell's two fds (its memfd and its eventfd) received
+        from another process (``subprocess`` ``pass_fds``, SCM_RIGHTS): the
+        object owns them and will close them.  Anything else is refused
+        with ValueError (``EINVAL``: not a Doorbell's layout), and the fds
+        are then left open."""
+        memfd, efd = _core.as_fd(memfd), _core.as_fd(efd)
+        self = cls.__new__(cls)
+        self._fd = self._memfd = -1
+        self._spin = _spin_ns(spin)
+        out = ffi.new("efx_bell_t **")
+        result = lib.efx_bell_attach(memfd, efd, out)
+        if result == -errno.EINVAL:
+            raise ValueError(f"fds {memfd}, {efd} are not a Doorbell's memfd and eventfd")
+        if result:
+            _core.raise_errno(-result)
+        self._bell = ffi.gc(out[0], _detach)
+        self._memfd, self._fd = memfd, efd
+        self._nonblocking = bool(nonblocking)
+        self._watching = 0
+        return self
+
     def _close_fd(self, fd: int) -> None:
         try:
             os.close(fd)
         finally:
             memfd, self._memfd = self._memfd, -1
             os.close(memfd)
+
+    def _memfd_number(self) -> int:
+        """The shared counter's memfd (for passing the Doorbell on)."""
+        self.fileno()
+        return self._memfd
 
     def _finalize_fd(self, fd: int, _close: Any = os.close) -> None:
         _close(fd)

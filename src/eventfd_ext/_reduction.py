@@ -20,6 +20,7 @@ from multiprocessing import reduction as _mp_reduction
 from typing import Any, Callable
 
 from . import _core, _maskfd
+from ._doorbell import Doorbell
 from ._eventfd import EventFD
 from ._maskfd import MaskFD
 from ._owner import FDOwner
@@ -103,11 +104,43 @@ def _rebuild_maskfd(
     return mask
 
 
+# -- Doorbell: the shared counter's memfd and the wake-up eventfd -----------------
+
+
+def _reduce_doorbell(bell: Doorbell) -> _Reduced:
+    return _rebuild_doorbell, (
+        type(bell),
+        _mp_reduction.DupFd(bell._memfd_number()),
+        _mp_reduction.DupFd(bell.fileno()),
+        bell.nonblocking,
+        bell.spin,
+        _state(bell),
+    )
+
+
+def _rebuild_doorbell(
+    cls: type[Doorbell], memfd: Any, efd: Any, nonblocking: bool, spin: float | None,
+    state: dict[str, Any] | None,
+) -> Doorbell:
+    fds = [memfd.detach(), efd.detach()]
+    try:
+        for fd in fds:
+            os.set_inheritable(fd, False)
+        bell = cls.from_fds(*fds, nonblocking=nonblocking, spin=spin)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    _restore(bell, state)
+    return bell
+
+
 # -- registration ----------------------------------------------------------------
 
 _REDUCERS: dict[type[FDOwner], Callable[[Any], _Reduced]] = {
     EventFD: _reduce_eventfd,
     MaskFD: _reduce_maskfd,
+    Doorbell: _reduce_doorbell,
 }
 
 
