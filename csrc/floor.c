@@ -16,9 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The Doorbell's own code (all static), so that its floor runs the very
+ * functions the Python class calls. */
+#include "doorbell.c"
+
 #define EFX_FLOOR_EVENTFD 0
 #define EFX_FLOOR_PIPE 1
 #define EFX_FLOOR_SOCKETPAIR 2
+#define EFX_FLOOR_DOORBELL 3
 /* Untimed round trips before the clock starts, so that the peer is running
  * and settled: a freshly forked child stays measurably slower (5.0 against
  * 3.9 us a round trip) for its first few hundred round trips. */
@@ -95,16 +100,87 @@ static int64_t efx_floor_call_socketpair(int a, int b, int64_t n)
     return efx_floor_now_ns() - start;
 }
 
+/* A Doorbell with its two fds, for the floor's loops. */
+struct efx_floor_bell {
+    struct efx_bell *bell;
+    int memfd, efd;
+};
+
+static int efx_floor_bell_open(struct efx_floor_bell *fb)
+{
+    return efx_bell_create(0, 0, &fb->memfd, &fb->efd, &fb->bell);
+}
+
+static void efx_floor_bell_close(struct efx_floor_bell *fb)
+{
+    efx_bell_detach(fb->bell);
+    close(fb->memfd);
+    close(fb->efd);
+}
+
+/* A write(1) then a read on a Doorbell (the default adaptive spin when it
+ * waits), EINTR retried as for the fds above. */
+static int efx_floor_bell_send(struct efx_bell *bell)
+{
+    int r;
+    while ((r = efx_bell_write(bell, 1, -1)) == -EINTR)
+        ;
+    return r;
+}
+
+static int efx_floor_bell_recv(struct efx_bell *bell)
+{
+    uint64_t value;
+    int r;
+    while ((r = efx_bell_wait_read(bell, -1, -1, &value)) == -EINTR)
+        ;
+    return r == 1 ? 0 : r ? r : -EIO;
+}
+
+static int64_t efx_floor_call_doorbell(int64_t n)
+{
+    struct efx_floor_bell fb;
+    int err = efx_floor_bell_open(&fb);
+    if (err)
+        return err;
+    uint64_t value;
+    int64_t start = efx_floor_now_ns();
+    for (int64_t i = 0; !err && i < n; i++) {
+        err = efx_bell_write(fb.bell, 1, 0);
+        if (!err)
+            err = efx_bell_take(fb.bell, &value);
+    }
+    int64_t elapsed = efx_floor_now_ns() - start;
+    efx_floor_bell_close(&fb);
+    return err ? err : elapsed;
+}
+
 /* The two one-way channels of a ping-pong: ping -> pong and pong -> ping.
  * For an eventfd both ends of a channel are the same fd; a socketpair is
- * both channels at once. */
+ * both channels at once; a Doorbell channel is a Doorbell. */
 struct efx_floor_link {
     int mechanism;
     int64_t rounds;
     int cpu;
     int to_pong[2]; /* read end, write end */
     int to_ping[2];
+    struct efx_floor_bell bell_to_pong, bell_to_ping;
 };
+
+/* One signal on, and one wait for, a channel of the link. */
+static int efx_floor_link_send(struct efx_floor_link *link, int to_pong)
+{
+    if (link->mechanism == EFX_FLOOR_DOORBELL)
+        return efx_floor_bell_send(to_pong ? link->bell_to_pong.bell : link->bell_to_ping.bell);
+    return efx_floor_send(link->mechanism, to_pong ? link->to_pong[1] : link->to_ping[1]);
+}
+
+static int efx_floor_link_recv(struct efx_floor_link *link, int to_pong)
+{
+    if (link->mechanism == EFX_FLOOR_DOORBELL)
+        return efx_floor_bell_recv(to_pong ? link->bell_to_pong.bell : link->bell_to_ping.bell);
+    return efx_floor_recv(link->mechanism, to_pong ? link->to_pong[0] : link->to_ping[0]);
+}
 
 static int efx_floor_pin(int cpu)
 {
@@ -118,6 +194,12 @@ static int efx_floor_pin(int cpu)
 
 static int efx_floor_open(struct efx_floor_link *link)
 {
+    if (link->mechanism == EFX_FLOOR_DOORBELL) {
+        int err = efx_floor_bell_open(&link->bell_to_pong);
+        if (!err && (err = efx_floor_bell_open(&link->bell_to_ping)))
+            efx_floor_bell_close(&link->bell_to_pong);
+        return err;
+    }
     if (link->mechanism == EFX_FLOOR_SOCKETPAIR) {
         int pair[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair))
@@ -153,6 +235,11 @@ static int efx_floor_open(struct efx_floor_link *link)
 
 static void efx_floor_close(struct efx_floor_link *link)
 {
+    if (link->mechanism == EFX_FLOOR_DOORBELL) {
+        efx_floor_bell_close(&link->bell_to_pong);
+        efx_floor_bell_close(&link->bell_to_ping);
+        return;
+    }
     close(link->to_pong[0]);
     close(link->to_ping[0]);
     if (link->mechanism != EFX_FLOOR_EVENTFD) {
@@ -166,9 +253,9 @@ static int efx_floor_pong(struct efx_floor_link *link)
 {
     int err = efx_floor_pin(link->cpu);
     for (int64_t i = 0; !err && i < link->rounds; i++) {
-        err = efx_floor_recv(link->mechanism, link->to_pong[0]);
+        err = efx_floor_link_recv(link, 1);
         if (!err)
-            err = efx_floor_send(link->mechanism, link->to_ping[1]);
+            err = efx_floor_link_send(link, 0);
     }
     return err;
 }
@@ -185,9 +272,9 @@ static int64_t efx_floor_ping(struct efx_floor_link *link, int64_t n)
     for (int64_t i = 0; i < link->rounds; i++) {
         if (i == link->rounds - n)
             start = efx_floor_now_ns();
-        int err = efx_floor_send(link->mechanism, link->to_pong[1]);
+        int err = efx_floor_link_send(link, 1);
         if (!err)
-            err = efx_floor_recv(link->mechanism, link->to_ping[0]);
+            err = efx_floor_link_recv(link, 0);
         if (err)
             return err;
     }
@@ -201,7 +288,7 @@ static int64_t efx_floor_pingpong(int mechanism, int processes, int64_t n,
         .mechanism = mechanism, .rounds = n + EFX_FLOOR_WARMUP(n), .cpu = cpu_pong};
     cpu_set_t saved;
     int64_t result;
-    if (n <= 0 || mechanism < EFX_FLOOR_EVENTFD || mechanism > EFX_FLOOR_SOCKETPAIR)
+    if (n <= 0 || mechanism < EFX_FLOOR_EVENTFD || mechanism > EFX_FLOOR_DOORBELL)
         return -EINVAL;
     if (sched_getaffinity(0, sizeof saved, &saved))
         return -errno;
@@ -242,7 +329,7 @@ static int64_t efx_floor_pingpong(int mechanism, int processes, int64_t n,
             if (result < 0) {
                 /* Release the peer: the signals it waits for. */
                 for (int64_t i = 0; i < link.rounds; i++)
-                    efx_floor_send(mechanism, link.to_pong[1]);
+                    efx_floor_link_send(&link, 1);
             } else {
                 result = efx_floor_ping(&link, n);
             }

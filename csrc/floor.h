@@ -11,6 +11,7 @@
 #define EFX_FLOOR_EVENTFD ...
 #define EFX_FLOOR_PIPE ...
 #define EFX_FLOOR_SOCKETPAIR ...
+#define EFX_FLOOR_DOORBELL ...
 
 /* n rounds of an 8-byte write then read on one eventfd. */
 int64_t efx_floor_call_eventfd(int fd, int64_t n);
@@ -22,8 +23,13 @@ int64_t efx_floor_call_pipe(int rfd, int wfd, int64_t n);
  * done with write and read, which are send and recv with no flags). */
 int64_t efx_floor_call_socketpair(int a, int b, int64_t n);
 
+/* n rounds of a Doorbell write(1) then take (nobody asleep: no syscall),
+ * on a Doorbell of its own (csrc/doorbell.h). */
+int64_t efx_floor_call_doorbell(int64_t n);
+
 /* n ping-pong round trips over a fresh pair of EFX_FLOOR_EVENTFD,
- * EFX_FLOOR_PIPE or EFX_FLOOR_SOCKETPAIR channels, between the calling thread and a new thread
+ * EFX_FLOOR_PIPE, EFX_FLOOR_SOCKETPAIR or EFX_FLOOR_DOORBELL (adaptive spin)
+ * channels, between the calling thread and a new thread
  * (processes == 0) or a forked child (processes != 0).  The caller runs on
  * cpu_ping and the peer on cpu_pong (-1: not pinned); the caller's
  * affinity is restored before returning.  Untimed round trips come first

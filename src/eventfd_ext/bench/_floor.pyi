@@ -4,6 +4,9 @@ class _Lib:
     EFX_FLOOR_EVENTFD: int
     EFX_FLOOR_PIPE: int
     EFX_FLOOR_SOCKETPAIR: int
+    EFX_FLOOR_DOORBELL: int
+    @staticmethod
+    def efx_floor_call_doorbell(n: int, /) -> int: ...
     @staticmethod
     def efx_floor_call_eventfd(fd: int, n: int, /) -> int: ...
     @staticmethod

@@ -151,6 +151,26 @@ def _mp_semaphore() -> Channel:
     return Channel({"a": ctx.Semaphore(0), "b": ctx.Semaphore(0)}, _closer())
 
 
+def _doorbell(spin: float | None) -> Callable[[], Channel]:
+    def open_doorbell() -> Channel:
+        from eventfd_ext._doorbell import Doorbell
+
+        a, b = Doorbell(spin=spin), Doorbell(spin=spin)
+        return Channel({"a": a, "b": b}, _closer(a.close, b.close))
+
+    return open_doorbell
+
+
+def _eventfd_spinning(spin: float) -> Callable[[], Channel]:
+    def open_eventfd() -> Channel:
+        from eventfd_ext import EventFD
+
+        a, b = EventFD(spin=spin), EventFD(spin=spin)
+        return Channel({"a": a, "b": b}, _closer(a.close, b.close))
+
+    return open_eventfd
+
+
 def _maskfd(events: int) -> Callable[[], Channel]:
     def open_maskfd() -> Channel:
         from eventfd_ext import MaskFD
@@ -212,6 +232,35 @@ def catalogue() -> list[Mechanism]:
             call="write(a, 1); read(a)",
             ping="write(a, 1); read(b)",
             pong="read(a); write(b, 1)",
+        ),
+        # The Doorbell: the count in shared memory, the eventfd only to wake
+        # a sleeper; with its default adaptive spin, and never spinning.
+        Mechanism(
+            "Doorbell.write/read",
+            "doorbell",
+            _doorbell(None),
+            call="a.write(1); a.read()",
+            ping="a.write(1); b.read()",
+            pong="a.read(); b.write(1)",
+            give="a.write(1)",
+            take="a.read()",
+        ),
+        Mechanism(
+            "Doorbell spin=0",
+            "doorbell",
+            _doorbell(0),
+            call=None,
+            ping="a.write(1); b.read()",
+            pong="a.read(); b.write(1)",
+        ),
+        # EventFD spinning 50 us with non-blocking reads before it sleeps.
+        Mechanism(
+            "EventFD spin=50us",
+            "eventfd",
+            _eventfd_spinning(50e-6),
+            call=None,
+            ping="a.write(1); b.read()",
+            pong="a.read(); b.write(1)",
         ),
         Mechanism(
             "pipe os.write/read",

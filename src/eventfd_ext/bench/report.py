@@ -35,6 +35,9 @@ _BARE_SHIM = (
     "the bare cffi calls against os's C functions",
 )
 
+# The Doorbell's loops in C against the eventfd's.
+_BELL_IN_C = ("C doorbell (floor)", "C eventfd (floor)", "the same loops in C")
+
 #: The project's performance goals.  The per-call goals compare each wrapper
 #: with the least any Python function around the same cffi calls costs (a
 #: do-nothing def): what the wrapper's own work adds.  The old goals against
@@ -78,6 +81,59 @@ GOALS = [
             "C eventfd (floor)",
             "a do-nothing Python def around the shim",
         ),
+    ),
+    # The Doorbell (issue 12): below the syscall floor where nobody sleeps
+    # and across CPUs, and no dearer than EventFD where it cannot help.
+    Goal(
+        "Doorbell pair (nobody asleep) vs os pair",
+        "per-call",
+        "Doorbell.write/read",
+        "os.eventfd_write/read",
+        0.75,
+        bound=_BELL_IN_C,
+    ),
+    Goal(
+        "Doorbell vs EventFD, ping-pong",
+        "ping-pong",
+        "Doorbell.write/read",
+        "EventFD.write/read",
+        1 / 20,
+        "processes, across CPUs",
+        bound=_BELL_IN_C,
+    ),
+    Goal(
+        "Doorbell vs EventFD, ping-pong",
+        "ping-pong",
+        "Doorbell.write/read",
+        "EventFD.write/read",
+        1.10,
+        "processes, same CPU",
+        bound=_BELL_IN_C,
+    ),
+    Goal(
+        "Doorbell vs EventFD, ping-pong",
+        "ping-pong",
+        "Doorbell.write/read",
+        "EventFD.write/read",
+        1.10,
+        "threads",
+        bound=_BELL_IN_C,
+    ),
+    Goal(
+        "EventFD spin=50us vs EventFD, ping-pong",
+        "ping-pong",
+        "EventFD spin=50us",
+        "EventFD.write/read",
+        1 / 10,
+        "processes, across CPUs",
+    ),
+    Goal(
+        "EventFD spin=50us vs EventFD, ping-pong",
+        "ping-pong",
+        "EventFD spin=50us",
+        "EventFD.write/read",
+        1.25,
+        "processes, same CPU",
     ),
     Goal(
         "MaskFD IN set+clear vs socketpair send+recv",

@@ -43,6 +43,7 @@ _FLOORS = {
     "eventfd": lib.EFX_FLOOR_EVENTFD,
     "pipe": lib.EFX_FLOOR_PIPE,
     "socketpair": lib.EFX_FLOOR_SOCKETPAIR,
+    "doorbell": lib.EFX_FLOOR_DOORBELL,
 }
 # Untimed round trips before the first timed repetition of a ping-pong.
 _WARMUP = 100
@@ -198,6 +199,7 @@ def percall(
         "socketpair": lambda n: _floor(
             lib.efx_floor_call_socketpair(sock_a.fileno(), sock_b.fileno(), n)
         ),
+        "doorbell": lambda n: _floor(lib.efx_floor_call_doorbell(n)),
     }
     try:
         for family, timed in floors.items():
