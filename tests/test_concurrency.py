@@ -320,3 +320,52 @@ def test_empty_nonblocking_read_under_a_signal_storm(
             assert ev.peek() == 0
     finally:
         next(gen, None)
+
+
+@pytest.mark.parametrize(
+    "name, initial, call",
+    [
+        ("eventfd_read(obj)", 0, lambda ev: eventfd_read(ev)),
+        ("eventfd_write(obj, 2)", MAX, lambda ev: eventfd_write(ev, 2)),
+        ("EventFD.read()", 0, lambda ev: ev.read()),
+        ("EventFD.write(2)", MAX, lambda ev: ev.write(2)),
+    ],
+)
+def test_a_handler_that_closes_and_reuses_the_number_stops_the_retry(
+    name: str, initial: int, call: Callable[[EventFD], object], main_thread_only: int
+) -> None:
+    """The handler closes the object the call was given and opens a new
+    eventfd on the same number: the retry must raise ValueError, never
+    read from or write to the new file (the outside test's drop-in case)."""
+    ev = EventFD()
+    ev.write(initial)
+    number = ev.fileno()
+    successor: list[EventFD] = []
+    done = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        ev.close()
+        successor.append(EventFD.from_fd(os.dup2(os.eventfd(5), number)))
+
+    def signaller() -> None:
+        syscall = ("read",) if initial == 0 else ("write",)
+        if blocked_in(main_thread_only, syscall, stop=done):
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # type: ignore[arg-type]
+
+    gen = _install(signal.SIGUSR1, handler)
+    next(gen)
+    try:
+        t, out = in_thread(signaller)
+        try:
+            with pytest.raises(ValueError, match="closed"):
+                call(ev)
+        finally:
+            done.set()
+            join_thread(t)
+        assert "error" not in out, out
+        (new,) = successor
+        assert new.fileno() == number
+        assert new.peek() == 5, "the retry reached the file that took the number"
+        new.close()
+    finally:
+        next(gen, None)
