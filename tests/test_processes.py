@@ -381,10 +381,44 @@ class Tagged(EventFD):
     """A subclass with instance state, as users write them."""
 
 
+class Slotted(EventFD):
+    """A subclass with slots of its own, one of them name-mangled."""
+
+    __slots__ = ("tag", "__secret")
+
+    def reveal(self) -> str:
+        return self.__secret  # type: ignore[no-any-return]
+
+    def hide(self, value: str) -> None:
+        self.__secret = value
+
+
 def _subclass_child(efd: Tagged, conn: multiprocessing.connection.Connection) -> None:
     with efd:
-        conn.send((type(efd).__name__, efd.tag))
+        if isinstance(efd, Slotted):
+            conn.send((type(efd).__name__, efd.tag, efd.reveal(), efd.spin))
+        else:
+            conn.send((type(efd).__name__, efd.tag))
         efd.write(5)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_multiprocessing_carries_slots_and_spin(method: str) -> None:
+    ctx = multiprocessing.get_context(method)
+    report_r, report_w = ctx.Pipe(duplex=False)
+    with Slotted(spin=1e-5) as efd:
+        efd.tag = "mine"
+        efd.hide("hidden")
+        process = ctx.Process(target=_subclass_child, args=(efd, report_w))
+        process.start()
+        report_w.close()
+        try:
+            assert report_r.poll(TIMEOUT), "the child sent no report"
+            assert report_r.recv() == ("Slotted", "mine", "hidden", 1e-5)
+            assert efd.read(timeout=TIMEOUT) == 5
+        finally:
+            assert _join(process) == 0
+            report_r.close()
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])

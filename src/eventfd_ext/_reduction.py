@@ -32,12 +32,25 @@ _Reduced = tuple[Callable[..., FDOwner], tuple[Any, ...]]
 
 
 def _state(owner: FDOwner) -> dict[str, Any] | None:
-    return getattr(owner, "__dict__", None)  # a subclass's attributes
+    """What a subclass added to the object: its ``__dict__`` and the values
+    of the ``__slots__`` its own classes declare (the package's own slots
+    are rebuilt, not copied)."""
+    state = dict(getattr(owner, "__dict__", {}))
+    for cls in type(owner).__mro__:
+        if cls.__module__.startswith("eventfd_ext.") or cls is object:
+            continue
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{cls.__name__.lstrip('_')}{name}"  # mangled
+            if name not in ("__dict__", "__weakref__") and hasattr(owner, name):
+                state[name] = getattr(owner, name)
+    return state or None
 
 
 def _restore(owner: FDOwner, state: dict[str, Any] | None) -> None:
-    if state:
-        owner.__dict__.update(state)
+    for name, value in (state or {}).items():
+        object.__setattr__(owner, name, value)
 
 
 # -- EventFD: one fd ------------------------------------------------------
@@ -46,11 +59,13 @@ def _restore(owner: FDOwner, state: dict[str, Any] | None) -> None:
 def _reduce_eventfd(efd: EventFD) -> _Reduced:
     # DupFd hands the fd to the child process being started (spawn,
     # forkserver) or, for a Pipe/Queue, to multiprocessing's resource sharer.
-    return _rebuild_eventfd, (type(efd), _mp_reduction.DupFd(efd.fileno()), _state(efd))
+    return _rebuild_eventfd, (
+        type(efd), _mp_reduction.DupFd(efd.fileno()), efd.spin, _state(efd)
+    )
 
 
 def _rebuild_eventfd(
-    cls: type[EventFD], dupfd: Any, state: dict[str, Any] | None
+    cls: type[EventFD], dupfd: Any, spin: float, state: dict[str, Any] | None
 ) -> EventFD:
     fd: int = dupfd.detach()
     try:
@@ -61,6 +76,7 @@ def _rebuild_eventfd(
     except BaseException:
         os.close(fd)
         raise
+    efd.spin = spin
     _restore(efd, state)
     return efd
 
