@@ -13,7 +13,8 @@ import resource
 import struct
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: The largest count userspace can give the counter.
 MAX = 2**64 - 2

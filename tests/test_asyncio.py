@@ -15,7 +15,8 @@ import subprocess
 import sys
 import threading
 import warnings
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -396,7 +397,7 @@ def test_close_in_the_loop_wakes_every_waiter() -> None:
 
     async def main() -> list[BaseException | int | None]:
         loop = asyncio.get_running_loop()
-        tasks = [asyncio.create_task(efd.aread()) for _ in range(2)]
+        tasks: list[asyncio.Task[int | None]] = [asyncio.create_task(efd.aread()) for _ in range(2)]
         tasks.append(asyncio.create_task(efd.await_readable()))
         await parked(*tasks)
         efd.close()

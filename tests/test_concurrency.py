@@ -23,15 +23,14 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Callable, Iterator, Optional
 
 import pytest
 
 import eventfd_ext
 from eventfd_ext import EventFD, eventfd_read, eventfd_write
-
 from reliability._support import TIMEOUT, blocked_in, join_thread, record, run_thread
 
 MAX = 2**64 - 2
@@ -97,7 +96,7 @@ def _raise_boom(signum: int, frame: FrameType | None) -> None:
 
 
 # How the exception arises: Ctrl-C, or any handler that raises.
-Handler = Callable[[int, Optional[FrameType]], object]
+Handler = Callable[[int, FrameType | None], object]
 SIGNAL_KINDS: dict[str, tuple[int, Handler, type[BaseException]]] = {
     "SIGINT": (signal.SIGINT, signal.default_int_handler, KeyboardInterrupt),
     "handler_raises": (signal.SIGUSR1, _raise_boom, Boom),

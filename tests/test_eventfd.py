@@ -12,15 +12,15 @@ import sys
 import threading
 import warnings
 import weakref
+from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
+import _kernel
 import eventfd_ext
 from eventfd_ext import EventFD
-
-import _kernel
 
 START = 5
 
@@ -560,7 +560,7 @@ def test_from_fd_refuses_an_object_that_owns_its_fd(tmp_path: Any) -> None:
     # Adopting the fd of an object that keeps owning it would close it twice.
     with EventFD(3) as owner, open(tmp_path / "f", "wb") as f:
         for obj in (owner, f):
-            with pytest.raises(TypeError, match="os.dup"):
+            with pytest.raises(TypeError, match=r"os.dup"):
                 EventFD.from_fd(obj)  # type: ignore[arg-type]
         assert owner.peek() == 3
         with EventFD.from_fd(os.dup(owner.fileno())) as twin:

@@ -8,7 +8,7 @@ import os
 import pickle
 import resource
 import struct
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -21,7 +21,6 @@ from eventfd_ext import (
     unpack_mask,
 )
 from eventfd_ext._maskfd import choose_backing
-
 from maskfd_helpers import ALL, ERR, HUP, IN, OUT, PRI, assert_shows, by_poll
 
 BACKINGS = ["stream", "dgram", "pipe"]

@@ -14,7 +14,6 @@ import errno
 import itertools
 import mmap
 import multiprocessing
-import operator
 import os
 import resource
 import select
@@ -23,17 +22,17 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from multiprocessing import resource_sharer
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 from eventfd_ext import MaskFD
-from eventfd_ext._maskfd import Backing, choose_backing, pack_mask, unpack_mask
+from eventfd_ext._maskfd import Backing, choose_backing, pack_mask
 from eventfd_ext._shim import ffi, lib
-
-from maskfd_helpers import ALL, ERR, HUP, IN, OUT, PRI, assert_shows, by_poll, kernel_has_unix_oob
+from maskfd_helpers import ERR, HUP, IN, OUT, PRI, assert_shows, by_poll, kernel_has_unix_oob
 
 LIMIT = 10.0  # generous failure bound on any wait (seconds)
 BACKINGS: list[Backing] = ["stream", "dgram", "pipe"]
@@ -45,6 +44,7 @@ BACKINGS: list[Backing] = ["stream", "dgram", "pipe"]
 def lock_holder(m: MaskFD) -> int:
     """The thread id holding the MaskFD's lock, 0 if free: the robust
     mutex's futex word (the first field of the shared state) holds it."""
+    word: int
     with mmap.mmap(lib.mfx_memfd(m._h), 4096) as page:
         (word,) = struct.unpack_from("i", page, 0)
     return word & 0x3FFFFFFF  # FUTEX_TID_MASK
@@ -104,7 +104,7 @@ def test_creation_failure_survives_a_handler_that_touches_errno() -> None:
 
         def hook(frame: Any, event: str, arg: Any) -> None:
             if event == "c_return":
-                ffi.errno = errno.EXDEV
+                ffi.errno = errno.EXDEV  # type: ignore[attr-defined]
 
         sys.setprofile(hook)
         try:
@@ -151,7 +151,7 @@ class _MPFork:
         return proc
 
 
-FORKERS = {"os.fork": _hold_fork_os, "C fork": _hold_fork_c, "mp fork": _MPFork()}
+FORKERS: dict[str, Callable[[int], Any]] = {"os.fork": _hold_fork_os, "C fork": _hold_fork_c, "mp fork": _MPFork()}
 
 
 @pytest.mark.parametrize("forker", list(FORKERS))
@@ -300,7 +300,7 @@ def _entry_points(m: MaskFD) -> dict[str, Callable[[], object]]:
 @pytest.mark.parametrize("entry", list(_entry_points(MaskFD.__new__(MaskFD))))
 def test_raising_handler_gets_out_of_a_wait_for_a_stopped_holder(entry: str) -> None:
     with MaskFD(backing="stream") as m:
-        pid = fork_looping(lambda: (m.write(IN, 1), m.write(0, 2)))
+        pid = fork_looping(lambda: (m.write(IN, 1), m.write(0, 2)))  # type: ignore[arg-type, func-returns-value]
         resume = None
         try:
             assert stop_while_holding(m, pid), "the child never held the lock"
@@ -446,7 +446,7 @@ def test_non_integers_are_type_errors_changing_nothing(bad: object) -> None:
     calls: list[Callable[[MaskFD], object]] = [
         lambda m: MaskFD(bad),  # type: ignore[arg-type]
         lambda m: MaskFD(0, bad),  # type: ignore[arg-type]
-        *([] if bad is None else [lambda m: MaskFD(uses=bad)]),  # None: the default
+        *([] if bad is None else [lambda m: MaskFD(uses=bad)]),  # type: ignore[arg-type]  # None: the default
         lambda m: m.write(bad),  # type: ignore[arg-type]
         lambda m: m.write(IN, bad),  # type: ignore[arg-type]
         lambda m: m.set(bad),  # type: ignore[arg-type]

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import errno
 import multiprocessing
-from multiprocessing import resource_sharer
 import os
 import random
-import signal
 import select
+import signal
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from multiprocessing import resource_sharer
+from typing import Any
 
 import pytest
 
 from eventfd_ext import MaskFD
 from eventfd_ext._maskfd import Backing
-
 from maskfd_helpers import ERR, HUP, IN, OUT, assert_shows, by_poll
 
 WAIT_MS = 10_000  # a wakeup that takes longer than this is a lost one
@@ -124,7 +124,7 @@ def test_pipe_no_lost_wakeup() -> None:
 
         thread = threading.Thread(target=peer, daemon=True)
         thread.start()
-        for i in range(2000):
+        for _ in range(2000):
             m.update(set=IN, clear=HUP)
             if not wait_for(m.fileno(), HUP) & HUP or missed:
                 break

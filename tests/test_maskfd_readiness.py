@@ -11,14 +11,13 @@ import errno
 import itertools
 import pathlib
 import select
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
 from eventfd_ext import MaskFD, fidelity
 from eventfd_ext._maskfd import Backing
 from eventfd_ext.fidelity import Row, measure, measure_combinations
-
 from maskfd_helpers import (
     ALL,
     ERR,

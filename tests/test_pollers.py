@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import select
 import selectors
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from eventfd_ext import EventFD
-
 import _kernel
+from eventfd_ext import EventFD
 
 MAX = _kernel.MAX
 

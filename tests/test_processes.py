@@ -16,9 +16,9 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from multiprocessing import resource_sharer
 from multiprocessing.context import ForkServerContext, SpawnContext
-from typing import Iterator
 
 import pytest
 
@@ -380,6 +380,8 @@ def test_recv_on_a_datagram_socket_whose_peer_closed_times_out() -> None:
 class Tagged(EventFD):
     """A subclass with instance state, as users write them."""
 
+    tag: str
+
 
 def _subclass_child(efd: Tagged, conn: multiprocessing.connection.Connection) -> None:
     with efd:
@@ -393,7 +395,9 @@ def test_multiprocessing_carries_a_subclass_as_itself(method: str) -> None:
     report_r, report_w = ctx.Pipe(duplex=False)
     with Tagged() as efd:
         efd.tag = "mine"  # type: ignore[attr-defined]
-        process = ctx.Process(target=_subclass_child, args=(efd, report_w))
+        process = ctx.Process(  # type: ignore[attr-defined]
+            target=_subclass_child, args=(efd, report_w)
+        )
         process.start()
         report_w.close()
         try:

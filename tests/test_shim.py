@@ -10,13 +10,13 @@ from __future__ import annotations
 import errno
 import os
 import select
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from eventfd_ext._shim import ffi, lib
-
 import _kernel
+from eventfd_ext._shim import ffi, lib
 
 ALL_ONES = 2**64 - 1
 
@@ -165,11 +165,11 @@ def test_the_result_never_depends_on_errno_after_the_call(nbfd: int) -> None:
     # return and the caller's next line: the result must not care.
     count = _count()
     result = lib.efx_read(nbfd, count)
-    ffi.errno = 0
+    ffi.errno = 0  # type: ignore[attr-defined]
     assert result == -errno.EAGAIN
     os.eventfd_write(nbfd, 2**64 - 2)
     result = lib.efx_read(nbfd, count)
-    ffi.errno = errno.EAGAIN
+    ffi.errno = errno.EAGAIN  # type: ignore[attr-defined]
     assert (result, count[0]) == (0, 2**64 - 2)
 
 

@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 

@@ -58,8 +58,8 @@ def run_sanitizer() -> tuple[str, int]:
     env = dict(os.environ, PYTHON=sys.executable)  # this interpreter has pytest and cffi
     out = subprocess.run(["bash", ".ci/sanitize"], cwd=ROOT, env=env, capture_output=True, text=True)
     lines = (out.stdout + out.stderr).strip().splitlines()
-    verdict = next((l for l in reversed(lines) if l.startswith("sanitize:")), "(no verdict)")
-    tests = next((l for l in reversed(lines) if re.search(r"\d+ passed", l)), "")
+    verdict = next((ln for ln in reversed(lines) if ln.startswith("sanitize:")), "(no verdict)")
+    tests = next((ln for ln in reversed(lines) if re.search(r"\d+ passed", ln)), "")
     if out.returncode:
         sys.stderr.write("\n".join(lines[-40:]) + "\n")
     return f"{verdict} - {tests.strip('= ')}", out.returncode

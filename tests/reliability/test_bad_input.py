@@ -16,10 +16,10 @@ import pickle
 import socket
 import tempfile
 import termios
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import Callable, Iterator
 
 import pytest
 

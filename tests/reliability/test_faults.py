@@ -14,7 +14,7 @@ import struct
 import subprocess
 import sys
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 

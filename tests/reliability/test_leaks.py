@@ -11,7 +11,7 @@ import gc
 import os
 import sys
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 

@@ -17,8 +17,8 @@ import select
 import struct
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Callable, Iterator
 
 import pytest
 
