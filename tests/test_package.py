@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.resources
 import os
+import re
 
 import pytest
 
@@ -31,3 +33,19 @@ def test_ships_py_typed_and_compiled_module() -> None:
     assert files.joinpath("py.typed").is_file()
     assert any(p.name.startswith("_shim.") and p.name.endswith(".so") for p in files.iterdir())
 
+
+
+def test_version_is_the_distributions() -> None:
+    # One place: pyproject.toml's version, read back through the metadata.
+    assert eventfd_ext.__version__ == importlib.metadata.version("eventfd_ext")
+    assert re.fullmatch(r"\d+\.\d+\.\d+([abc]|rc|\.dev|\.post)?\d*", eventfd_ext.__version__)
+
+
+def test_ships_the_license() -> None:
+    dist = importlib.metadata.distribution("eventfd_ext")
+    assert dist.metadata["License-Expression"] == "MIT"
+    licenses = [f for f in dist.files or [] if f.name == "LICENSE"]
+    assert licenses, "LICENSE is not in the installed distribution"
+    text = licenses[0].read_text()
+    assert "MIT License" in text
+    assert "Copyright (c) 2026 the eventfd_ext developers" in text

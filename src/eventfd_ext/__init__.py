@@ -2,6 +2,8 @@
 replacements for the ``os.eventfd*`` functions, and MaskFD, a userspace
 emulation of the never-merged EFD_MASK flag."""
 
+import importlib.metadata as _metadata
+
 from ._dropin import (
     EFD_CLOEXEC,
     EFD_MASK,
@@ -42,3 +44,10 @@ __all__ = [
     "recv_eventfd",
     "send_eventfd",
 ]
+
+try:
+    # The one place the version lives is pyproject.toml; this reads it back
+    # from the installed distribution's metadata.
+    __version__ = _metadata.version("eventfd_ext")
+except _metadata.PackageNotFoundError:  # pragma: no cover - imported from a bare tree
+    __version__ = "0+unknown"
