@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.resources
 import os
+import pathlib
 import re
 
 import pytest
@@ -44,8 +45,15 @@ def test_version_is_the_distributions() -> None:
 def test_ships_the_license() -> None:
     dist = importlib.metadata.distribution("eventfd_ext")
     assert dist.metadata["License-Expression"] == "MIT"
-    licenses = [f for f in dist.files or [] if f.name == "LICENSE"]
-    assert licenses, "LICENSE is not in the installed distribution"
-    text = licenses[0].read_text()
-    assert "MIT License" in text
-    assert "Copyright (c) 2026 the eventfd_ext developers" in text
+    # The installed wheel's dist-info/licenses/LICENSE (a build's egg-info in
+    # a checkout on sys.path lists the file too, but relative to src/).
+    found = [
+        pathlib.Path(f.locate())
+        for d in importlib.metadata.distributions(name="eventfd_ext")
+        for f in d.files or []
+        if f.name == "LICENSE"
+    ]
+    texts = [path.read_text() for path in found if path.is_file()]
+    assert texts, "LICENSE is not in the installed distribution"
+    assert "MIT License" in texts[0]
+    assert "Copyright (c) 2026 the eventfd_ext developers" in texts[0]
