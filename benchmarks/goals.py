@@ -40,11 +40,7 @@ def main() -> int:
         results = runner.percall(config, mechanisms, args.cpu, noop)
         results += runner.pingpong(config, mechanisms, same_cpu, noop)
         for row in report.goal_rows(results):
-            name = (
-                f"{row['goal']} ({row['placement']})"
-                if row["placement"]
-                else row["goal"]
-            )
+            name = f"{row['goal']} ({row['placement']})" if row["placement"] else row["goal"]
             ratios.setdefault(name, []).append(row["ratio"])
             limits[name] = row["limit"]
             if row["bound"] is not None:

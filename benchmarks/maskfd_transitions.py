@@ -21,7 +21,7 @@ import select
 import socket
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from eventfd_ext import MaskFD
 from eventfd_ext._backings import Backing
@@ -135,7 +135,7 @@ def main() -> None:
         for _ in range(r):
             tm.append(per_cycle(mine, c, 1))
             tr.append(per_cycle(raw, c, 1))
-        ratio = statistics.median(m / w for m, w in zip(tm, tr))
+        ratio = statistics.median(m / w for m, w in zip(tm, tr, strict=True))
         m, w = statistics.median(tm), statistics.median(tr)
         print(f"| {label} | {m * 1e6:.2f} us | {w * 1e6:.2f} us | {ratio:.3f}x |")
     with MaskFD(IN | OUT, 7) as mask:

@@ -26,11 +26,12 @@ from eventfd_ext.bench.mechanisms import Mechanism, catalogue
 def time_calls(mech: Mechanism) -> object:
     """A pyperf time function: *loops* rounds of the mechanism's statement."""
     assert mech.call is not None
+    call: str = mech.call
 
     def run(loops: int) -> float:
         channel = mech.open()
         try:
-            return timeit.Timer(mech.call, globals=channel.names).timeit(loops)
+            return timeit.Timer(call, globals=channel.names).timeit(loops)
         finally:
             channel.close()
 

@@ -30,7 +30,8 @@ import threading
 import time
 import traceback
 import warnings
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -38,6 +39,7 @@ _T = TypeVar("_T")
 
 #: The largest count userspace can give the counter.
 MAX = 2**64 - 2
+
 
 def fdinfo(fd: int) -> dict[str, str]:
     """The kernel's fields for fd (raises FileNotFoundError if it is closed)."""
@@ -108,10 +110,27 @@ TIMEOUT = 30.0
 
 # System call numbers, per machine, of the calls a blocked thread sleeps in.
 _SYSCALLS = {
-    "x86_64": {"read": 0, "write": 1, "poll": 7, "ppoll": 271, "select": 23, "futex": 202,
-               "pselect6": 270, "epoll_wait": 232, "epoll_pwait": 281, "epoll_pwait2": 441},
-    "aarch64": {"read": 63, "write": 64, "ppoll": 73, "pselect6": 72, "futex": 98,
-                "epoll_pwait": 22, "epoll_pwait2": 441},
+    "x86_64": {
+        "read": 0,
+        "write": 1,
+        "poll": 7,
+        "ppoll": 271,
+        "select": 23,
+        "futex": 202,
+        "pselect6": 270,
+        "epoll_wait": 232,
+        "epoll_pwait": 281,
+        "epoll_pwait2": 441,
+    },
+    "aarch64": {
+        "read": 63,
+        "write": 64,
+        "ppoll": 73,
+        "pselect6": 72,
+        "futex": 98,
+        "epoll_pwait": 22,
+        "epoll_pwait2": 441,
+    },
 }
 # A name that stands for the variants libc may use instead.
 _FAMILIES = {
@@ -193,9 +212,21 @@ def open_fds() -> set[int]:
 
 
 class _Mallinfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-        "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def c_heap_in_use() -> int | None:
@@ -233,10 +264,9 @@ class Child:
                 fn()
             except BaseException:
                 code = 1
-                try:
+                # The report is best effort: the exit status says it failed.
+                with contextlib.suppress(BaseException):
                     os.write(w, traceback.format_exc().encode())
-                except BaseException:
-                    pass
             finally:
                 os._exit(code)
         os.close(w)
@@ -262,10 +292,8 @@ class Child:
         """Send *sig* and reap the child (reaping only for SIGKILL)."""
         if self.status is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
         if sig == signal.SIGKILL:
             self.status = os.waitpid(self.pid, 0)[1]
 
@@ -372,6 +400,7 @@ def wait_in_syscall(thread: threading.Thread, name: str, timeout: float = 10.0) 
     """Wait until *thread* sleeps inside system call *name* (a name of
     ``_FAMILIES`` covers its variants): True, or the test fails.  Callers
     assert it, so that a test of the blocking path knows it took it."""
+    assert thread.native_id is not None, "the thread has not started"
     return blocked_in(thread.native_id, _FAMILIES.get(name, (name,)), timeout)
 
 

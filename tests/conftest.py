@@ -8,9 +8,17 @@ from hypothesis import HealthCheck, settings
 # Hypothesis sizes as profiles, not settings the tests mutate: "ci" in every
 # run, "full" with --runslow (the size of docs/reliability.md's figures).
 # Tests that pass their own max_examples keep it.
-_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
-settings.register_profile("ci", max_examples=150, stateful_step_count=40, **_COMMON)
-settings.register_profile("full", max_examples=2_000, stateful_step_count=80, **_COMMON)
+_TOO_SLOW = [HealthCheck.too_slow]
+settings.register_profile(
+    "ci", max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=_TOO_SLOW
+)
+settings.register_profile(
+    "full",
+    max_examples=2_000,
+    stateful_step_count=80,
+    deadline=None,
+    suppress_health_check=_TOO_SLOW,
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,9 +39,7 @@ def size(config: pytest.Config) -> str:
     return "full" if config.getoption("--runslow") else "ci"
 
 
-def pytest_collection_modifyitems(
-    config: pytest.Config, items: list[pytest.Item]
-) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Deselected, not skipped: the CI size of each of these tests still runs;
     # only the large size waits for --runslow (the summary counts them).
     if config.getoption("--runslow"):

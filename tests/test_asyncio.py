@@ -15,7 +15,8 @@ import subprocess
 import sys
 import threading
 import warnings
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -158,9 +159,7 @@ def test_blocking_fd_drained_by_a_thread(efd: EventFD) -> None:
         thread = asyncio.ensure_future(asyncio.to_thread(efd.read, TIMEOUT))
         await parked(task)
         efd.write(1)
-        done, _ = await asyncio.wait(
-            {task, thread}, return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _ = await asyncio.wait({task, thread}, return_when=asyncio.FIRST_COMPLETED)
         assert len(done) >= 1
         efd.write(1)
         return [await task, await thread]
@@ -396,7 +395,7 @@ def test_close_in_the_loop_wakes_every_waiter() -> None:
 
     async def main() -> list[BaseException | int | None]:
         loop = asyncio.get_running_loop()
-        tasks = [asyncio.create_task(efd.aread()) for _ in range(2)]
+        tasks: list[asyncio.Task[int | None]] = [asyncio.create_task(efd.aread()) for _ in range(2)]
         tasks.append(asyncio.create_task(efd.await_readable()))
         await parked(*tasks)
         efd.close()
@@ -427,8 +426,7 @@ def test_close_from_another_thread_wakes_each_loop(loops: int) -> None:
             outcome[i] = exc
 
     threads = [
-        threading.Thread(target=asyncio.run, args=(waiter(i),), daemon=True)
-        for i in range(loops)
+        threading.Thread(target=asyncio.run, args=(waiter(i),), daemon=True) for i in range(loops)
     ]
     for thread in threads:
         thread.start()

@@ -72,9 +72,7 @@ def test_json_statistics_are_consistent(quick_run: Run) -> None:
     config = doc["config"]
     for r in doc["results"]:
         samples = r["samples"]
-        reps = config[
-            "percall_repetitions" if r["group"] == "per-call" else "repetitions"
-        ]
+        reps = config["percall_repetitions" if r["group"] == "per-call" else "repetitions"]
         assert len(samples) == r["repetitions"] == reps, r["case"]
         assert all(s > 0 and math.isfinite(s) for s in samples), r
         assert r["min"] <= r["q1"] <= r["median"] <= r["q3"] <= r["max"], r
@@ -86,9 +84,7 @@ def test_json_statistics_are_consistent(quick_run: Run) -> None:
 
 def test_json_goals_are_ratios_of_medians(quick_run: Run) -> None:
     _, _, doc = quick_run
-    medians = {
-        (r["group"], r["placement"], r["case"]): r["median"] for r in doc["results"]
-    }
+    medians = {(r["group"], r["placement"], r["case"]): r["median"] for r in doc["results"]}
     goals = doc["goals"]
     assert {g["goal"] for g in goals} == {g.text for g in report.GOALS}
     for g in goals:
@@ -105,8 +101,7 @@ def test_json_goals_are_ratios_of_medians(quick_run: Run) -> None:
         else:
             case, baseline, _ = goal.bound
             assert g["bound"]["ratio"] == pytest.approx(
-                medians[(group, g["placement"], case)]
-                / medians[(group, g["placement"], baseline)]
+                medians[(group, g["placement"], case)] / medians[(group, g["placement"], baseline)]
             )
 
 
@@ -186,12 +181,18 @@ def test_script_runs_where_python_m_would_import_the_source_tree(
     assert script, "no eventfd-ext-bench beside this interpreter: pip install the package"
     shadowed = subprocess.run(
         [sys.executable, "-m", "eventfd_ext.bench", "--help"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     assert shadowed.returncode != 0 and "uncompiled" in shadowed.stderr
     proc = subprocess.run(
         [script, "--quick", "--only", "per-call"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("eventfd_ext bench (quick)")

@@ -23,16 +23,15 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Callable, Iterator, Optional
 
 import pytest
 
 import eventfd_ext
-from eventfd_ext import EventFD, eventfd_read, eventfd_write
-
 from _kernel import TIMEOUT, blocked_in, in_thread, join_thread, record
+from eventfd_ext import EventFD, eventfd_read, eventfd_write
 
 MAX = 2**64 - 2
 POLL = ("poll", "ppoll")
@@ -97,7 +96,7 @@ def _raise_boom(signum: int, frame: FrameType | None) -> None:
 
 
 # How the exception arises: Ctrl-C, or any handler that raises.
-Handler = Callable[[int, Optional[FrameType]], object]
+Handler = Callable[[int, FrameType | None], object]
 SIGNAL_KINDS: dict[str, tuple[int, Handler, type[BaseException]]] = {
     "SIGINT": (signal.SIGINT, signal.default_int_handler, KeyboardInterrupt),
     "handler_raises": (signal.SIGUSR1, _raise_boom, Boom),
@@ -155,8 +154,11 @@ def test_blocking_call_releases_the_gil(name: str) -> None:
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     try:
         out = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True,
-            text=True, timeout=TIMEOUT,
+            [sys.executable, "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"{name}: the other thread never ran (GIL held while blocked?)")
@@ -243,9 +245,7 @@ def test_eintr_is_retried(name: str, uses: str, main_thread_only: int) -> None:
 
 @pytest.mark.parametrize("name", list(CALLS))
 @pytest.mark.parametrize("kind", list(SIGNAL_KINDS))
-def test_handler_exception_interrupts_promptly(
-    name: str, kind: str, main_thread_only: int
-) -> None:
+def test_handler_exception_interrupts_promptly(name: str, kind: str, main_thread_only: int) -> None:
     """Ctrl-C (SIGINT -> KeyboardInterrupt), or a handler raising, ends the
     blocking call with that exception, and the counter is left as it was."""
     spec = CALLS[name]

@@ -13,7 +13,8 @@ import os
 import types
 import unittest
 from collections import Counter
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 

@@ -18,17 +18,18 @@ import pathlib
 import select
 import shutil
 import subprocess
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventfd_ext import EventFD
-from eventfd_ext._doorbell import Doorbell
-
 import _kernel
 from _kernel import TIMEOUT, Child, in_thread, join_thread
+from eventfd_ext import EventFD
+from eventfd_ext._doorbell import Doorbell
 
 MAX = 2**64 - 2
 
@@ -54,16 +55,20 @@ OPS = st.lists(
 
 
 @given(ops=OPS, semaphore=st.booleans(), initval=st.sampled_from([0, 1, 2**32 - 1]))
-def test_same_outcomes_as_eventfd(ops: list[tuple[str, Any]], semaphore: bool, initval: int) -> None:
-    with EventFD(initval, semaphore=semaphore, nonblocking=True) as ev, Doorbell(
-        initval, semaphore=semaphore, nonblocking=True
-    ) as bell:
+def test_same_outcomes_as_eventfd(
+    ops: list[tuple[str, Any]], semaphore: bool, initval: int
+) -> None:
+    with (
+        EventFD(initval, semaphore=semaphore, nonblocking=True) as ev,
+        Doorbell(initval, semaphore=semaphore, nonblocking=True) as bell,
+    ):
         for name, arg in ops:
+            args = [] if arg is None else [arg]
             if name == "try_read":  # EventFD's twin: read, 0 for none
                 theirs = outcome(lambda: _try_read_eventfd(ev))
             else:
-                theirs = outcome(lambda: getattr(ev, name)(*([] if arg is None else [arg])))
-            ours = outcome(lambda: getattr(bell, name)(*([] if arg is None else [arg])))
+                theirs = outcome(partial(getattr(ev, name), *args))
+            ours = outcome(partial(getattr(bell, name), *args))
             assert ours == theirs, (name, arg)
             assert bell.peek() == ev.peek()
 
@@ -287,9 +292,7 @@ def test_a_c_peer_mapping_the_layout_rings_and_takes(tmp_path: pathlib.Path) -> 
     subprocess.run([cc, "-O2", "-o", str(exe), str(PEER)], check=True, timeout=120)
     with Doorbell() as ping, Doorbell() as pong:
         fds = [ping._memfd, ping.fileno(), pong._memfd, pong.fileno()]
-        peer = subprocess.Popen(
-            [str(exe), "pong", *map(str, fds), "1000"], pass_fds=fds
-        )
+        peer = subprocess.Popen([str(exe), "pong", *map(str, fds), "1000"], pass_fds=fds)
         try:
             for rnd in range(1000):
                 ping.write()
@@ -313,7 +316,7 @@ def test_multiprocessing_carries_the_same_doorbell(method: str) -> None:
 
     ctx = multiprocessing.get_context(method)
     with Doorbell() as ping, Doorbell(spin=0) as pong:
-        process = ctx.Process(target=_bell_child, args=(ping, pong))
+        process = ctx.Process(target=_bell_child, args=(ping, pong))  # type: ignore[attr-defined]
         process.start()
         try:
             ping.write(5)

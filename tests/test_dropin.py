@@ -7,17 +7,16 @@ must be the same, and a refused call must leave the counter as it was.
 
 from __future__ import annotations
 
-import errno
 import inspect
 import os
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+import _kernel
 import eventfd_ext
 from eventfd_ext import EventFD
-
-import _kernel
 
 NAMES = ("eventfd", "eventfd_read", "eventfd_write")
 START = 5  # a nonzero count, so that "unchanged" means something
@@ -192,7 +191,7 @@ def test_eventfd_refuses_what_os_refuses(args: tuple[Any, ...]) -> None:
 
 def test_eventfd_missing_argument_is_typeerror() -> None:
     with pytest.raises(TypeError):
-        eventfd_ext.eventfd()  # type: ignore[call-arg]
+        eventfd_ext.eventfd()
     with pytest.raises(TypeError):
         eventfd_ext.eventfd(0, 0, 0)  # type: ignore[call-arg]
 

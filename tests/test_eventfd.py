@@ -12,15 +12,15 @@ import sys
 import threading
 import warnings
 import weakref
+from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
+import _kernel
 import eventfd_ext
 from eventfd_ext import EventFD
-
-import _kernel
 
 START = 5
 
@@ -501,9 +501,7 @@ def test_close_from_many_threads_closes_once() -> None:
         efd = EventFD()
         barrier = threading.Barrier(4)
         errors: list[BaseException] = []
-        threads = [
-            threading.Thread(target=closer, args=(efd, barrier, errors)) for _ in range(4)
-        ]
+        threads = [threading.Thread(target=closer, args=(efd, barrier, errors)) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
@@ -558,7 +556,7 @@ def test_from_fd_refuses_an_object_that_owns_its_fd(tmp_path: Any) -> None:
     # Adopting the fd of an object that keeps owning it would close it twice.
     with EventFD(3) as owner, open(tmp_path / "f", "wb") as f:
         for obj in (owner, f):
-            with pytest.raises(TypeError, match="os.dup"):
+            with pytest.raises(TypeError, match=r"os.dup"):
                 EventFD.from_fd(obj)  # type: ignore[arg-type]
         assert owner.peek() == 3
         with EventFD.from_fd(os.dup(owner.fileno())) as twin:
@@ -598,7 +596,11 @@ def test_from_fd_refuses_a_regular_file(tmp_path: Any) -> None:
         f.write(b"x")  # still open
 
 
-@pytest.mark.parametrize("bad, exc", [(-1, ValueError), (2**40, OverflowError), (1.5, TypeError), (None, TypeError)], ids=repr)
+@pytest.mark.parametrize(
+    "bad, exc",
+    [(-1, ValueError), (2**40, OverflowError), (1.5, TypeError), (None, TypeError)],
+    ids=repr,
+)
 def test_from_fd_bad_argument(bad: object, exc: type[Exception]) -> None:
     with pytest.raises(exc):
         EventFD.from_fd(bad)  # type: ignore[arg-type]
@@ -696,9 +698,17 @@ def test_unclosed_object_at_interpreter_exit_is_quiet(cls: str, holder: str, war
     package_root = os.path.dirname(os.path.dirname(eventfd_ext.__file__))
     env = dict(os.environ, PYTHONPATH=package_root)
     proc = subprocess.run(
-        [sys.executable, "-W", "always", "-c",
-         "import sys, eventfd_ext\n" + holder.format(cls=cls)],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-W",
+            "always",
+            "-c",
+            "import sys, eventfd_ext\n" + holder.format(cls=cls),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Exception ignored" not in proc.stderr, proc.stderr
@@ -748,7 +758,7 @@ def test_nothing_warned_sees_a_warning_raised_in_del() -> None:
     class AlwaysWarns(EventFD):
         __slots__ = ()
 
-        def __del__(self) -> None:
+        def __del__(self, _unused: object = None) -> None:
             warnings.warn("from __del__", ResourceWarning, stacklevel=1)
 
     with pytest.raises(AssertionError, match="ResourceWarning: from __del__"):

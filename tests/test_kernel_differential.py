@@ -14,14 +14,14 @@ import os
 import random
 import select
 import struct
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+import _kernel
 import eventfd_ext
 from eventfd_ext import EventFD
-
-import _kernel
 
 MAX = _kernel.MAX
 ALL_ONES = 2**64 - 1

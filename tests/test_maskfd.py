@@ -8,7 +8,7 @@ import os
 import pickle
 import resource
 import struct
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -17,11 +17,10 @@ from eventfd_ext import (
     EFD_MASK_SIZE,
     MaskFD,
     MaskState,
+    choose_backing,
     pack_mask,
     unpack_mask,
 )
-from eventfd_ext import choose_backing
-
 from maskfd_helpers import ALL, ERR, HUP, IN, OUT, PRI, assert_shows, by_poll
 
 BACKINGS = ["stream", "dgram", "pipe"]
@@ -141,11 +140,19 @@ def test_creation_failure_closes_what_it_opened() -> None:
     assert after == before
 
 
-@pytest.mark.parametrize("uses,backing", [
-    (IN, "pipe"), (IN | HUP, "pipe"), (0, "pipe"),
-    (IN | OUT, "stream"), (PRI, "stream"), (IN | PRI | ERR, "stream"),
-    (ERR, "dgram"), (IN | OUT | ERR | HUP, "dgram"),
-])
+@pytest.mark.parametrize(
+    "uses,backing",
+    [
+        (IN, "pipe"),
+        (IN | HUP, "pipe"),
+        (0, "pipe"),
+        (IN | OUT, "stream"),
+        (PRI, "stream"),
+        (IN | PRI | ERR, "stream"),
+        (ERR, "dgram"),
+        (IN | OUT | ERR | HUP, "dgram"),
+    ],
+)
 def test_backing_chosen_from_the_events_used(uses: int, backing: str) -> None:
     assert choose_backing(uses) == backing
     with MaskFD(uses=uses) as m:
@@ -192,8 +199,9 @@ def test_write_bytes_and_read_bytes(mask: MaskFD) -> None:
     assert mask.read() == (0, 1)
 
 
-@pytest.mark.parametrize("buffer", [b"", b"\x01" * 11, struct.pack("=IQ", 0x20, 1),
-                                    struct.pack("=IQ", 0xFFFFFFFF, 1)])
+@pytest.mark.parametrize(
+    "buffer", [b"", b"\x01" * 11, struct.pack("=IQ", 0x20, 1), struct.pack("=IQ", 0xFFFFFFFF, 1)]
+)
 def test_bad_bytes_are_einval_and_change_nothing(buffer: bytes) -> None:
     with MaskFD(IN, 3) as m:
         shown = by_poll(m.fileno())
@@ -233,8 +241,15 @@ def test_close_is_idempotent_and_closed_refuses_everything() -> None:
     assert m.closed
     with pytest.raises(OSError):
         os.fstat(fd)
-    for call in (m.fileno, m.read, lambda: m.write(IN), lambda: m.set(IN),
-                 lambda: m.clear(IN), m.read_bytes, lambda: m.syscalls):
+    for call in (
+        m.fileno,
+        m.read,
+        lambda: m.write(IN),
+        lambda: m.set(IN),
+        lambda: m.clear(IN),
+        m.read_bytes,
+        lambda: m.syscalls,
+    ):
         with pytest.raises(ValueError, match="closed"):
             call()
 
@@ -304,14 +319,31 @@ def _stream_after_hup(out: bool) -> MaskFD:
     return m
 
 
-@pytest.mark.parametrize("backing,setup,call,err,verb,named", [
-    ("pipe", 0, lambda m: m.update(set=IN | PRI | OUT), errno.EOPNOTSUPP, "show", "POLLPRI|POLLOUT"),
-    ("pipe", IN, lambda m: m.write(IN | ERR), errno.EOPNOTSUPP, "show", "POLLERR"),
-    ("dgram", 0, lambda m: m.set(IN | PRI), errno.EOPNOTSUPP, "show", "POLLPRI"),
-    ("stream", IN | OUT | HUP, lambda m: m.write(IN), errno.ENOTRECOVERABLE, "clear", "POLLOUT|POLLHUP"),
-    ("stream", IN | HUP, lambda m: m.write(IN), errno.ENOTRECOVERABLE, "clear", "POLLHUP"),
-    ("dgram", IN | HUP, lambda m: m.clear(HUP | IN), errno.ENOTRECOVERABLE, "clear", "POLLHUP"),
-])
+@pytest.mark.parametrize(
+    "backing,setup,call,err,verb,named",
+    [
+        (
+            "pipe",
+            0,
+            lambda m: m.update(set=IN | PRI | OUT),
+            errno.EOPNOTSUPP,
+            "show",
+            "POLLPRI|POLLOUT",
+        ),
+        ("pipe", IN, lambda m: m.write(IN | ERR), errno.EOPNOTSUPP, "show", "POLLERR"),
+        ("dgram", 0, lambda m: m.set(IN | PRI), errno.EOPNOTSUPP, "show", "POLLPRI"),
+        (
+            "stream",
+            IN | OUT | HUP,
+            lambda m: m.write(IN),
+            errno.ENOTRECOVERABLE,
+            "clear",
+            "POLLOUT|POLLHUP",
+        ),
+        ("stream", IN | HUP, lambda m: m.write(IN), errno.ENOTRECOVERABLE, "clear", "POLLHUP"),
+        ("dgram", IN | HUP, lambda m: m.clear(HUP | IN), errno.ENOTRECOVERABLE, "clear", "POLLHUP"),
+    ],
+)
 def test_refusal_names_exactly_the_refused_bits(
     backing: str, setup: int, call: Callable[[MaskFD], None], err: int, verb: str, named: str
 ) -> None:
@@ -343,7 +375,9 @@ def _in_another_thread_after_next_crossing(action: Callable[[], None]) -> None:
     sys.setprofile(hook)
 
 
-def _refused_while_another_thread_sets_out(call: Callable[[MaskFD], None], verb: str) -> tuple[str, MaskState]:
+def _refused_while_another_thread_sets_out(
+    call: Callable[[MaskFD], None], verb: str
+) -> tuple[str, MaskState]:
     # stream after HUP, OUT not stored: HUP (and OUT once set) can no longer
     # be cleared; PRI can no longer be set, nor can ERR once OUT is set.
     with _stream_after_hup(out=False) as m:
@@ -368,8 +402,6 @@ def test_refusal_names_its_own_bits_while_another_thread_changes_the_mask() -> N
 def test_refusal_to_show_names_its_own_bits_while_another_thread_changes_the_mask() -> None:
     # Refused for PRI alone (ERR could still be set); the other thread's OUT
     # drains the fill that ERR needs after HUP, just after the refusal.
-    named, after = _refused_while_another_thread_sets_out(
-        lambda m: m.update(set=PRI | ERR), "show"
-    )
+    named, after = _refused_while_another_thread_sets_out(lambda m: m.update(set=PRI | ERR), "show")
     assert after == (IN | OUT | HUP, 0)
     assert named == "POLLPRI"  # not POLLPRI|POLLERR

@@ -14,7 +14,6 @@ import errno
 import itertools
 import mmap
 import multiprocessing
-import operator
 import os
 import resource
 import select
@@ -23,19 +22,18 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from multiprocessing import resource_sharer
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from eventfd_ext import MaskFD
-from eventfd_ext import choose_backing, pack_mask, unpack_mask
+from eventfd_ext import MaskFD, choose_backing, pack_mask
 from eventfd_ext._backings import Backing
 from eventfd_ext._maskabi import event_names
 from eventfd_ext._shim import ffi, lib
-
-from maskfd_helpers import ALL, ERR, HUP, IN, OUT, PRI, assert_shows, by_poll, kernel_has_unix_oob
+from maskfd_helpers import ERR, HUP, IN, OUT, PRI, assert_shows, by_poll, kernel_has_unix_oob
 
 LIMIT = 10.0  # generous failure bound on any wait (seconds)
 BACKINGS: list[Backing] = ["stream", "dgram", "pipe"]
@@ -47,6 +45,7 @@ BACKINGS: list[Backing] = ["stream", "dgram", "pipe"]
 def lock_holder(m: MaskFD) -> int:
     """The thread id holding the MaskFD's lock, 0 if free: the robust
     mutex's futex word (the first field of the shared state) holds it."""
+    word: int
     with mmap.mmap(lib.mfx_memfd(m._h), 4096) as page:
         (word,) = struct.unpack_from("i", page, 0)
     return word & 0x3FFFFFFF  # FUTEX_TID_MASK
@@ -106,7 +105,7 @@ def test_creation_failure_survives_a_handler_that_touches_errno() -> None:
 
         def hook(frame: Any, event: str, arg: Any) -> None:
             if event == "c_return":
-                ffi.errno = errno.EXDEV
+                ffi.errno = errno.EXDEV  # type: ignore[attr-defined]
 
         sys.setprofile(hook)
         try:
@@ -153,13 +152,23 @@ class _MPFork:
         return proc
 
 
-FORKERS = {"os.fork": _hold_fork_os, "C fork": _hold_fork_c, "mp fork": _MPFork()}
+FORKERS: dict[str, Callable[[int], Any]] = {
+    "os.fork": _hold_fork_os,
+    "C fork": _hold_fork_c,
+    "mp fork": _MPFork(),
+}
 
 
 @pytest.mark.parametrize("forker", list(FORKERS))
-@pytest.mark.parametrize("backing,bit,before", [
-    ("stream", ERR, IN), ("pipe", HUP, IN), ("pipe", HUP, 0), ("dgram", ERR, IN),
-])
+@pytest.mark.parametrize(
+    "backing,bit,before",
+    [
+        ("stream", ERR, IN),
+        ("pipe", HUP, IN),
+        ("pipe", HUP, 0),
+        ("dgram", ERR, IN),
+    ],
+)
 def test_write_right_after_fork_shows_or_fails_changing_nothing(
     forker: str, backing: Backing, bit: int, before: int
 ) -> None:
@@ -197,7 +206,9 @@ def test_write_right_after_fork_shows_or_fails_changing_nothing(
 # -- 4 and 5: a holder SIGKILLed inside a change ----------------------------------
 
 WRITERS: dict[Backing, list[tuple[int, int]]] = {
-    "stream": [(IN, 1), (0, 2), (PRI | OUT, 3)] if kernel_has_unix_oob() else [(IN, 1), (0, 2), (OUT, 3)],
+    "stream": [(IN, 1), (0, 2), (PRI | OUT, 3)]
+    if kernel_has_unix_oob()
+    else [(IN, 1), (0, 2), (OUT, 3)],
     "dgram": [(IN, 1), (0, 2), (ERR | IN, 3), (OUT, 4), (ERR, 5)],
     "pipe": [(IN, 1), (0, 2)],
 }
@@ -217,7 +228,7 @@ def test_holder_killed_while_holding_the_lock(backing: Backing, rounds: int) -> 
         for r in range(rounds):
             start = pairs[r % len(pairs)]
             m.write(*start)
-            cycle = itertools.cycle(pairs[r % len(pairs):] + pairs[:r % len(pairs)])
+            cycle = itertools.cycle(pairs[r % len(pairs) :] + pairs[: r % len(pairs)])
             pid = fork_looping(lambda: m.write(*next(cycle)))
             held = stop_while_holding(m, pid)
             kill_and_reap(pid)
@@ -303,7 +314,7 @@ def _entry_points(m: MaskFD) -> dict[str, Callable[[], object]]:
 @pytest.mark.parametrize("entry", list(_entry_points(MaskFD.__new__(MaskFD))))
 def test_raising_handler_gets_out_of_a_wait_for_a_stopped_holder(entry: str) -> None:
     with MaskFD(backing="stream") as m:
-        pid = fork_looping(lambda: (m.write(IN, 1), m.write(0, 2)))
+        pid = fork_looping(lambda: (m.write(IN, 1), m.write(0, 2)))  # type: ignore[arg-type, func-returns-value]
         resume = None
         try:
             assert stop_while_holding(m, pid), "the child never held the lock"
@@ -449,7 +460,7 @@ def test_non_integers_are_type_errors_changing_nothing(bad: object) -> None:
     calls: list[Callable[[MaskFD], object]] = [
         lambda m: MaskFD(bad),  # type: ignore[arg-type]
         lambda m: MaskFD(0, bad),  # type: ignore[arg-type]
-        *([] if bad is None else [lambda m: MaskFD(uses=bad)]),  # None: the default
+        *([] if bad is None else [lambda m: MaskFD(uses=bad)]),  # type: ignore[arg-type]  # None: the default
         lambda m: m.write(bad),  # type: ignore[arg-type]
         lambda m: m.write(IN, bad),  # type: ignore[arg-type]
         lambda m: m.set(bad),  # type: ignore[arg-type]
@@ -476,7 +487,8 @@ def test_non_integers_are_type_errors_changing_nothing(bad: object) -> None:
 # at each of its steps in turn.  (pipe: HUP only changes in its creator, so
 # the forked writers keep it as it is.)
 STEP_MASKS: dict[Backing, list[int]] = {
-    "stream": [0, IN, OUT, IN | OUT, HUP, ERR] + ([PRI, PRI | OUT] if kernel_has_unix_oob() else []),
+    "stream": [0, IN, OUT, IN | OUT, HUP, ERR]
+    + ([PRI, PRI | OUT] if kernel_has_unix_oob() else []),
     "dgram": [0, IN, OUT, IN | OUT, ERR, ERR | IN, HUP, HUP | ERR],
     "pipe": [0, IN, HUP, HUP | IN],
 }

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import errno
 import multiprocessing
-from multiprocessing import resource_sharer
 import os
 import random
-import signal
 import select
+import signal
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from multiprocessing import resource_sharer
+from typing import Any
 
 import pytest
 
 from eventfd_ext import MaskFD
 from eventfd_ext._backings import Backing
-
 from maskfd_helpers import ERR, HUP, IN, OUT, assert_shows, by_poll
 
 WAIT_MS = 10_000  # a wakeup that takes longer than this is a lost one
@@ -124,7 +124,7 @@ def test_pipe_no_lost_wakeup() -> None:
 
         thread = threading.Thread(target=peer, daemon=True)
         thread.start()
-        for i in range(2000):
+        for _ in range(2000):
             m.update(set=IN, clear=HUP)
             if not wait_for(m.fileno(), HUP) & HUP or missed:
                 break
@@ -134,6 +134,7 @@ def test_pipe_no_lost_wakeup() -> None:
 
 def test_writer_threads_leave_read_and_readiness_in_agreement() -> None:
     with MaskFD() as m:
+
         def writer(seed: int) -> None:
             rng = random.Random(seed)
             for _ in range(2000):
@@ -223,6 +224,7 @@ def run_child(body: Callable[[], int]) -> int:
 @pytest.mark.parametrize("backing", ["stream", "dgram", "pipe"])
 def test_fork_shares_one_object(backing: Backing) -> None:
     with MaskFD(0, 1, backing=backing) as m:
+
         def child() -> int:
             if m.read() != (0, 1):
                 return 2
@@ -244,6 +246,7 @@ def test_fork_handshakes_between_processes() -> None:
     """Parent and child ping-pong IN and OUT on the same MaskFD."""
     rounds = 300
     with MaskFD() as m:
+
         def child() -> int:
             for _ in range(rounds):
                 if not wait_for(m.fileno(), IN) & IN:
@@ -353,6 +356,7 @@ def test_holder_killed_inside_a_change_wedges_no_one(backing: Backing) -> None:
     masks = [IN, 0] if backing == "pipe" else [IN, OUT, IN | OUT, 0]
     with MaskFD(backing=backing) as m:
         for attempt in range(30):
+
             def child() -> int:
                 while True:
                     for events in masks:

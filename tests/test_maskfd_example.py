@@ -11,13 +11,13 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "examples"))
 
-from usersocket import (  # noqa: E402
+from usersocket import (
     transfer_with_asyncio,
     transfer_with_selectors,
     usersocketpair,
 )
 
-from maskfd_helpers import HUP, IN, OUT, by_poll  # noqa: E402
+from maskfd_helpers import HUP, IN, OUT, by_poll
 
 
 def test_mask_follows_the_buffers() -> None:

@@ -11,14 +11,13 @@ import errno
 import itertools
 import pathlib
 import select
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
 from eventfd_ext import MaskFD, fidelity
 from eventfd_ext._backings import Backing
 from eventfd_ext.fidelity import Row, measure, measure_combinations
-
 from maskfd_helpers import (
     ALL,
     ERR,
@@ -136,7 +135,9 @@ def test_hup_is_refused_to_clear_on_sockets(backing: Backing) -> None:
         m.set(HUP)
         assert_shows(m)
         calls: list[Callable[[], None]] = [
-            lambda: m.clear(HUP), lambda: m.write(IN | OUT), lambda: m.write(0)
+            lambda: m.clear(HUP),
+            lambda: m.write(IN | OUT),
+            lambda: m.write(0),
         ]
         for call in calls:
             with pytest.raises(OSError, match="POLLHUP") as info:
@@ -270,9 +271,14 @@ def test_fidelity_row(backing: Backing, event: int) -> None:
     assert (not row.note.startswith("once")) == repeatable, row
 
 
-@pytest.mark.parametrize(("backing", "exact", "at_least"), [
-    ("stream", 12, 32), ("dgram", 9, 16), ("pipe", 4, 4),
-])
+@pytest.mark.parametrize(
+    ("backing", "exact", "at_least"),
+    [
+        ("stream", 12, 32),
+        ("dgram", 9, 16),
+        ("pipe", 4, 4),
+    ],
+)
 def test_fidelity_combinations(backing: Backing, exact: int, at_least: int) -> None:
     if backing == "stream" and not HAS_OOB:
         pytest.skip("the stream counts include PRI (AF_UNIX MSG_OOB)")
@@ -286,7 +292,13 @@ def test_fidelity_script_prints_the_tables(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     assert rows[0] == "| event | `stream` | `dgram` | `pipe` |"
-    assert [row.split(" | ")[0] for row in rows[1:6]] == ["| IN", "| PRI", "| OUT", "| ERR", "| HUP"]
+    assert [row.split(" | ")[0] for row in rows[1:6]] == [
+        "| IN",
+        "| PRI",
+        "| OUT",
+        "| ERR",
+        "| HUP",
+    ]
     assert all(row.count("|") == 5 for row in rows[:6])  # no stray | in a cell
     assert len(rows) == 10  # 1 + 5 event rows, 1 + 3 backing rows
 

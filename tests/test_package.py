@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.resources
 import os
+import pathlib
+import re
 
 import pytest
 
@@ -30,7 +33,6 @@ def test_ships_py_typed_and_compiled_module() -> None:
     files = importlib.resources.files("eventfd_ext")
     assert files.joinpath("py.typed").is_file()
     assert any(p.name.startswith("_shim.") and p.name.endswith(".so") for p in files.iterdir())
-
 
 
 @pytest.mark.parametrize(
@@ -61,3 +63,26 @@ def test_stub_matches_the_compiled_module(module: str, stub: str) -> None:
     for name, arity in declared.items():
         if arity is not None:
             assert len(ffi.typeof(getattr(lib, name)).args) == arity, name
+
+
+def test_version_is_the_distributions() -> None:
+    # One place: pyproject.toml's version, read back through the metadata.
+    assert eventfd_ext.__version__ == importlib.metadata.version("eventfd_ext")
+    assert re.fullmatch(r"\d+\.\d+\.\d+([abc]|rc|\.dev|\.post)?\d*", eventfd_ext.__version__)
+
+
+def test_ships_the_license() -> None:
+    dist = importlib.metadata.distribution("eventfd_ext")
+    assert dist.metadata["License-Expression"] == "MIT"
+    # The installed wheel's dist-info/licenses/LICENSE (a build's egg-info in
+    # a checkout on sys.path lists the file too, but relative to src/).
+    found = [
+        pathlib.Path(f.locate())
+        for d in importlib.metadata.distributions(name="eventfd_ext")
+        for f in d.files or []
+        if f.name == "LICENSE"
+    ]
+    texts = [path.read_text() for path in found if path.is_file()]
+    assert texts, "LICENSE is not in the installed distribution"
+    assert "MIT License" in texts[0]
+    assert "Copyright (c) 2026 the eventfd_ext developers" in texts[0]

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import select
 import selectors
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from eventfd_ext import EventFD
-
 import _kernel
+from eventfd_ext import EventFD
 
 MAX = _kernel.MAX
 
@@ -67,10 +66,7 @@ def test_poll_accepts_the_object(efd: EventFD) -> None:
 
 def test_poll_never_sets_rdnorm_or_wrnorm(efd: EventFD) -> None:
     p = select.poll()
-    every = (
-        select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
-        | select.POLLPRI
-    )
+    every = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM | select.POLLPRI
     p.register(efd, every)
     efd.write(1)
     [(_, revents)] = p.poll(0)

@@ -16,9 +16,9 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from multiprocessing import resource_sharer
 from multiprocessing.context import ForkServerContext, SpawnContext
-from typing import Iterator
 
 import pytest
 
@@ -324,9 +324,7 @@ def test_recv_wrong_kind_of_fd(socks: tuple[socket.socket, socket.socket]) -> No
 
 
 @pytest.mark.parametrize("count", [2, 6])
-def test_recv_too_many_fds(
-    socks: tuple[socket.socket, socket.socket], count: int
-) -> None:
+def test_recv_too_many_fds(socks: tuple[socket.socket, socket.socket], count: int) -> None:
     # 6 is more than recv_eventfd has room for: the kernel drops the rest.
     a, b = socks
     efds = [EventFD() for _ in range(count)]
@@ -380,6 +378,8 @@ def test_recv_on_a_datagram_socket_whose_peer_closed_times_out() -> None:
 class Tagged(EventFD):
     """A subclass with instance state, as users write them."""
 
+    tag: str
+
 
 class Slotted(EventFD):
     """A subclass with slots of its own, one of them name-mangled."""
@@ -387,7 +387,7 @@ class Slotted(EventFD):
     __slots__ = ("tag", "__secret")
 
     def reveal(self) -> str:
-        return self.__secret  # type: ignore[no-any-return]
+        return str(self.__secret)
 
     def hide(self, value: str) -> None:
         self.__secret = value
@@ -407,9 +407,11 @@ def test_multiprocessing_carries_slots_and_spin(method: str) -> None:
     ctx = multiprocessing.get_context(method)
     report_r, report_w = ctx.Pipe(duplex=False)
     with Slotted(spin=1e-5) as efd:
-        efd.tag = "mine"
+        efd.tag = "mine"  # type: ignore[attr-defined]
         efd.hide("hidden")
-        process = ctx.Process(target=_subclass_child, args=(efd, report_w))
+        process = ctx.Process(  # type: ignore[attr-defined]
+            target=_subclass_child, args=(efd, report_w)
+        )
         process.start()
         report_w.close()
         try:
@@ -426,8 +428,10 @@ def test_multiprocessing_carries_a_subclass_as_itself(method: str) -> None:
     ctx = multiprocessing.get_context(method)
     report_r, report_w = ctx.Pipe(duplex=False)
     with Tagged() as efd:
-        efd.tag = "mine"  # type: ignore[attr-defined]
-        process = ctx.Process(target=_subclass_child, args=(efd, report_w))
+        efd.tag = "mine"
+        process = ctx.Process(  # type: ignore[attr-defined]
+            target=_subclass_child, args=(efd, report_w)
+        )
         process.start()
         report_w.close()
         try:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import errno
 import os
 import select
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from eventfd_ext._shim import ffi, lib
-
 import _kernel
+from eventfd_ext._shim import ffi, lib
 
 ALL_ONES = 2**64 - 1
 
@@ -138,9 +138,7 @@ def test_read_blocks_until_a_write(fd: int) -> None:
 
 
 def test_read_nowait_on_a_blocking_fd_is_minus_eagain(fd: int) -> None:
-    result = bounded(
-        lambda: lib.efx_read_nowait(fd, _count()), lambda: os.eventfd_write(fd, 1)
-    )
+    result = bounded(lambda: lib.efx_read_nowait(fd, _count()), lambda: os.eventfd_write(fd, 1))
     if result == -errno.EOPNOTSUPP:
         pytest.skip("kernel lacks RWF_NOWAIT reads on eventfd")
     assert result == -errno.EAGAIN
@@ -165,11 +163,11 @@ def test_the_result_never_depends_on_errno_after_the_call(nbfd: int) -> None:
     # return and the caller's next line: the result must not care.
     count = _count()
     result = lib.efx_read(nbfd, count)
-    ffi.errno = 0
+    ffi.errno = 0  # type: ignore[attr-defined]
     assert result == -errno.EAGAIN
     os.eventfd_write(nbfd, 2**64 - 2)
     result = lib.efx_read(nbfd, count)
-    ffi.errno = errno.EAGAIN
+    ffi.errno = errno.EAGAIN  # type: ignore[attr-defined]
     assert (result, count[0]) == (0, 2**64 - 2)
 
 

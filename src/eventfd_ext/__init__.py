@@ -2,6 +2,8 @@
 replacements for the ``os.eventfd*`` functions, and MaskFD, a userspace
 emulation of the never-merged EFD_MASK flag."""
 
+import importlib.metadata as _metadata
+
 from . import _reduction  # noqa: F401  (registers the multiprocessing reductions)
 from ._backings import choose_backing
 from ._constants import (
@@ -36,3 +38,10 @@ __all__ = [
     "recv_eventfd",
     "send_eventfd",
 ]
+
+try:
+    # The one place the version lives is pyproject.toml; this reads it back
+    # from the installed distribution's metadata.
+    __version__ = _metadata.version("eventfd_ext")
+except _metadata.PackageNotFoundError:  # pragma: no cover - imported from a bare tree
+    __version__ = "0+unknown"

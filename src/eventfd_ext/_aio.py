@@ -88,9 +88,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-async def _wait(
-    fd: int, direction: int, check: Callable[[int], None] | None = None
-) -> None:
+async def _wait(fd: int, direction: int, check: Callable[[int], None] | None = None) -> None:
     """Wait in the running loop until *fd* is ready in *direction*.
 
     *check(fd)*, if given, raises if the fd's owner was closed; it runs

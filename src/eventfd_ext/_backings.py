@@ -9,9 +9,10 @@ test on a backing's name, only look-ups in these records."""
 from __future__ import annotations
 
 import errno
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal, Mapping
+from typing import Literal
 
 from ._constants import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI
 from ._maskabi import EVENT_NAMES, check_events, event_names
@@ -68,7 +69,10 @@ class BackingRecord:
             text = f"the {self.name!r} backing cannot show {names} now: {_BUSY}"
         elif err == errno.EPERM:
             why = _reasons(self.owner_only, bits, "the creator holds the object")
-            text = f"the {self.name!r} backing changes {names} only in the process that created it ({why})"
+            text = (
+                f"the {self.name!r} backing changes {names} only in the process "
+                f"that created it ({why})"
+            )
         else:
             text = f"the {self.name!r} backing refused {names}"
         return OSError(err, text)
@@ -88,40 +92,50 @@ _OUT_AFTER_HUP = "after HUP the send buffer can no longer be filled"
 STREAM = BackingRecord(
     name="stream",
     kind=lib.MFX_STREAM,
-    cant_set=_why({
-        POLLPRI: "needs AF_UNIX MSG_OOB (Linux >= 5.15, CONFIG_AF_UNIX_OOB), "
-        "which this kernel refused, or a peer that has not shut down",
-        POLLERR: "ERR comes from the peer's last close, once, with unread data "
-        "at the peer (none after HUP with OUT shown), and only while no other process "
-        "holds this MaskFD; backing='dgram' shows ERR reversibly",
-    }),
-    cant_clear=_why({
-        POLLHUP: "the peer's shutdown is irreversible; backing='pipe' clears HUP",
-        POLLOUT: _OUT_AFTER_HUP,
-    }),
+    cant_set=_why(
+        {
+            POLLPRI: "needs AF_UNIX MSG_OOB (Linux >= 5.15, CONFIG_AF_UNIX_OOB), "
+            "which this kernel refused, or a peer that has not shut down",
+            POLLERR: "ERR comes from the peer's last close, once, with unread data "
+            "at the peer (none after HUP with OUT shown), and only while no other process "
+            "holds this MaskFD; backing='dgram' shows ERR reversibly",
+        }
+    ),
+    cant_clear=_why(
+        {
+            POLLHUP: "the peer's shutdown is irreversible; backing='pipe' clears HUP",
+            POLLOUT: _OUT_AFTER_HUP,
+        }
+    ),
     owner_only=_why({}),
 )
 DGRAM = BackingRecord(
     name="dgram",
     kind=lib.MFX_DGRAM,
-    cant_set=_why({
-        POLLPRI: "datagram sockets have no out-of-band data; use backing='stream'",
-    }),
+    cant_set=_why(
+        {
+            POLLPRI: "datagram sockets have no out-of-band data; use backing='stream'",
+        }
+    ),
     cant_clear=_why({POLLHUP: _HUP_FINAL, POLLOUT: _OUT_AFTER_HUP}),
     owner_only=_why({}),
 )
 PIPE = BackingRecord(
     name="pipe",
     kind=lib.MFX_PIPE,
-    cant_set=_why({
-        POLLPRI: "a pipe never shows PRI; use backing='stream'",
-        POLLOUT: "a pipe's read end never shows OUT; use backing='stream'",
-        POLLERR: "a pipe's read end never shows ERR; use backing='dgram'",
-    }),
+    cant_set=_why(
+        {
+            POLLPRI: "a pipe never shows PRI; use backing='stream'",
+            POLLOUT: "a pipe's read end never shows OUT; use backing='stream'",
+            POLLERR: "a pipe's read end never shows ERR; use backing='dgram'",
+        }
+    ),
     cant_clear=_why({}),
-    owner_only=_why({
-        POLLHUP: "HUP means every writer closed, and it holds the writer",
-    }),
+    owner_only=_why(
+        {
+            POLLHUP: "HUP means every writer closed, and it holds the writer",
+        }
+    ),
 )
 
 #: The records, in order of preference when several would do.

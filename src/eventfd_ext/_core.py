@@ -120,9 +120,7 @@ def check_value(value: object) -> int:
     return value
 
 
-def read_again(
-    fd: int, check: Callable[[int], None] | None = None, *, nowait: bool = False
-) -> int:
+def read_again(fd: int, check: Callable[[int], None] | None = None, *, nowait: bool = False) -> int:
     """Read the count after the hot read (``efx_take``) returned 0.
 
     That 0 says only that the read failed (it took nothing), not why: the

@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from . import _aio, _core
 from ._constants import OVERFLOW
@@ -79,8 +80,9 @@ class Doorbell(FDOwner):
         self._watching = 0
 
     @classmethod
-    def from_fds(cls, memfd: int, efd: int, *, nonblocking: bool = False,
-                 spin: float | None = None) -> Doorbell:
+    def from_fds(
+        cls, memfd: int, efd: int, *, nonblocking: bool = False, spin: float | None = None
+    ) -> Doorbell:
         """Adopt a Doorbell's two fds (its memfd and its eventfd) received
         from another process (``subprocess`` ``pass_fds``, SCM_RIGHTS): the
         object owns them and will close them.  Anything else is refused
@@ -122,7 +124,9 @@ class Doorbell(FDOwner):
         if self.closed:
             return f"<{type(self).__name__} [closed]>"
         modes = "".join(
-            f" {name}" for name, on in (("semaphore", self.semaphore), ("nonblocking", self._nonblocking)) if on
+            f" {name}"
+            for name, on in (("semaphore", self.semaphore), ("nonblocking", self._nonblocking))
+            if on
         )
         return f"<{type(self).__name__} fd={self._fd} count={self.peek()}{modes}>"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _core
 from ._constants import EFD_CLOEXEC

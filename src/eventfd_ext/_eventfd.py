@@ -240,9 +240,7 @@ class EventFD(FDOwner):
 
         Returns True when readable, False if *timeout* seconds passed first.
         """
-        revents = _core.wait_readable(
-            self.fileno(), timeout, _poll_in, self._check_open
-        )
+        revents = _core.wait_readable(self.fileno(), timeout, _poll_in, self._check_open)
         if revents & lib.POLLNVAL:
             if self.closed:  # by another thread while we polled
                 self._raise_closed()

@@ -55,9 +55,7 @@ def index(value: object, what: str) -> int:
     try:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(
-            f"{what} must be an integer, not {type(value).__name__}"
-        ) from None
+        raise TypeError(f"{what} must be an integer, not {type(value).__name__}") from None
 
 
 def check_events(events: object, what: str = "events") -> int:
@@ -94,8 +92,6 @@ def unpack_mask(buffer: Any) -> MaskState:
     """
     view = memoryview(buffer).cast("B")
     if len(view) < EFD_MASK_SIZE:
-        raise ValueError(
-            f"an efd_mask is {EFD_MASK_SIZE} bytes, the buffer has {len(view)}"
-        )
+        raise ValueError(f"an efd_mask is {EFD_MASK_SIZE} bytes, the buffer has {len(view)}")
     events, data = STRUCT.unpack_from(view)
     return MaskState(check_events(events), data)

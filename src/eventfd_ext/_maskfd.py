@@ -191,8 +191,12 @@ class MaskFD(FDOwner):
         except (TypeError, OverflowError):
             self._refuse(events, data)
         if result:
-            self._failed(result, (_change, self._h, EFD_MASK_EVENTS, events, 1, data),
-                         EFD_MASK_EVENTS, events)
+            self._failed(
+                result,
+                (_change, self._h, EFD_MASK_EVENTS, events, 1, data),
+                EFD_MASK_EVENTS,
+                events,
+            )
 
     def set(self, events: int) -> None:
         """Add the bits in *events* to the stored mask; the data stays."""
@@ -216,9 +220,7 @@ class MaskFD(FDOwner):
         if result:
             self._failed(result, (_clear, self._h, events), events, 0)
 
-    def update(
-        self, set: int = 0, clear: int = 0, data: int | None = None
-    ) -> None:
+    def update(self, set: int = 0, clear: int = 0, data: int | None = None) -> None:
         """Set and clear bits (set wins) and optionally replace the data, at once."""
         set_data = data is not None
         value = 0 if data is None else data
@@ -231,8 +233,7 @@ class MaskFD(FDOwner):
             check_events(clear)
             self._refuse(set, value)
         if result:
-            self._failed(result, (_change, self._h, clear, set, set_data, value),
-                         clear, set)
+            self._failed(result, (_change, self._h, clear, set, set_data, value), clear, set)
 
     def read(self) -> MaskState:
         """The last written pair ``(events, data)``, as EFD_MASK's read."""
@@ -329,9 +330,7 @@ class MaskFD(FDOwner):
             self._raise_closed()  # closed by another thread meanwhile
         _core.raise_errno(-result)
 
-    def _failed(
-        self, result: int, call: tuple[Any, ...], clear: int, set: int
-    ) -> None:
+    def _failed(self, result: int, call: tuple[Any, ...], clear: int, set: int) -> None:
         """A change returned *result*: call it again while the lock was
         busy (signal handlers run in between), else raise what it means.
 

@@ -68,8 +68,7 @@ def recv_eventfd(sock: socket.socket) -> EventFD:
             raise ValueError("the message carried no file descriptor")
         if len(fds) > 1 or flags & socket.MSG_CTRUNC:
             raise ValueError(
-                "the message carried more than one file descriptor "
-                "(send_eventfd sends exactly one)"
+                "the message carried more than one file descriptor (send_eventfd sends exactly one)"
             )
         return EventFD.from_fd(fds[0])  # ValueError: not an eventfd
     except BaseException:

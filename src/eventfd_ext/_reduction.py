@@ -16,8 +16,9 @@ child with ``EventFD.from_fd``.)
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from multiprocessing import reduction as _mp_reduction
-from typing import Any, Callable
+from typing import Any
 
 from . import _core, _maskfd
 from ._doorbell import Doorbell
@@ -59,9 +60,7 @@ def _restore(owner: FDOwner, state: dict[str, Any] | None) -> None:
 def _reduce_eventfd(efd: EventFD) -> _Reduced:
     # DupFd hands the fd to the child process being started (spawn,
     # forkserver) or, for a Pipe/Queue, to multiprocessing's resource sharer.
-    return _rebuild_eventfd, (
-        type(efd), _mp_reduction.DupFd(efd.fileno()), efd.spin, _state(efd)
-    )
+    return _rebuild_eventfd, (type(efd), _mp_reduction.DupFd(efd.fileno()), efd.spin, _state(efd))
 
 
 def _rebuild_eventfd(
@@ -135,7 +134,11 @@ def _reduce_doorbell(bell: Doorbell) -> _Reduced:
 
 
 def _rebuild_doorbell(
-    cls: type[Doorbell], memfd: Any, efd: Any, nonblocking: bool, spin: float | None,
+    cls: type[Doorbell],
+    memfd: Any,
+    efd: Any,
+    nonblocking: bool,
+    spin: float | None,
     state: dict[str, Any] | None,
 ) -> Doorbell:
     fds = [memfd.detach(), efd.detach()]

@@ -143,12 +143,16 @@ def main() -> int:
     """Print the tables, with the kernel they were measured on."""
     import platform
 
-    print(f"Measured on Linux {platform.release()} ({platform.machine()}), "
-          f"Python {platform.python_version()}.")
-    print("Cells: is the bit shown when written alone (for OUT: shown again "
-          "after a write that cleared it); + the extra bits shown beside it; "
-          "does writing 0 take it away again (reversible), with the syscalls "
-          "a set / a clear costs, counted by the shim.\n")
+    print(
+        f"Measured on Linux {platform.release()} ({platform.machine()}), "
+        f"Python {platform.python_version()}."
+    )
+    print(
+        "Cells: is the bit shown when written alone (for OUT: shown again "
+        "after a write that cleared it); + the extra bits shown beside it; "
+        "does writing 0 take it away again (reversible), with the syscalls "
+        "a set / a clear costs, counted by the shim.\n"
+    )
     print(markdown())
     return 0
 

@@ -56,10 +56,12 @@ def run_tests(full: bool) -> tuple[dict[str, Any], str, float, int]:
 def run_sanitizer() -> tuple[str, int]:
     """Run .ci/sanitize; return its verdict line and status."""
     env = dict(os.environ, PYTHON=sys.executable)  # this interpreter has pytest and cffi
-    out = subprocess.run(["bash", ".ci/sanitize"], cwd=ROOT, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        ["bash", ".ci/sanitize"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     lines = (out.stdout + out.stderr).strip().splitlines()
-    verdict = next((l for l in reversed(lines) if l.startswith("sanitize:")), "(no verdict)")
-    tests = next((l for l in reversed(lines) if re.search(r"\d+ passed", l)), "")
+    verdict = next((ln for ln in reversed(lines) if ln.startswith("sanitize:")), "(no verdict)")
+    tests = next((ln for ln in reversed(lines) if re.search(r"\d+ passed", ln)), "")
     if out.returncode:
         sys.stderr.write("\n".join(lines[-40:]) + "\n")
     return f"{verdict} - {tests.strip('= ')}", out.returncode
@@ -75,8 +77,9 @@ def _n(x: object) -> str:
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 
-def render(fig: dict[str, Any], summary: str, seconds: float, full: bool,
-           sanitizer: str | None) -> str:
+def render(
+    fig: dict[str, Any], summary: str, seconds: float, full: bool, sanitizer: str | None
+) -> str:
     cmd = "python tests/reliability/figures.py" + (" --full" if full else "")
     out = [
         f"Produced by `{cmd}` on {time.strftime('%Y-%m-%d')} "
@@ -88,68 +91,137 @@ def render(fig: dict[str, Any], summary: str, seconds: float, full: bool,
     def by(prefix: str) -> list[tuple[str, Any]]:
         return sorted((k, v) for k, v in fig.items() if k.startswith(prefix))
 
-    rows = [[k.split(".")[1], k.split(".")[2], f"{v['writers']} x {_n(v['writes'] // v['writers'])}",
-             _n(v["sum_written"]), _n(v["sum_read"]), _n(v["reads"]), v["seconds"]]
-            for k, v in by("lost_counts.")]
-    out += ["**No lost counts** (`tests/reliability/test_lost_counts.py`): writers into one "
-            "EventFD, one reader in the parent.", "",
-            _table(["writers", "mode", "writes", "sum written", "sum read", "reads", "s"], rows), ""]
+    rows = [
+        [
+            k.split(".")[1],
+            k.split(".")[2],
+            f"{v['writers']} x {_n(v['writes'] // v['writers'])}",
+            _n(v["sum_written"]),
+            _n(v["sum_read"]),
+            _n(v["reads"]),
+            v["seconds"],
+        ]
+        for k, v in by("lost_counts.")
+    ]
+    out += [
+        "**No lost counts** (`tests/reliability/test_lost_counts.py`): writers into one "
+        "EventFD, one reader in the parent.",
+        "",
+        _table(["writers", "mode", "writes", "sum written", "sum read", "reads", "s"], rows),
+        "",
+    ]
 
-    rows = [[k.split(".")[1], k.split(".")[2], _n(v["rounds"]), _n(v["completed"]),
-             v["p50_us"], v["p99_us"], v["max_us"]] for k, v in by("wakeups.")]
-    out += ["**No lost wakeups** (`tests/reliability/test_wakeups.py`): set/clear handshakes, "
-            "each side blocked in the call named; a wait past 30 s fails with its round.", "",
-            _table(["peer", "blocked in", "rounds", "completed", "p50 us", "p99 us", "max us"], rows), ""]
+    rows = [
+        [
+            k.split(".")[1],
+            k.split(".")[2],
+            _n(v["rounds"]),
+            _n(v["completed"]),
+            v["p50_us"],
+            v["p99_us"],
+            v["max_us"],
+        ]
+        for k, v in by("wakeups.")
+    ]
+    out += [
+        "**No lost wakeups** (`tests/reliability/test_wakeups.py`): set/clear handshakes, "
+        "each side blocked in the call named; a wait past 30 s fails with its round.",
+        "",
+        _table(["peer", "blocked in", "rounds", "completed", "p50 us", "p99 us", "max us"], rows),
+        "",
+    ]
 
-    rows = [[k.split(".")[1], k.split(".")[2], k.split(".")[3], _n(v["rounds"]),
-             _n(v["completed"]), v["p50_us"], v["p99_us"], v["max_us"]]
-            for k, v in by("maskfd_wakeups.")]
+    rows = [
+        [
+            k.split(".")[1],
+            k.split(".")[2],
+            k.split(".")[3],
+            _n(v["rounds"]),
+            _n(v["completed"]),
+            v["p50_us"],
+            v["p99_us"],
+            v["max_us"],
+        ]
+        for k, v in by("maskfd_wakeups.")
+    ]
     if rows:
-        out += ["**No lost wakeups through MaskFD** (`tests/reliability/test_maskfd_wakeups.py`): "
-                "set/clear handshakes carrying the round in the data word.", "",
-                _table(["peer", "backing", "blocked in", "rounds", "completed", "p50 us",
-                        "p99 us", "max us"], rows), ""]
+        out += [
+            "**No lost wakeups through MaskFD** (`tests/reliability/test_maskfd_wakeups.py`): "
+            "set/clear handshakes carrying the round in the data word.",
+            "",
+            _table(
+                [
+                    "peer",
+                    "backing",
+                    "blocked in",
+                    "rounds",
+                    "completed",
+                    "p50 us",
+                    "p99 us",
+                    "max us",
+                ],
+                rows,
+            ),
+            "",
+        ]
 
     def examples(what: str) -> str:
         found = {k.rsplit(".", 1)[1]: v for k, v in by(f"model.{what}.")}
         size = {"ci": "CI size", "full": "full size"}
-        return " and ".join(f"{_n(v)} examples ({size[k.split('_')[0]]})"
-                            for k, v in sorted(found.items()))
+        return " and ".join(
+            f"{_n(v)} examples ({size[k.split('_')[0]]})" for k, v in sorted(found.items())
+        )
 
-    out += ["**Model-based** (hypothesis stateful, 0 disagreements): EventFD against the "
-            f"counter model (`tests/reliability/test_model.py`): {examples('eventfd')}; "
-            "MaskFD against the patch semantics, never-miss readiness and the 12-byte ABI "
-            f"(`tests/reliability/test_maskfd_model.py`): {examples('maskfd') or 'not run'}.", ""]
+    out += [
+        "**Model-based** (hypothesis stateful, 0 disagreements): EventFD against the "
+        f"counter model (`tests/reliability/test_model.py`): {examples('eventfd')}; "
+        "MaskFD against the patch semantics, never-miss readiness and the 12-byte ABI "
+        f"(`tests/reliability/test_maskfd_model.py`): {examples('maskfd') or 'not run'}.",
+        "",
+    ]
 
-    out += [f"**Bad input** (`tests/reliability/test_bad_input.py`, "
-            f"`tests/reliability/test_maskfd_faults.py`): {fig.get('bad_input.cases', '?')} "
-            f"distinct EventFD/drop-in cases and {fig.get('bad_input.maskfd_cases', '?')} MaskFD "
-            "cases, each raising the expected type with state, open fds and foreign fds "
-            "unchanged.", ""]
+    out += [
+        f"**Bad input** (`tests/reliability/test_bad_input.py`, "
+        f"`tests/reliability/test_maskfd_faults.py`): {fig.get('bad_input.cases', '?')} "
+        f"distinct EventFD/drop-in cases and {fig.get('bad_input.maskfd_cases', '?')} MaskFD "
+        "cases, each raising the expected type with state, open fds and foreign fds "
+        "unchanged.",
+        "",
+    ]
 
     exh = fig.get("faults.fd_exhaustion", {})
     killed = [v for k, v in by("faults.killed_writer.")]
     out += ["**Faults** (`tests/reliability/test_faults.py`, `tests/test_concurrency.py`):", ""]
     if exh:
-        out.append(f"- RLIMIT_NOFILE exhaustion: EMFILE after {exh['eventfds_before_EMFILE']} "
-                   f"EventFDs; open fds {exh['fds_before']} before, {exh['fds_after']} after.")
+        out.append(
+            f"- RLIMIT_NOFILE exhaustion: EMFILE after {exh['eventfds_before_EMFILE']} "
+            f"EventFDs; open fds {exh['fds_before']} before, {exh['fds_after']} after."
+        )
     for k, v in by("faults.maskfd_exhaustion."):
-        out.append(f"- MaskFD({k.rsplit('.', 1)[1]!r}) under exhaustion: EMFILE and "
-                   f"{v['leaked']} fds left open with fewer than {v['fds_needed']} free; "
-                   f"works with {v['fds_needed']}.")
+        out.append(
+            f"- MaskFD({k.rsplit('.', 1)[1]!r}) under exhaustion: EMFILE and "
+            f"{v['leaked']} fds left open with fewer than {v['fds_needed']} free; "
+            f"works with {v['fds_needed']}."
+        )
     for v in killed:
-        out.append(f"- writer SIGKILLed mid-write: {v['kills']} kills (up to "
-                   f"{_n(v['max_writes_before_kill'])} writes in), {v['counts_lost']} counts lost.")
+        out.append(
+            f"- writer SIGKILLed mid-write: {v['kills']} kills (up to "
+            f"{_n(v['max_writes_before_kill'])} writes in), {v['counts_lost']} counts lost."
+        )
     for k, v in by("faults.maskfd_killed_writer."):
-        out.append(f"- MaskFD({k.split('.')[2]!r}) writer SIGKILLed mid-change: {v['kills']} kills "
-                   f"(up to {_n(v['max_writes_before_kill'])} writes in); each time the survivor "
-                   "read the last finished or the in-flight pair, poll showed it, writes went on.")
+        out.append(
+            f"- MaskFD({k.split('.')[2]!r}) writer SIGKILLed mid-change: {v['kills']} kills "
+            f"(up to {_n(v['max_writes_before_kill'])} writes in); each time the survivor "
+            "read the last finished or the in-flight pair, poll showed it, writes went on."
+        )
     lat = by("signals.")
     if lat:
         worst = max(v for _, v in lat)
-        out.append(f"- signal exception out of a blocking call: {len(lat)} cases "
-                   f"(7 calls x SIGINT/handler raising), all raised; slowest {worst} us "
-                   "from pthread_kill to the exception.")
+        out.append(
+            f"- signal exception out of a blocking call: {len(lat)} cases "
+            f"(7 calls x SIGINT/handler raising), all raised; slowest {worst} us "
+            "from pthread_kill to the exception."
+        )
     out.append("")
 
     def delta(v: dict[str, Any], what: str) -> str:
@@ -157,14 +229,35 @@ def render(fig: dict[str, Any], summary: str, seconds: float, full: bool,
             return "n/a"
         return f"{v[f'{what}_after'] - v[f'{what}_before']:+,}"
 
-    rows = [[k.split(".")[1], _n(v["cycles"]), f"{v['fds_before']} / {v['fds_after']}",
-             delta(v, "blocks"), delta(v, "heap"),
-             f"{_n(v['rss_before_kib'])} / {_n(v['rss_after_kib'])}"] for k, v in by("leaks.")]
-    out += ["**Leaks** (`tests/reliability/test_leaks.py`): create/use/close cycles, measured "
-            "after a warm-up; Python blocks from `sys.getallocatedblocks()`, C heap from "
-            "glibc `mallinfo2()`.", "",
-            _table(["kind", "cycles", "fds before / after", "Python blocks",
-                    "C heap bytes", "RSS KiB before / after"], rows), ""]
+    rows = [
+        [
+            k.split(".")[1],
+            _n(v["cycles"]),
+            f"{v['fds_before']} / {v['fds_after']}",
+            delta(v, "blocks"),
+            delta(v, "heap"),
+            f"{_n(v['rss_before_kib'])} / {_n(v['rss_after_kib'])}",
+        ]
+        for k, v in by("leaks.")
+    ]
+    out += [
+        "**Leaks** (`tests/reliability/test_leaks.py`): create/use/close cycles, measured "
+        "after a warm-up; Python blocks from `sys.getallocatedblocks()`, C heap from "
+        "glibc `mallinfo2()`.",
+        "",
+        _table(
+            [
+                "kind",
+                "cycles",
+                "fds before / after",
+                "Python blocks",
+                "C heap bytes",
+                "RSS KiB before / after",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
     if sanitizer is not None:
         out += [f"**Memory safety** (`bash .ci/sanitize`): {sanitizer}", ""]

@@ -16,13 +16,14 @@ import pickle
 import socket
 import tempfile
 import termios
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import Callable, Iterator
 
 import pytest
 
+from _kernel import open_fds, record
 from eventfd_ext import (
     EFD_CLOEXEC,
     EFD_MASK,
@@ -33,8 +34,6 @@ from eventfd_ext import (
     eventfd_read,
     eventfd_write,
 )
-
-from _kernel import open_fds, record
 
 MAX = 2**64 - 2
 
@@ -69,12 +68,19 @@ def _pipe_bytes(fd: int) -> int:
 
 def snapshot(w: World) -> tuple[object, ...]:
     return (
-        w.ev.peek(), w.ev.nonblocking, w.ev.semaphore,
-        w.nb.peek(), w.nb.nonblocking,
-        w.full.peek(), w.sem.peek(), w.sem.semaphore,
+        w.ev.peek(),
+        w.ev.nonblocking,
+        w.ev.semaphore,
+        w.nb.peek(),
+        w.nb.nonblocking,
+        w.full.peek(),
+        w.sem.peek(),
+        w.sem.semaphore,
         w.closed.closed,
-        _pipe_bytes(w.pipe_r), _pipe_bytes(w.empty_r),
-        os.lseek(w.file_ro, 0, os.SEEK_CUR), os.fstat(w.file_ro).st_size,
+        _pipe_bytes(w.pipe_r),
+        _pipe_bytes(w.empty_r),
+        os.lseek(w.file_ro, 0, os.SEEK_CUR),
+        os.fstat(w.file_ro).st_size,
         open_fds(),
     )
 
@@ -96,12 +102,20 @@ def world() -> Iterator[World]:
     full = EventFD(nonblocking=True)
     full.write(MAX)
     w = World(
-        ev=EventFD(5), nb=EventFD(nonblocking=True), full=full,
-        sem=EventFD(2, semaphore=True), closed=closed,
-        pipe_r=pipe_r, pipe_w=pipe_w, empty_r=empty_r, empty_w=empty_w,
-        file_ro=file_ro, file_wo=file_wo,
+        ev=EventFD(5),
+        nb=EventFD(nonblocking=True),
+        full=full,
+        sem=EventFD(2, semaphore=True),
+        closed=closed,
+        pipe_r=pipe_r,
+        pipe_w=pipe_w,
+        empty_r=empty_r,
+        empty_w=empty_w,
+        file_ro=file_ro,
+        file_wo=file_wo,
         dir_fd=os.open(tempfile.gettempdir(), os.O_RDONLY | os.O_DIRECTORY),
-        sock=socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), unused=-1,
+        sock=socket.socket(socket.AF_UNIX, socket.SOCK_STREAM),
+        unused=-1,
     )
     w.unused = os.dup(0)
     os.close(w.unused)
@@ -130,6 +144,7 @@ Case = Callable[[World], object]
 def _switch_nonblocking_and_overflow(w: World) -> None:
     w.ev.nonblocking = True
     w.ev.write(MAX)
+
 
 # (id, the call, the exception it must raise, errno if an OSError)
 CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
@@ -163,7 +178,12 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     # EAGAIN and timeouts
     ("nonblocking read at 0", lambda w: w.nb.read(), BlockingIOError, errno.EAGAIN),
     ("nonblocking write past max", lambda w: w.full.write(1), BlockingIOError, errno.EAGAIN),
-    ("write(MAX) onto 5, non-blocking", _switch_nonblocking_and_overflow, BlockingIOError, errno.EAGAIN),
+    (
+        "write(MAX) onto 5, non-blocking",
+        _switch_nonblocking_and_overflow,
+        BlockingIOError,
+        errno.EAGAIN,
+    ),
     ("read(timeout=0) at 0", lambda w: w.nb.read(timeout=0), TimeoutError, None),
     ("eventfd_read non-blocking at 0", lambda w: eventfd_read(w.nb), BlockingIOError, errno.EAGAIN),
     ("eventfd_write past max", lambda w: eventfd_write(w.full, 1), BlockingIOError, errno.EAGAIN),
@@ -177,14 +197,24 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("closed fileno", lambda w: w.closed.fileno(), ValueError, None),
     ("closed detach", lambda w: w.closed.detach(), ValueError, None),
     ("closed .nonblocking", lambda w: w.closed.nonblocking, ValueError, None),
-    ("closed .nonblocking = True", lambda w: setattr(w.closed, "nonblocking", True), ValueError, None),
+    (
+        "closed .nonblocking = True",
+        lambda w: setattr(w.closed, "nonblocking", True),
+        ValueError,
+        None,
+    ),
     ("closed .semaphore", lambda w: w.closed.semaphore, ValueError, None),
     ("closed as context manager", lambda w: w.closed.__enter__(), ValueError, None),
     ("eventfd_read(closed)", lambda w: eventfd_read(w.closed), ValueError, None),
     ("eventfd_write(closed, 1)", lambda w: eventfd_write(w.closed, 1), ValueError, None),
     ("from_fd(closed EventFD)", lambda w: EventFD.from_fd(w.closed), TypeError, None),  # type: ignore[arg-type]
     ("from_fd(open EventFD)", lambda w: EventFD.from_fd(w.ev), TypeError, None),  # type: ignore[arg-type]
-    ("select.poll register closed", lambda w: __import__("select").poll().register(w.closed), ValueError, None),
+    (
+        "select.poll register closed",
+        lambda w: __import__("select").poll().register(w.closed),
+        ValueError,
+        None,
+    ),
     # pickling / copying an fd owner
     ("pickle.dumps", lambda w: pickle.dumps(w.ev), TypeError, None),
     ("copy.copy", lambda w: copy.copy(w.ev), TypeError, None),
@@ -196,7 +226,12 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("eventfd(0, 2**40)", lambda w: eventfd(0, 2**40), OverflowError, None),
     ("eventfd(0, 0xffff) unknown flags", lambda w: eventfd(0, 0xFFFF), OSError, errno.EINVAL),
     ("eventfd(0, EFD_MASK) not in kernel", lambda w: eventfd(0, EFD_MASK), OSError, errno.EINVAL),
-    ("eventfd(0, all flags | 4)", lambda w: eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE | 4), OSError, errno.EINVAL),
+    (
+        "eventfd(0, all flags | 4)",
+        lambda w: eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE | 4),
+        OSError,
+        errno.EINVAL,
+    ),
     ("eventfd(0, -1)", lambda w: eventfd(0, -1), OSError, errno.EINVAL),
     # eventfd_read / eventfd_write: fds and values
     ("eventfd_read(-1)", lambda w: eventfd_read(-1), ValueError, None),
@@ -212,7 +247,12 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("eventfd_write(ev, 2**64)", lambda w: eventfd_write(w.ev, 2**64), OverflowError, None),
     ("eventfd_write(ev, 1.0)", lambda w: eventfd_write(w.ev, 1.0), TypeError, None),  # type: ignore[arg-type]
     ("eventfd_write(ev, '1')", lambda w: eventfd_write(w.ev, "1"), TypeError, None),  # type: ignore[arg-type]
-    ("eventfd_write(ev, Decimal('1.5'))", lambda w: eventfd_write(w.ev, Decimal("1.5")), TypeError, None),  # type: ignore[arg-type]
+    (
+        "eventfd_write(ev, Decimal('1.5'))",
+        lambda w: eventfd_write(w.ev, Decimal("1.5")),  # type: ignore[arg-type]
+        TypeError,
+        None,
+    ),
     ("eventfd_read(Decimal(fd))", lambda w: eventfd_read(Decimal(w.ev.fileno())), TypeError, None),  # type: ignore[arg-type]
     ("eventfd_write('x', 1)", lambda w: eventfd_write("x", 1), TypeError, None),  # type: ignore[arg-type]
     ("eventfd_write(-1, 1)", lambda w: eventfd_write(-1, 1), ValueError, None),
@@ -220,7 +260,12 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     # foreign fds given to the drop-ins
     ("eventfd_write(pipe read end)", lambda w: eventfd_write(w.pipe_r, 1), OSError, errno.EBADF),
     ("eventfd_read(pipe write end)", lambda w: eventfd_read(w.pipe_w), OSError, errno.EBADF),
-    ("eventfd_read(empty non-blocking pipe)", lambda w: eventfd_read(w.empty_r), BlockingIOError, errno.EAGAIN),
+    (
+        "eventfd_read(empty non-blocking pipe)",
+        lambda w: eventfd_read(w.empty_r),
+        BlockingIOError,
+        errno.EAGAIN,
+    ),
     ("eventfd_read(file at EOF)", lambda w: eventfd_read(w.file_ro), OSError, errno.EINVAL),
     ("eventfd_write(read-only file)", lambda w: eventfd_write(w.file_ro, 1), OSError, errno.EBADF),
     ("eventfd_read(write-only file)", lambda w: eventfd_read(w.file_wo), OSError, errno.EBADF),

@@ -12,10 +12,8 @@ import signal
 
 import pytest
 
-from eventfd_ext._doorbell import Doorbell
-
 from _kernel import TIMEOUT, Child, blocked_in, record
-
+from eventfd_ext._doorbell import Doorbell
 
 
 def _pipe_bytes(fd: int) -> int:
@@ -42,7 +40,7 @@ def test_a_killed_writer_loses_at_most_its_own_write(kills: int) -> None:
             os.set_blocking(r, False)
             target = rng.randrange(1, 2_000)
 
-            def writer() -> None:
+            def writer(r: int = r, w: int = w) -> None:
                 os.close(r)
                 while True:
                     bell.write(1)

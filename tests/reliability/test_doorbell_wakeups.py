@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import random
 import select
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
-from eventfd_ext._doorbell import Doorbell
-
 from _kernel import TIMEOUT, handshakes, record
+from eventfd_ext._doorbell import Doorbell
 
 SIZES = [
     pytest.param(2_000, id="ci"),
@@ -62,11 +61,16 @@ def _poller(kind: str) -> Callable[[Doorbell], Callable[[int], None]]:
         if kind == "poll":
             p = select.poll()
             p.register(bell, select.POLLIN)
-            ready: Callable[[], object] = lambda: p.poll(TIMEOUT * 1000)
+
+            def ready() -> object:
+                return p.poll(TIMEOUT * 1000)
+
         else:
             ep = select.epoll()
             ep.register(bell, select.EPOLLIN | (select.EPOLLET if kind == "epoll_et" else 0))
-            ready = lambda: ep.poll(TIMEOUT)
+
+            def ready() -> object:
+                return ep.poll(TIMEOUT)
 
         def wait(rnd: int, _watch: object = watch) -> None:  # keeps the watch open
             while True:
@@ -100,7 +104,10 @@ def test_doorbell_handshakes(peer: str, mode: str, rounds: int) -> None:
     spins = [None, 0.0, rng.uniform(1e-6, 200e-6)]
     with Doorbell(spin=rng.choice(spins)) as ping, Doorbell(spin=rng.choice(spins)) as pong:
         figures = handshakes(
-            peer, rounds, ping, pong,
+            peer,
+            rounds,
+            ping,
+            pong,
             ring=lambda bell, rnd: bell.write(1),
             waiter=WAITERS[mode],
             release=lambda: ping.write(rounds),  # a peer left waiting gets out

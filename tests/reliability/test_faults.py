@@ -14,22 +14,21 @@ import struct
 import subprocess
 import sys
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import eventfd_ext
-from eventfd_ext import EventFD, eventfd
-
 from _kernel import (
     TIMEOUT,
     Child,
     blocked_in,
+    in_thread,
     join_thread,
     open_fds,
     record,
-    in_thread,
 )
+from eventfd_ext import EventFD, eventfd
 
 MAX = 2**64 - 2
 
@@ -81,8 +80,14 @@ def test_fd_exhaustion_is_a_clean_oserror_and_leaks_nothing(few_fds: int) -> Non
         for ev in made:
             ev.close()
     assert open_fds() == before
-    record("faults.fd_exhaustion", {"eventfds_before_EMFILE": exhausted_at,
-                                    "fds_before": len(before), "fds_after": len(open_fds())})
+    record(
+        "faults.fd_exhaustion",
+        {
+            "eventfds_before_EMFILE": exhausted_at,
+            "fds_before": len(before),
+            "fds_after": len(open_fds()),
+        },
+    )
 
 
 # -- closing an object another thread is blocked on ---------------------------
@@ -210,8 +215,10 @@ def test_child_killed_mid_write_loses_nothing_written(kills: int) -> None:
                 worst = max(worst, done)
     finally:
         shared.close()
-    record(f"faults.killed_writer.{kills}", {"kills": kills, "counts_lost": 0,
-                                             "max_writes_before_kill": worst})
+    record(
+        f"faults.killed_writer.{kills}",
+        {"kills": kills, "counts_lost": 0, "max_writes_before_kill": worst},
+    )
 
 
 def test_child_killed_blocked_in_write_or_read_changes_nothing() -> None:
@@ -286,8 +293,12 @@ def test_exec_inherits_only_without_cloexec(cloexec: bool) -> None:
         )
         env = dict(os.environ, PYTHONPATH=root)
         out = subprocess.run(
-            [sys.executable, "-c", script], close_fds=False, env=env,
-            capture_output=True, text=True, timeout=TIMEOUT,
+            [sys.executable, "-c", script],
+            close_fds=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
         )
         if cloexec:
             assert out.returncode == 3, out.stderr

@@ -11,13 +11,12 @@ import gc
 import os
 import sys
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
-from eventfd_ext import EFD_NONBLOCK, EventFD, eventfd, eventfd_read, eventfd_write
-
 from _kernel import c_heap_in_use, open_fds, record, rss_bytes
+from eventfd_ext import EFD_NONBLOCK, EventFD, eventfd, eventfd_read, eventfd_write
 
 SIZES = [
     pytest.param(5_000, id="ci"),
@@ -137,9 +136,17 @@ def test_fds_and_rss_flat(kind: str, cycles: int) -> None:
             assert heap_after - heap_before < HEAP_SLACK, (heap_before, heap_after)
     if kind == "collected_unclosed":
         assert warned == cycles  # one ResourceWarning per collected object
-    record(f"leaks.{kind}.{cycles}", {
-        "cycles": cycles, "fds_before": len(fds_before), "fds_after": len(fds_after),
-        "rss_before_kib": rss_before // 1024, "rss_after_kib": rss_after // 1024,
-        "blocks_before": blocks_before, "blocks_after": blocks_after,
-        "heap_before": heap_before, "heap_after": heap_after,
-    })
+    record(
+        f"leaks.{kind}.{cycles}",
+        {
+            "cycles": cycles,
+            "fds_before": len(fds_before),
+            "fds_after": len(fds_after),
+            "rss_before_kib": rss_before // 1024,
+            "rss_after_kib": rss_after // 1024,
+            "blocks_before": blocks_before,
+            "blocks_after": blocks_after,
+            "heap_before": heap_before,
+            "heap_after": heap_after,
+        },
+    )

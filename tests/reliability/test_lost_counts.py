@@ -11,9 +11,8 @@ from functools import partial
 
 import pytest
 
-from eventfd_ext import EventFD, eventfd_write
-
 from _kernel import TIMEOUT, Child, in_thread, join_thread, record
+from eventfd_ext import EventFD, eventfd_write
 
 WRITERS = 4
 SIZES = [
@@ -78,6 +77,12 @@ def test_sum_read_equals_sum_written(kind: str, semaphore: bool, n: int) -> None
         assert not ev.wait(0)
     record(
         f"lost_counts.{kind}.{'semaphore' if semaphore else 'normal'}.{n}",
-        {"writers": WRITERS, "writes": WRITERS * n, "sum_written": expected,
-         "sum_read": total, "reads": reads, "seconds": round(elapsed, 3)},
+        {
+            "writers": WRITERS,
+            "writes": WRITERS * n,
+            "sum_written": expected,
+            "sum_read": total,
+            "reads": reads,
+            "seconds": round(elapsed, 3),
+        },
     )

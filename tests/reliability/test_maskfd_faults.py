@@ -17,18 +17,21 @@ import select
 import struct
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Callable, Iterator
 
 import pytest
 
-from eventfd_ext import MaskFD
-from eventfd_ext import pack_mask, unpack_mask
-
 from _kernel import c_heap_in_use, open_fds, record, rss_bytes
+from eventfd_ext import MaskFD, pack_mask, unpack_mask
 
-IN, PRI, OUT, ERR, HUP = (select.POLLIN, select.POLLPRI, select.POLLOUT,
-                          select.POLLERR, select.POLLHUP)
+IN, PRI, OUT, ERR, HUP = (
+    select.POLLIN,
+    select.POLLPRI,
+    select.POLLOUT,
+    select.POLLERR,
+    select.POLLHUP,
+)
 
 
 # -- bad input ---------------------------------------------------------------
@@ -55,8 +58,16 @@ def _shown(m: MaskFD) -> int:
 
 
 def snapshot(w: World) -> tuple[object, ...]:
-    return (w.m.read(), _shown(w.m), w.pipe.read(), _shown(w.pipe),
-            w.dgram.read(), _shown(w.dgram), w.closed.closed, open_fds())
+    return (
+        w.m.read(),
+        _shown(w.m),
+        w.pipe.read(),
+        _shown(w.pipe),
+        w.dgram.read(),
+        _shown(w.dgram),
+        w.closed.closed,
+        open_fds(),
+    )
 
 
 @pytest.fixture
@@ -80,7 +91,12 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("MaskFD(backing='tcp')", lambda w: MaskFD(backing="tcp"), ValueError, None),  # type: ignore[arg-type]
     ("MaskFD(backing=1)", lambda w: MaskFD(backing=1), ValueError, None),  # type: ignore[arg-type]
     ("MaskFD(uses=0x40)", lambda w: MaskFD(uses=0x40), ValueError, None),
-    ("MaskFD(PRI, backing='pipe')", lambda w: MaskFD(PRI, backing="pipe"), OSError, errno.EOPNOTSUPP),
+    (
+        "MaskFD(PRI, backing='pipe')",
+        lambda w: MaskFD(PRI, backing="pipe"),
+        OSError,
+        errno.EOPNOTSUPP,
+    ),
     ("write(-1)", lambda w: w.m.write(-1), ValueError, None),
     ("write(0x20)", lambda w: w.m.write(0x20), ValueError, None),
     ("write(2**32)", lambda w: w.m.write(2**32), ValueError, None),
@@ -140,8 +156,9 @@ def test_enough_distinct_maskfd_cases() -> None:
 
 
 @pytest.mark.parametrize("case,exc,err", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_maskfd_bad_input(world: World, case: Case, exc: type[BaseException],
-                          err: int | None) -> None:
+def test_maskfd_bad_input(
+    world: World, case: Case, exc: type[BaseException], err: int | None
+) -> None:
     before = snapshot(world)
     with pytest.raises(exc) as info:
         case(world)
@@ -227,6 +244,7 @@ def _cycle(backing: str) -> Callable[[], None]:
             repr(m)
         leaked = MaskFD(backing=backing)  # type: ignore[arg-type]
         del leaked  # collected unclosed: closed, with a ResourceWarning
+
     return cycle
 
 
@@ -247,11 +265,21 @@ def test_maskfd_fds_and_memory_flat(backing: str, cycles: int) -> None:
             cycle()
         gc.collect()
         warned = 0
-        fds0, rss0, blocks0, heap0 = open_fds(), rss_bytes(), sys.getallocatedblocks(), c_heap_in_use()
+        fds0, rss0, blocks0, heap0 = (
+            open_fds(),
+            rss_bytes(),
+            sys.getallocatedblocks(),
+            c_heap_in_use(),
+        )
         for _ in range(cycles):
             cycle()
         gc.collect()
-        fds1, rss1, blocks1, heap1 = open_fds(), rss_bytes(), sys.getallocatedblocks(), c_heap_in_use()
+        fds1, rss1, blocks1, heap1 = (
+            open_fds(),
+            rss_bytes(),
+            sys.getallocatedblocks(),
+            c_heap_in_use(),
+        )
     assert fds1 == fds0
     assert warned == cycles
     assert blocks1 - blocks0 < max(cycles // 20, 200), (blocks0, blocks1)
@@ -259,12 +287,20 @@ def test_maskfd_fds_and_memory_flat(backing: str, cycles: int) -> None:
         assert rss1 - rss0 < 2 * 1024 * 1024, (rss0, rss1)
         if heap0 is not None and heap1 is not None:
             assert heap1 - heap0 < 64 * 1024, (heap0, heap1)
-    record(f"leaks.MaskFD-{backing}.{cycles}", {
-        "cycles": cycles, "fds_before": len(fds0), "fds_after": len(fds1),
-        "rss_before_kib": rss0 // 1024, "rss_after_kib": rss1 // 1024,
-        "blocks_before": blocks0, "blocks_after": blocks1,
-        "heap_before": heap0, "heap_after": heap1,
-    })
+    record(
+        f"leaks.MaskFD-{backing}.{cycles}",
+        {
+            "cycles": cycles,
+            "fds_before": len(fds0),
+            "fds_after": len(fds1),
+            "rss_before_kib": rss0 // 1024,
+            "rss_after_kib": rss1 // 1024,
+            "blocks_before": blocks0,
+            "blocks_after": blocks1,
+            "heap_before": heap0,
+            "heap_after": heap1,
+        },
+    )
 
 
 # -- a process killed in the middle of changing a shared MaskFD -----------------
@@ -313,4 +349,7 @@ def test_maskfd_writer_killed_mid_change(backing: str, kills: int) -> None:
                 worst = max(worst, done)
     finally:
         shared.close()
-    record(f"faults.maskfd_killed_writer.{backing}.{kills}", {"kills": kills, "max_writes_before_kill": worst})
+    record(
+        f"faults.maskfd_killed_writer.{backing}.{kills}",
+        {"kills": kills, "max_writes_before_kill": worst},
+    )

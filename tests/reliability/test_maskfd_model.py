@@ -25,14 +25,17 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from eventfd_ext import MaskFD
-from eventfd_ext import EFD_MASK_EVENTS, pack_mask, unpack_mask
-
-from conftest import size
 from _kernel import record
+from conftest import size
+from eventfd_ext import EFD_MASK_EVENTS, MaskFD, pack_mask, unpack_mask
 
-IN, PRI, OUT, ERR, HUP = (select.POLLIN, select.POLLPRI, select.POLLOUT,
-                          select.POLLERR, select.POLLHUP)
+IN, PRI, OUT, ERR, HUP = (
+    select.POLLIN,
+    select.POLLPRI,
+    select.POLLOUT,
+    select.POLLERR,
+    select.POLLHUP,
+)
 ABI = struct.Struct("=IQ")
 REFUSED = (errno.EOPNOTSUPP, errno.ENOTRECOVERABLE, errno.EPERM)
 

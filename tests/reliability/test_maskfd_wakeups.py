@@ -10,14 +10,13 @@ CI size: 1,000 rounds per case.  Full size (``--runslow``): 100,000.
 from __future__ import annotations
 
 import select
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
+from _kernel import TIMEOUT, handshakes, record
 from eventfd_ext import MaskFD
 from eventfd_ext._backings import Backing
-
-from _kernel import TIMEOUT, handshakes, record
 
 SIZES = [
     pytest.param(1_000, id="ci"),
@@ -34,8 +33,9 @@ class Stuck(Exception):
 
 def _check(mask: MaskFD, rnd: int, how: str, woke: bool) -> None:
     if not woke:
-        raise Stuck(f"round {rnd}: no wakeup within {TIMEOUT} s (blocked in {how}, "
-                    f"stored {mask.read()})")
+        raise Stuck(
+            f"round {rnd}: no wakeup within {TIMEOUT} s (blocked in {how}, stored {mask.read()})"
+        )
     events, data = mask.read()
     if (events, data) != (IN, rnd):
         raise AssertionError(f"round {rnd}: woke to {(events, data)}, expected {(IN, rnd)}")
@@ -69,7 +69,10 @@ WAITERS: dict[str, Waiter] = {"poll": _poll, "epoll": _epoll, "select": _select}
 def test_maskfd_handshakes(peer: str, backing: Backing, mode: str, rounds: int) -> None:
     with MaskFD(backing=backing) as ping, MaskFD(backing=backing) as pong:
         figures = handshakes(
-            peer, rounds, ping, pong,
+            peer,
+            rounds,
+            ping,
+            pong,
             ring=lambda mask, rnd: mask.write(IN, rnd),
             waiter=WAITERS[mode],
             release=lambda: ping.write(IN, rounds),  # a peer left waiting gets out

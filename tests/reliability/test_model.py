@@ -24,10 +24,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from eventfd_ext import EventFD, eventfd_read, eventfd_write
-
-from conftest import size
 from _kernel import record
+from conftest import size
+from eventfd_ext import EventFD, eventfd_read, eventfd_write
 
 MAX = 2**64 - 2
 

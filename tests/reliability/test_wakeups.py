@@ -10,14 +10,13 @@ from __future__ import annotations
 import select
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import pytest
 
-from eventfd_ext import EventFD
-
 from _kernel import TIMEOUT, handshakes, record
+from eventfd_ext import EventFD
 
 SIZES = [
     pytest.param(2_000, id="ci"),
@@ -121,7 +120,10 @@ def test_handshakes(peer: str, mode: str, rounds: int) -> None:
     wait = WAITERS[mode]
     with EventFD() as ping, EventFD() as pong, _alarm_guard():
         figures = handshakes(
-            peer, rounds, ping, pong,
+            peer,
+            rounds,
+            ping,
+            pong,
             ring=lambda ev, rnd: ev.write(1),
             waiter=lambda ev: lambda rnd: wait(ev, rnd),
             release=lambda: ping.write(rounds),  # a peer left waiting gets out

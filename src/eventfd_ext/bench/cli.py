@@ -45,9 +45,7 @@ def _cpus(text: str) -> list[int]:
     try:
         cpus = [int(c) for c in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a list of CPU numbers: {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"not a list of CPU numbers: {text!r}") from None
     allowed = os.sched_getaffinity(0)
     if not 1 <= len(cpus) <= 2 or not set(cpus) <= allowed:
         raise argparse.ArgumentTypeError(
@@ -60,9 +58,7 @@ def _groups(text: str) -> list[str]:
     groups = text.split(",")
     unknown = set(groups) - set(GROUPS)
     if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown group {sorted(unknown)}; choose from {GROUPS}"
-        )
+        raise argparse.ArgumentTypeError(f"unknown group {sorted(unknown)}; choose from {GROUPS}")
     return groups
 
 
@@ -97,9 +93,7 @@ def parser(prog: str = "eventfd-ext-bench") -> argparse.ArgumentParser:
         metavar="GROUP[,GROUP]",
         help=f"run only these groups of {', '.join(GROUPS)}",
     )
-    p.add_argument(
-        "--repetitions", type=int, metavar="N", help="repetitions of every case"
-    )
+    p.add_argument("--repetitions", type=int, metavar="N", help="repetitions of every case")
     return p
 
 
@@ -143,9 +137,7 @@ def run(
     if "per-call" in groups:
         results += runner.percall(config, mechanisms, cpu_a, progress)
     if "ping-pong" in groups:
-        results += runner.pingpong(
-            config, mechanisms, runner.placements(cpus), progress
-        )
+        results += runner.pingpong(config, mechanisms, runner.placements(cpus), progress)
     if "throughput" in groups:
         results += runner.throughput(config, mechanisms, (cpu_a, cpu_b), progress)
     return results
@@ -157,11 +149,7 @@ def machine() -> dict[str, Any]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             model = next(
-                (
-                    line.split(":", 1)[1].strip()
-                    for line in f
-                    if line.startswith("model name")
-                ),
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
                 "",
             )
     except OSError:
@@ -173,9 +161,7 @@ def machine() -> dict[str, Any]:
     except PackageNotFoundError:
         ours = "not installed (source tree)"
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
-            "%Y-%m-%d %H:%M UTC"
-        ),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "kernel": platform.release(),
         "cpu": model,
@@ -190,9 +176,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "eventfd-ext-bench") -> 
     args = parser(prog).parse_args(argv)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         # Said before the minute of measuring, not after it.
-        print(
-            "--plot needs matplotlib: pip install 'eventfd_ext[plot]'", file=sys.stderr
-        )
+        print("--plot needs matplotlib: pip install 'eventfd_ext[plot]'", file=sys.stderr)
         return 2
     config = QUICK if args.quick else FULL
     if args.repetitions:
@@ -217,8 +201,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "eventfd-ext-bench") -> 
             "machine": info,
             "config": vars(config),
             "results": [
-                r.to_json() | {"ratio_to_floor": report.ratio_to_floor(results, r)}
-                for r in results
+                r.to_json() | {"ratio_to_floor": report.ratio_to_floor(results, r)} for r in results
             ],
             "goals": report.goal_rows(results),
         }

@@ -145,9 +145,7 @@ GOALS = [
 ]
 
 
-def _find(
-    results: Iterable[Result], group: str, case: str, placement: str
-) -> Result | None:
+def _find(results: Iterable[Result], group: str, case: str, placement: str) -> Result | None:
     for r in results:
         if r.group == group and r.case == case and r.placement == placement:
             return r
@@ -262,8 +260,7 @@ def table(results: Sequence[Result]) -> str:
         lines.append("")
         lines.append("Goals (ratios of medians measured side by side in this run)")
         gw = max(
-            len(f"{g['goal']} ({g['placement']})" if g["placement"] else g["goal"])
-            for g in goals
+            len(f"{g['goal']} ({g['placement']})" if g["placement"] else g["goal"]) for g in goals
         )
         for g in goals:
             name = f"{g['goal']} ({g['placement']})" if g["placement"] else g["goal"]
@@ -272,9 +269,7 @@ def table(results: Sequence[Result]) -> str:
             if g["bound"] is not None:
                 line += f"  bound {g['bound']['ratio']:.3f}x: {g['bound']['shows']}"
             lines.append(line.rstrip())
-        lines.append(
-            "  (bound: the same ratio one layer down, measured in this run)"
-        )
+        lines.append("  (bound: the same ratio one layer down, measured in this run)")
     return "\n".join(lines).lstrip("\n")
 
 
@@ -283,9 +278,7 @@ def plot(results: Sequence[Result], path: str, title: str) -> None:
     try:
         import matplotlib
     except ImportError:
-        raise SystemExit(
-            "--plot needs matplotlib: pip install 'eventfd_ext[plot]'"
-        ) from None
+        raise SystemExit("--plot needs matplotlib: pip install 'eventfd_ext[plot]'") from None
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
@@ -296,9 +289,7 @@ def plot(results: Sequence[Result], path: str, title: str) -> None:
     n = len(sections)
     cols = 2 if n > 1 else 1
     rows_n = (n + cols - 1) // cols
-    fig, axes = plt.subplots(
-        rows_n, cols, figsize=(7 * cols, 0.45 * 9 * rows_n + 1), squeeze=False
-    )
+    fig, axes = plt.subplots(rows_n, cols, figsize=(7 * cols, 0.45 * 9 * rows_n + 1), squeeze=False)
     for ax, rows in zip(axes.flat, sections.values()):
         scale, unit = _scale(rows[0])
         medians = [r.median * scale for r in rows]
@@ -322,12 +313,7 @@ def plot(results: Sequence[Result], path: str, title: str) -> None:
         name = first.group + (f", {first.placement}" if first.placement else "")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(
-            unit
-            + (
-                " (higher is better)"
-                if first.higher_is_better
-                else " (lower is better)"
-            )
+            unit + (" (higher is better)" if first.higher_is_better else " (lower is better)")
         )
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)

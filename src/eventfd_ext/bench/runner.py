@@ -156,9 +156,7 @@ class _Case:
     close: Callable[[bool], None] = field(default=lambda abandon: None)
 
 
-def _interleave(
-    cases: Sequence[_Case], reps: int, label: str, progress: Progress
-) -> None:
+def _interleave(cases: Sequence[_Case], reps: int, label: str, progress: Progress) -> None:
     for rep in range(reps):
         progress(label, rep, reps)
         for case in cases:
@@ -203,9 +201,7 @@ def percall(
     }
     try:
         for family, timed in floors.items():
-            result = Result.time(
-                "per-call", f"C {family} (floor)", "", floor=None, is_floor=True
-            )
+            result = Result.time("per-call", f"C {family} (floor)", "", floor=None, is_floor=True)
             cases.append(_Case(result, timed, cpu=cpu))
         for mech in mechanisms:
             if mech.call is None:
@@ -366,9 +362,7 @@ def _floor_pingpong_case(family: str, kind: int, place: Placement) -> _Case:
     def timed(n: int) -> float:
         return _floor(lib.efx_floor_pingpong(kind, int(place.processes), n, ping, pong))
 
-    result = Result.time(
-        "ping-pong", f"C {family} (floor)", place.label, floor=None, is_floor=True
-    )
+    result = Result.time("ping-pong", f"C {family} (floor)", place.label, floor=None, is_floor=True)
     return _Case(result, timed)
 
 
@@ -413,12 +407,8 @@ def throughput(
     for mech in mechanisms:
         if mech.give is None or mech.take is None:
             continue
-        rate = Result(
-            "throughput", mech.name, label, "signals/s", higher_is_better=True
-        )
-        batch = Result(
-            "coalescing", mech.name, label, "signals/read", higher_is_better=True
-        )
+        rate = Result("throughput", mech.name, label, "signals/s", higher_is_better=True)
+        batch = Result("coalescing", mech.name, label, "signals/read", higher_is_better=True)
         runs.append((mech, rate, batch))
     with _no_gc():
         for rep in range(config.repetitions):

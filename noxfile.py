@@ -1,0 +1,304 @@
+"""CI as named steps: each nox session runs alone (``nox -s NAME``) and says
+what it proves.  ``.ci/run`` and the GitHub workflow run the same sessions.
+
+Interpreters are found under pyenv (``$(pyenv root)/versions/3.X.*/bin/python3``)
+or on PATH (GitHub's setup-python: ``python3.X``).  A missing one fails the
+session; it is skipped only when EFX_OPTIONAL_PYTHONS (e.g. "3.10,3.13") names
+its version.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+import nox
+
+ROOT = pathlib.Path(__file__).resolve().parent
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+# The Python of the single-interpreter sessions (sanitize, docs, plot,
+# bench-smoke): this machine's default, and the one the sanitizer figures use.
+MAIN_PYTHON = "3.11"
+# The tests session that also measures branch coverage.
+COVERAGE_PYTHON = "3.11"
+
+nox.options.error_on_missing_interpreters = True
+# Venvs and builds live outside the checkout (--envdir overrides): .ci/sanitize
+# copies the tree, and a tree holding venvs would be slow to copy.
+nox.options.envdir = os.path.join(
+    tempfile.gettempdir(), "eventfd_ext-nox-" + hashlib.sha1(bytes(ROOT)).hexdigest()[:8]
+)
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = [
+    "lint",
+    "types",
+    "wheel",
+    *(f"tests-{v}" for v in PYTHONS),
+    "sanitize",
+    "docs",
+    "bench-smoke",
+    "plot",
+    "zizmor",
+    "cibuildwheel-config",
+]
+
+# The tooling's own Python files: the only ones whose format CI checks until the
+# code base gets its one repo-wide `ruff format` commit.
+FORMATTED = ["noxfile.py", "setup.py", "docs/api/conf.py"]
+
+
+def _is_cpython(path: str, version: str) -> bool:
+    """`path` runs and is CPython `version` (pyenv's shims are on PATH for
+    every version, and fail for those not selected)."""
+    probe = "import sys; print(sys.implementation.name, '%d.%d' % sys.version_info[:2])"
+    try:
+        out = subprocess.run([path, "-c", probe], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and out.stdout.split() == ["cpython", version]
+
+
+def find_python(version: str) -> str | None:
+    """The newest CPython `version` under pyenv, else one on PATH, else None.
+
+    pyenv first: its builds carry the test package (tests/test_cpython_os.py
+    runs CPython's own EventfdTests), which Debian's python3.X lacks.
+    """
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        out = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False)
+        root = out.stdout.strip() or root
+    pattern = re.compile(rf"/{re.escape(version)}\.(\d+)/bin/python3$")
+    candidates = [
+        c
+        for c in glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", "python3"))
+        if pattern.search(c)
+    ]
+    # Newest patch release first: 3.10.13 before 3.10.9.
+    candidates.sort(key=lambda c: int(pattern.search(c).group(1)), reverse=True)  # type: ignore[union-attr]
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if "shims" not in directory:
+            candidates.append(os.path.join(directory, f"python{version}"))
+    for candidate in candidates:
+        if os.access(candidate, os.X_OK) and _is_cpython(candidate, version):
+            return candidate
+    return None
+
+
+def require_python(session: nox.Session, version: str) -> str:
+    python = find_python(version)
+    if python is None:
+        optional = os.environ.get("EFX_OPTIONAL_PYTHONS", "").replace(" ", "").split(",")
+        if version in optional:
+            session.skip(f"CPython {version} is nowhere here and EFX_OPTIONAL_PYTHONS allows it")
+        session.error(f"CPython {version} is neither on PATH (python{version}) nor under pyenv")
+    return python
+
+
+def workdir(session: nox.Session, name: str) -> pathlib.Path:
+    """A fresh directory of this session's, beside nox's venvs (outside the
+    checkout; session.create_tmp() would also point TMPDIR there)."""
+    envdir = pathlib.Path(session.virtualenv.location).parent
+    path = envdir / "_work" / session.name.replace(".", "_") / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fresh_venv(session: nox.Session, version: str, name: str) -> pathlib.Path:
+    """A new venv of CPython `version` (not nox's: nox finds no pyenv Python)."""
+    python = require_python(session, version)
+    venv = workdir(session, name)
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run(python, "-m", "venv", str(venv), external=True)
+    return venv
+
+
+def pip_install(session: nox.Session, venv: pathlib.Path, *args: str) -> None:
+    session.run(str(venv / "bin/python"), "-m", "pip", "install", "-q", *args, external=True)
+
+
+_built: dict[str, pathlib.Path] = {}
+
+
+def build_dists(session: nox.Session) -> tuple[pathlib.Path, pathlib.Path]:
+    """sdist, then the wheel built from that sdist (once per nox run)."""
+    if "wheel" not in _built:
+        dist = workdir(session, "dist")
+        session.install("build")
+        session.run("python", "-m", "build", "--sdist", "--outdir", str(dist), str(ROOT))
+        (sdist,) = dist.glob("*.tar.gz")
+        session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), str(sdist))
+        (wheel,) = dist.glob("*.whl")
+        _built.update(sdist=sdist, wheel=wheel)
+    return _built["sdist"], _built["wheel"]
+
+
+def the_wheel(session: nox.Session) -> pathlib.Path:
+    """EFX_WHEEL (a wheel built elsewhere, e.g. a CI artifact) or one built here."""
+    given = os.environ.get("EFX_WHEEL")
+    if given:
+        return pathlib.Path(given).resolve()
+    return build_dists(session)[1]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check on all Python code; ruff format --check on the tooling files."""
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", *FORMATTED)
+    session.run("ruff", "format", "--check", *FORMATTED)
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    """mypy --strict on the package, the tests and the benchmarks (pyproject)."""
+    session.install("mypy", "pytest>=8", "hypothesis>=6")
+    session.run("mypy")
+
+
+@nox.session
+def wheel(session: nox.Session) -> None:
+    """sdist -> wheel from the sdist (the sdist carries all a build needs),
+    auditwheel show, one cp310-abi3 wheel, LICENSE in both."""
+    sdist, whl = build_dists(session)
+    session.install("auditwheel")
+    session.run("auditwheel", "show", str(whl))
+    if not re.search(r"-cp310-abi3-linux_[a-z0-9_]+\.whl$", whl.name):
+        session.error(f"expected one cp310-abi3 wheel, got {whl.name}")
+    import tarfile
+    import zipfile
+
+    with zipfile.ZipFile(whl) as zf:
+        if not any(n.endswith(".dist-info/licenses/LICENSE") for n in zf.namelist()):
+            session.error("the wheel's dist-info has no licenses/LICENSE")
+    with tarfile.open(sdist) as tf:
+        if not any(n.endswith("/LICENSE") for n in tf.getnames()):
+            session.error("the sdist has no LICENSE")
+    session.log(f"OK: {sdist.name}, {whl.name}")
+
+
+def _tests(session: nox.Session, version: str) -> None:
+    whl = the_wheel(session)
+    venv = fresh_venv(session, version, f"venv{version}")
+    py = str(venv / "bin/python")
+    # From the checkout: the src/ layout keeps the uncompiled package off
+    # sys.path, so the suite imports the wheel's copy.  Exit 5 (no tests)
+    # fails like any other non-zero status.
+    pytest = ["-m", "pytest", "tests", "-p", "no:cacheprovider", "-q"]
+    if version != COVERAGE_PYTHON:
+        pip_install(session, venv, f"{whl}[test]")
+        session.run(py, *pytest, external=True)
+        return
+    # Branch coverage ([tool.coverage] in pyproject), on one interpreter:
+    # it costs the suite about half its time again.
+    pip_install(session, venv, f"{whl}[test]", "coverage[toml]>=7.10")
+    data = workdir(session, "coverage")
+    data.mkdir()
+    env = {"COVERAGE_FILE": str(data / ".coverage")}
+    session.run(py, "-m", "coverage", "run", *pytest, env=env, external=True)
+    session.run(py, "-m", "coverage", "combine", "-q", env=env, external=True)
+    session.run(py, "-m", "coverage", "report", env=env, external=True)
+
+
+for _version in PYTHONS:
+
+    def _session(session: nox.Session, version: str = _version) -> None:
+        _tests(session, version)
+
+    _session.__doc__ = (
+        f"The wheel in a fresh CPython {_version} venv, the suite from the checkout"
+        + (", branch coverage reported." if _version == COVERAGE_PYTHON else ".")
+    )
+    nox.session(name=f"tests-{_version}")(_session)
+
+
+@nox.session
+def sanitize(session: nox.Session) -> None:
+    """The C shims rebuilt with ASan+UBSan, the suite run against them (.ci/sanitize)."""
+    venv = fresh_venv(session, MAIN_PYTHON, "venv")
+    pip_install(session, venv, f"{the_wheel(session)}[test]", "setuptools", "cffi>=1.17")
+    session.run("bash", ".ci/sanitize", env={"PYTHON": str(venv / "bin/python")}, external=True)
+
+
+@nox.session
+def tsan(session: nox.Session) -> None:
+    """The Doorbell's C core: its stress test under ThreadSanitizer, then
+    across processes and with the exec'ed C peer (.ci/tsan installs clang
+    when it is missing)."""
+    session.run("bash", ".ci/tsan", external=True)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The API reference (docs/api) built with warnings as errors, covering __all__."""
+    venv = fresh_venv(session, MAIN_PYTHON, "venv")
+    pip_install(session, venv, str(the_wheel(session)), "sphinx")
+    out = workdir(session, "html")
+    session.run(
+        str(venv / "bin/sphinx-build"), "-W", "--keep-going", "-b", "html", "docs/api", str(out),
+        external=True,
+    )  # fmt: skip
+    check = (
+        "import sys, eventfd_ext\n"
+        "from sphinx.util.inventory import InventoryFile\n"
+        "with open(sys.argv[1], 'rb') as f:\n"
+        "    inv = InventoryFile.load(f, '', lambda base, uri: uri)\n"
+        "names = {n for objs in inv.values() for n in objs}\n"
+        "missing = [n for n in eventfd_ext.__all__ if 'eventfd_ext.' + n not in names]\n"
+        "sys.exit(f'not in the API reference: {missing}' if missing else 0)\n"
+    )
+    session.run(str(venv / "bin/python"), "-c", check, str(out / "objects.inv"), external=True)
+
+
+@nox.session(name="bench-smoke")
+def bench_smoke(session: nox.Session) -> None:
+    """eventfd-ext-bench --quick from the wheel (what '.[bench]' installs)."""
+    venv = fresh_venv(session, MAIN_PYTHON, "venv")
+    pip_install(session, venv, f"{the_wheel(session)}[bench]")
+    session.run(str(venv / "bin/eventfd-ext-bench"), "--quick", external=True)
+
+
+@nox.session
+def plot(session: nox.Session) -> None:
+    """The --plot test with the plot extra installed: it must pass, not skip."""
+    venv = fresh_venv(session, MAIN_PYTHON, "venv")
+    pip_install(session, venv, f"{the_wheel(session)}[test,plot]")
+    report = workdir(session, "plot.xml")
+    session.run(
+        str(venv / "bin/python"), "-m", "pytest", "tests/test_bench.py", "-k", "plot",
+        "-p", "no:cacheprovider", "-q", f"--junitxml={report}",
+        external=True,
+    )  # fmt: skip
+    cases = {c.get("name"): c for c in ET.parse(report).iter("testcase")}
+    case = cases.get("test_plot_draws_a_png")
+    if case is None or len(case):  # a child element: skipped, failure or error
+        session.error("test_plot_draws_a_png did not run and pass (skipped?)")
+
+
+@nox.session
+def zizmor(session: nox.Session) -> None:
+    """The GitHub workflows audited by zizmor (offline: no GitHub API here)."""
+    session.install("zizmor")
+    session.run("zizmor", "--offline", ".github/workflows")
+
+
+@nox.session(name="cibuildwheel-config")
+def cibuildwheel_config(session: nox.Session) -> None:
+    """The [tool.cibuildwheel] configuration parses and selects the builds
+    (building needs Docker, which only the GitHub workflow has)."""
+    session.install("cibuildwheel")
+    session.run("cibuildwheel", "--print-build-identifiers", "--platform", "linux", ".")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run with nox: nox -s SESSION (nox -l lists them)")
