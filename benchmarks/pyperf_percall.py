@@ -6,7 +6,7 @@ process; this runs the same per-call statements (from
 and values from several fresh worker processes, with pyperf's own checks of
 the system (``python -m pyperf system tune`` first, for a quiet machine).
 
-    pip install 'eventfd_ext[bench]'
+    pip install 'eventfd_ext[dev-bench]'
     python benchmarks/pyperf_percall.py -o percall.json
     python -m pyperf compare_to --table percall.json other.json
 
