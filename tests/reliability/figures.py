@@ -165,6 +165,40 @@ def render(
             "",
         ]
 
+    rows = [
+        [
+            k.split(".")[1],
+            k.split(".")[2],
+            _n(v["rounds"]),
+            _n(v["completed"]),
+            v["p50_us"],
+            v["p99_us"],
+            v["max_us"],
+        ]
+        for k, v in by("doorbell_wakeups.")
+    ]
+    if rows:
+        out += [
+            "**No lost wakeups through the Doorbell** (in progress, "
+            "`tests/reliability/test_doorbell_wakeups.py`): handshakes with random spin "
+            "budgets, 0 included; pollers inside `watch()`.",
+            "",
+            _table(
+                ["peer", "blocked in", "rounds", "completed", "p50 us", "p99 us", "max us"], rows
+            ),
+            "",
+        ]
+    kills = fig.get("doorbell_faults.writer_kills")
+    if kills:
+        out += [
+            f"**Doorbell writers SIGKILLed mid-write** "
+            f"(`tests/reliability/test_doorbell_faults.py`): {_n(kills['kills'])} kills, every "
+            f"finished write counted, {kills['in_flight_counted']} in-flight writes found "
+            "complete (a write is one CAS: at most the killed writer's own is lost); 20 "
+            "sleepers killed in poll, nobody left hanging.",
+            "",
+        ]
+
     def examples(what: str) -> str:
         found = {k.rsplit(".", 1)[1]: v for k, v in by(f"model.{what}.")}
         size = {"ci": "CI size", "full": "full size"}
