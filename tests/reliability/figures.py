@@ -111,83 +111,44 @@ def render(
         "",
     ]
 
-    rows = [
-        [
-            k.split(".")[1],
-            k.split(".")[2],
-            _n(v["rounds"]),
-            _n(v["completed"]),
-            v["p50_us"],
-            v["p99_us"],
-            v["max_us"],
+    def handshakes(prefix: str, labels: list[str], text: str) -> list[str]:
+        """The table of one family of handshake figures (the key's fields
+        after the prefix are the labels)."""
+        rows = [
+            [
+                *k.split(".")[1 : 1 + len(labels)],
+                _n(v["rounds"]),
+                _n(v["completed"]),
+                v["p50_us"],
+                v["p99_us"],
+                v["max_us"],
+            ]
+            for k, v in by(prefix)
         ]
-        for k, v in by("wakeups.")
-    ]
-    out += [
+        if not rows:
+            return []
+        header = [*labels, "rounds", "completed", "p50 us", "p99 us", "max us"]
+        return [text, "", _table(header, rows), ""]
+
+    out += handshakes(
+        "wakeups.",
+        ["peer", "blocked in"],
         "**No lost wakeups** (`tests/reliability/test_wakeups.py`): set/clear handshakes, "
         "each side blocked in the call named; a wait past 30 s fails with its round.",
-        "",
-        _table(["peer", "blocked in", "rounds", "completed", "p50 us", "p99 us", "max us"], rows),
-        "",
-    ]
-
-    rows = [
-        [
-            k.split(".")[1],
-            k.split(".")[2],
-            k.split(".")[3],
-            _n(v["rounds"]),
-            _n(v["completed"]),
-            v["p50_us"],
-            v["p99_us"],
-            v["max_us"],
-        ]
-        for k, v in by("maskfd_wakeups.")
-    ]
-    if rows:
-        out += [
-            "**No lost wakeups through MaskFD** (`tests/reliability/test_maskfd_wakeups.py`): "
-            "set/clear handshakes carrying the round in the data word.",
-            "",
-            _table(
-                [
-                    "peer",
-                    "backing",
-                    "blocked in",
-                    "rounds",
-                    "completed",
-                    "p50 us",
-                    "p99 us",
-                    "max us",
-                ],
-                rows,
-            ),
-            "",
-        ]
-
-    rows = [
-        [
-            k.split(".")[1],
-            k.split(".")[2],
-            _n(v["rounds"]),
-            _n(v["completed"]),
-            v["p50_us"],
-            v["p99_us"],
-            v["max_us"],
-        ]
-        for k, v in by("doorbell_wakeups.")
-    ]
-    if rows:
-        out += [
-            "**No lost wakeups through the Doorbell** (in progress, "
-            "`tests/reliability/test_doorbell_wakeups.py`): handshakes with random spin "
-            "budgets, 0 included; pollers inside `watch()`.",
-            "",
-            _table(
-                ["peer", "blocked in", "rounds", "completed", "p50 us", "p99 us", "max us"], rows
-            ),
-            "",
-        ]
+    )
+    out += handshakes(
+        "maskfd_wakeups.",
+        ["peer", "backing", "blocked in"],
+        "**No lost wakeups through MaskFD** (`tests/reliability/test_maskfd_wakeups.py`): "
+        "set/clear handshakes carrying the round in the data word.",
+    )
+    out += handshakes(
+        "doorbell_wakeups.",
+        ["peer", "blocked in"],
+        "**No lost wakeups through the Doorbell** (in progress, "
+        "`tests/reliability/test_doorbell_wakeups.py`): handshakes with random spin "
+        "budgets, 0 included; pollers inside `watch()`.",
+    )
     kills = fig.get("doorbell_faults.writer_kills")
     if kills:
         out += [
