@@ -63,7 +63,11 @@ def eventfd_read(fd: FileDescriptorLike = _MISSING) -> int:
     if type(fd) is not int:  # cffi would take any __int__ (Decimal) as an fd
         if fd is _MISSING:
             _missing("eventfd_read", "fd", 1)
-        return _read_checked(_core.as_fd(fd), None if isinstance(fd, int) else _unchanged(fd))
+        number = _core.as_fd(fd)
+        value = _take(number)
+        if value:
+            return value
+        return _core.read_again(number, None if isinstance(fd, int) else _unchanged(fd))
     try:
         value = _take(fd)
     except (TypeError, OverflowError):
@@ -75,13 +79,6 @@ def eventfd_read(fd: FileDescriptorLike = _MISSING) -> int:
     return _core.read_again(fd)
 
 
-def _read_checked(fd: int, check: Callable[[int], None] | None) -> int:
-    # eventfd_read once the argument is an fd number (the fast path above
-    # is this, inlined: a Python call costs ~8% of a write+read pair).
-    value = _take(fd)
-    return value if value else _core.read_again(fd, check)
-
-
 def eventfd_write(fd: FileDescriptorLike = _MISSING, value: int = _MISSING) -> None:
     """Add *value* to the counter of eventfd *fd* (an int or has fileno())."""
     if type(fd) is not int or type(value) is not int:
@@ -91,9 +88,9 @@ def eventfd_write(fd: FileDescriptorLike = _MISSING, value: int = _MISSING) -> N
         if value is _MISSING:
             _missing("eventfd_write", "value", 2)
         number, value = _core.as_fd(fd), _core.check_value(value)
-        check = None if isinstance(fd, int) else _unchanged(fd)
         result = _signal(number) if value == 1 else _write(number, value)
         if result:
+            check = None if isinstance(fd, int) else _unchanged(fd)
             _core.retry_write(number, value, result, check)
         return None
     try:
