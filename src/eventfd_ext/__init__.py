@@ -1,6 +1,7 @@
 """Linux eventfd for Python: fast cffi bindings, an EventFD object, drop-in
-replacements for the ``os.eventfd*`` functions, and MaskFD, a userspace
-emulation of the never-merged EFD_MASK flag."""
+replacements for the ``os.eventfd*`` functions, Doorbell, an eventfd-like
+counter in shared memory that signals without a syscall when nobody sleeps,
+and MaskFD, a userspace emulation of the never-merged EFD_MASK flag."""
 
 import importlib.metadata as _metadata
 
@@ -13,6 +14,7 @@ from ._constants import (
     EFD_NONBLOCK,
     EFD_SEMAPHORE,
 )
+from ._doorbell import Doorbell
 from ._dropin import eventfd, eventfd_read, eventfd_write
 from ._eventfd import EventFD
 from ._maskabi import EFD_MASK_SIZE, MaskState, pack_mask, unpack_mask
@@ -24,6 +26,7 @@ __all__ = [
     "EFD_MASK",
     "EFD_NONBLOCK",
     "EFD_SEMAPHORE",
+    "Doorbell",
     "EventFD",
     "EFD_MASK_EVENTS",
     "EFD_MASK_SIZE",

@@ -7,9 +7,6 @@ count makes none; a read that finds none spins for a while, then sleeps on
 the eventfd.  The protocol, and the orderings that keep a wake-up from
 being lost, are csrc/DOORBELL.md; the shared layout, for C peers, is
 csrc/doorbell_layout.h.
-
-Work in progress: not exported from the package yet (the benchmark rows,
-the goals, SCM_RIGHTS passing and the reliability figures are to come).
 """
 
 from __future__ import annotations
