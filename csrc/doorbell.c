@@ -22,6 +22,7 @@
 #define _GNU_SOURCE /* memfd_create, preadv2 */
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <poll.h>
@@ -520,6 +521,15 @@ static int efx_bell_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns)
     return efxb_wait(bell, timeout_ms, spin_ns, NULL);
 }
 
+static uint64_t efx_bell_read(struct efx_bell *bell, int64_t spin_ns)
+{
+    uint64_t value = 0;
+    int r = efxb_wait(bell, -1, spin_ns, &value);
+    /* value != 0 with r < 0: taken, then the ring after the take failed;
+     * the count is the caller's (as efx_bell_take1). */
+    return r == 1 || value ? value : 0;
+}
+
 /* ---- polling -------------------------------------------------------- */
 
 static int efx_bell_watch_enter(struct efx_bell *bell)
@@ -574,6 +584,28 @@ static int efx_bell_info(struct efx_bell *bell, uint64_t *out, int n)
 
 /* ---- the spin for a plain eventfd ----------------------------------- */
 
+/* Non-blocking reads until `end` (ns, monotonic): 1 with *out, 0 when the
+ * time ran out, -errno.  One read, then a yield: the read is a syscall,
+ * pacing enough without pause turns, and on a shared CPU only the yield
+ * lets the writer run (16 reads between yields cost ~4x a sleep there). */
+static int efxb_spin_fd(int fd, int64_t end, uint64_t *out)
+{
+    do {
+        sched_yield();
+        int r = efxb_eventfd_read_nowait(fd, out);
+        if (r != -EAGAIN)
+            return r ? r : 1;
+    } while (efxb_now_ns() < end);
+    return 0;
+}
+
+/* The spin's end: spin_ns from now, or the deadline if that is sooner. */
+static int64_t efxb_spin_end(int64_t spin_ns, int64_t deadline)
+{
+    int64_t start = efxb_now_ns();
+    return deadline - start < spin_ns ? deadline : start + spin_ns;
+}
+
 static int efx_spin_read(int fd, int timeout_ms, int64_t spin_ns, uint64_t *out)
 {
     int r = efxb_eventfd_read_nowait(fd, out);
@@ -583,17 +615,9 @@ static int efx_spin_read(int fd, int timeout_ms, int64_t spin_ns, uint64_t *out)
         return 0;
     int64_t deadline = efxb_deadline(timeout_ms);
     if (spin_ns > 0) {
-        int64_t start = efxb_now_ns();
-        int64_t end = deadline - start < spin_ns ? deadline : start + spin_ns;
-        do {
-            for (int turn = 0; turn < EFX_BELL_SPIN_TURNS; turn++) {
-                r = efxb_eventfd_read_nowait(fd, out);
-                if (r != -EAGAIN)
-                    return r ? r : 1;
-                efxb_cpu_relax();
-            }
-            sched_yield();
-        } while (efxb_now_ns() < end);
+        r = efxb_spin_fd(fd, efxb_spin_end(spin_ns, deadline), out);
+        if (r)
+            return r;
     }
     for (;;) {
         struct pollfd pfd = {fd, POLLIN, 0};
@@ -609,4 +633,22 @@ static int efx_spin_read(int fd, int timeout_ms, int64_t spin_ns, uint64_t *out)
             return 0; /* timed out (a last read found nothing) */
         /* drained by another reader between poll and read: poll again */
     }
+}
+
+static uint64_t efx_spin_take(int fd, int64_t spin_ns)
+{
+    uint64_t value = 0;
+    int r = efxb_eventfd_read_nowait(fd, &value);
+    if (r != -EAGAIN)
+        return r ? 0 : value;
+    /* A non-blocking fd neither spins nor waits: the caller's repeat raises
+     * BlockingIOError.  (The file's flag, as read(2) would see it.) */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (fl & O_NONBLOCK))
+        return 0;
+    r = efxb_spin_fd(fd, efxb_spin_end(spin_ns, INT64_MAX), &value);
+    if (r)
+        return r > 0 ? value : 0;
+    /* The fd blocks: read(2) sleeps until a count comes, one syscall. */
+    return read(fd, &value, sizeof value) == sizeof value ? value : 0;
 }

@@ -67,6 +67,14 @@ int efx_bell_signal(struct efx_bell *bell);
 int efx_bell_wait_read(struct efx_bell *bell, int timeout_ms,
                        int64_t spin_ns, uint64_t *out);
 
+/* Doorbell.read()'s blocking read in one crossing: take, spinning then
+ * sleeping as efx_bell_wait_read with no timeout, and return the count; 0
+ * when the wait failed (EINTR, a closed eventfd) and took nothing: the
+ * caller repeats it through efx_bell_wait_read, which says why (efx_take's
+ * convention).  A wrapper's ffi.new, closure and timeout loop cost more
+ * than a yield on a shared CPU (~1.5 us a read). */
+uint64_t efx_bell_read(struct efx_bell *bell, int64_t spin_ns);
+
 /* Wait until the count is nonzero without taking it: 1, 0 on timeout,
  * -EINTR, -errno. */
 int efx_bell_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns);
@@ -93,3 +101,8 @@ int efx_bell_info(struct efx_bell *bell, uint64_t *out, int n);
  * efx_wait_read.  Kernel semantics (semaphore mode reads 1).  1 with *out,
  * 0 on timeout, -errno (-EINTR: retry with the time left). */
 int efx_spin_read(int fd, int timeout_ms, int64_t spin_ns, uint64_t *out);
+
+/* EventFD.read() with a spin, in one crossing (as efx_bell_read): the
+ * count, or 0 when the fd is non-blocking and empty or the wait failed;
+ * the caller repeats the read through efx_read to learn why. */
+uint64_t efx_spin_take(int fd, int64_t spin_ns);

@@ -12,6 +12,7 @@
 #define EFX_FLOOR_PIPE ...
 #define EFX_FLOOR_SOCKETPAIR ...
 #define EFX_FLOOR_DOORBELL ...
+#define EFX_FLOOR_EVENTFD_SPIN ...
 
 /* n rounds of an 8-byte write then read on one eventfd. */
 int64_t efx_floor_call_eventfd(int fd, int64_t n);
@@ -28,7 +29,8 @@ int64_t efx_floor_call_socketpair(int a, int b, int64_t n);
 int64_t efx_floor_call_doorbell(int64_t n);
 
 /* n ping-pong round trips over a fresh pair of EFX_FLOOR_EVENTFD,
- * EFX_FLOOR_PIPE, EFX_FLOOR_SOCKETPAIR or EFX_FLOOR_DOORBELL (adaptive spin)
+ * EFX_FLOOR_PIPE, EFX_FLOOR_SOCKETPAIR, EFX_FLOOR_DOORBELL (adaptive spin) or
+ * EFX_FLOOR_EVENTFD_SPIN (eventfds read as EventFD(spin=50e-6) reads them)
  * channels, between the calling thread and a new thread
  * (processes == 0) or a forked child (processes != 0).  The caller runs on
  * cpu_ping and the peer on cpu_pong (-1: not pinned); the caller's

@@ -26,12 +26,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import pytest
 
 import eventfd_ext
 from _kernel import TIMEOUT, blocked_in, in_thread, join_thread, record
-from eventfd_ext import EventFD, eventfd_read, eventfd_write
+from eventfd_ext import Doorbell, EventFD, eventfd_read, eventfd_write
 
 MAX = 2**64 - 2
 POLL = ("poll", "ppoll")
@@ -46,6 +47,12 @@ class Blocking:
     syscalls: tuple[str, ...]  # what the blocked thread sleeps in
     result: object  # what the call returns once released
     after: int  # the count once released
+    kind: type[EventFD] | type[Doorbell] = EventFD
+
+
+def _spinning(ev: EventFD) -> EventFD:
+    ev.spin = 100e-6  # spins (non-blocking reads, yields), then sleeps
+    return ev
 
 
 # Released by writing 7 (reads, waits) or by reading the count (writes).
@@ -59,23 +66,35 @@ CALLS = {
     "eventfd_write_at_max": Blocking(
         MAX, lambda ev: eventfd_write(ev.fileno(), 1), ("write",), None, 1
     ),
+    "read_spinning": Blocking(0, lambda ev: _spinning(ev).read(), ("read",), 7, 0),
+    "read_timeout_spinning": Blocking(
+        0, lambda ev: _spinning(ev).read(timeout=3 * TIMEOUT), POLL, 7, 0
+    ),
+    # The Doorbell sleeps on its eventfd in poll(2), and a writer at the
+    # maximum on a futex in the shared page.
+    "Doorbell.read": Blocking(0, lambda b: b.read(), POLL, 7, 0, Doorbell),
+    "Doorbell.read_timeout": Blocking(0, lambda b: b.read(3 * TIMEOUT), POLL, 7, 0, Doorbell),
+    "Doorbell.wait": Blocking(0, lambda b: b.wait(), POLL, True, 7, Doorbell),
+    "Doorbell.write_at_max": Blocking(MAX, lambda b: b.write(1), ("futex",), None, 1, Doorbell),
 }
 
 
-def _make(spec: Blocking) -> EventFD:
-    ev = EventFD()
+def _make(spec: Blocking) -> Any:
+    ev = spec.kind()
     ev.write(spec.initial)
     return ev
 
 
-def _release(ev: EventFD, spec: Blocking) -> None:
+def _release(ev: Any, spec: Blocking) -> None:
     """Let a blocked call finish: make the counter readable or writable."""
-    if spec.initial == MAX:
+    if spec.initial == MAX and isinstance(ev, Doorbell):
+        assert ev.try_read() == MAX
+    elif spec.initial == MAX:
         with EventFD.from_fd(os.dup(ev.fileno())) as other:
             other.nonblocking = False
             assert other.read() == MAX
     else:
-        eventfd_write(ev.fileno(), 7)
+        ev.write(7)
 
 
 @pytest.fixture
@@ -108,12 +127,14 @@ SIGNAL_KINDS: dict[str, tuple[int, Handler, type[BaseException]]] = {
 _GIL_SCRIPT = textwrap.dedent(
     """
     import os, sys, threading, time
-    from eventfd_ext import EventFD, eventfd_read, eventfd_write
+    from eventfd_ext import Doorbell, EventFD, eventfd_read, eventfd_write
     NR = {nr}
     MAX = 2**64 - 2
     call = {call!r}
-    ev = EventFD()
+    ev = Doorbell() if call.startswith("Doorbell.") else EventFD()
     ev.write(MAX if call.endswith("at_max") else 0)
+    if call.endswith("spinning"):
+        ev.spin = 100e-6
     calls = {{
         "read": lambda: ev.read(),
         "read_timeout": lambda: ev.read(timeout=600),
@@ -122,6 +143,12 @@ _GIL_SCRIPT = textwrap.dedent(
         "write_at_max": lambda: ev.write(1),
         "eventfd_read": lambda: eventfd_read(ev.fileno()),
         "eventfd_write_at_max": lambda: eventfd_write(ev.fileno(), 1),
+        "read_spinning": lambda: ev.read(),
+        "read_timeout_spinning": lambda: ev.read(timeout=600),
+        "Doorbell.read": lambda: ev.read(),
+        "Doorbell.read_timeout": lambda: ev.read(600),
+        "Doorbell.wait": lambda: ev.wait(),
+        "Doorbell.write_at_max": lambda: ev.write(1),
     }}
     t = threading.Thread(target=calls[call])
     t.start()
@@ -133,7 +160,9 @@ _GIL_SCRIPT = textwrap.dedent(
             break
         time.sleep(0.0005)
     spins = sum(range(100_000))  # Python work while the other thread blocks
-    if call.endswith("at_max"):
+    if call.endswith("at_max") and isinstance(ev, Doorbell):
+        ev.try_read()
+    elif call.endswith("at_max"):
         os.set_blocking(ev.fileno(), False)
         ev.read()
     else:

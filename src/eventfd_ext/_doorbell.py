@@ -27,6 +27,7 @@ __all__ = ["Doorbell"]
 _detach: Callable[[Any], Any] = lib.efx_bell_detach  # ffi.gc ignores its result
 _take1 = lib.efx_bell_take1
 _signal = lib.efx_bell_signal
+_read = lib.efx_bell_read
 _ADAPTIVE = -1  # the shim's spin_ns for "the handle's adaptive budget"
 _INFO_COUNT, _INFO_FLAGS = 0, 10  # indices in efx_bell_info's snapshot
 
@@ -212,6 +213,13 @@ class Doorbell(FDOwner):
         non-blocking); with one, waits at most that long whatever the mode,
         and raises TimeoutError if nothing came.
         """
+        if timeout is None and not self._nonblocking and not self._watching:
+            if self._fd < 0:
+                self._raise_closed()
+            value = _read(self._bell, self._spin)  # try, spin, sleep: one crossing
+            if value:
+                return value
+            # It failed (EINTR, a close): the wait below says why, or waits on.
         value = self.try_read()
         if value:
             return value

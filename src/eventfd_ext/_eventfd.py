@@ -19,6 +19,7 @@ _E = TypeVar("_E", bound="EventFD")
 
 _take = lib.efx_take
 _take_nowait = lib.efx_take_nowait
+_spin_take = lib.efx_spin_take
 _write = lib.efx_write
 _signal = lib.efx_signal
 
@@ -164,14 +165,10 @@ class EventFD(FDOwner):
             fd = self._fd
             if fd < 0:
                 self._raise_closed()
-            if not self._spin:
-                value = _take(fd)  # blocks on a blocking fd while the count is 0
-                return value if value else _core.read_again(fd, self._check_open)
-            value = _take_nowait(fd)
-            if value:
-                return value
-            if not os.get_blocking(fd):
-                return _core.read_again(fd, self._check_open)  # BlockingIOError
+            spin = self._spin
+            # Both block on a blocking fd while the count is 0 (one crossing).
+            value = _spin_take(fd, spin) if spin else _take(fd)
+            return value if value else _core.read_again(fd, self._check_open)
         count = ffi.new("uint64_t *")  # per call: a signal handler may read too
         spin = self._spin
 

@@ -5,6 +5,7 @@ class _Lib:
     EFX_FLOOR_PIPE: int
     EFX_FLOOR_SOCKETPAIR: int
     EFX_FLOOR_DOORBELL: int
+    EFX_FLOOR_EVENTFD_SPIN: int
     @staticmethod
     def efx_floor_call_doorbell(n: int, /) -> int: ...
     @staticmethod

@@ -41,7 +41,8 @@ class Mechanism:
     """
 
     name: str
-    #: The C floor it is compared to: "eventfd", "pipe" or "socketpair".
+    #: The C floor it is compared to (runner._FLOORS: "eventfd", "pipe",
+    #: "socketpair", "doorbell", "eventfd spin=50us").
     floor: str
     open: Callable[[], Channel]
     #: Per-call cost: signal then consume on one channel.
@@ -256,7 +257,7 @@ def catalogue() -> list[Mechanism]:
         # EventFD spinning 50 us with non-blocking reads before it sleeps.
         Mechanism(
             "EventFD spin=50us",
-            "eventfd",
+            "eventfd spin=50us",
             _eventfd_spinning(50e-6),
             call=None,
             ping="a.write(1); b.read()",

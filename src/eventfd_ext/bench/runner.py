@@ -44,6 +44,7 @@ _FLOORS = {
     "pipe": lib.EFX_FLOOR_PIPE,
     "socketpair": lib.EFX_FLOOR_SOCKETPAIR,
     "doorbell": lib.EFX_FLOOR_DOORBELL,
+    "eventfd spin=50us": lib.EFX_FLOOR_EVENTFD_SPIN,
 }
 # Untimed round trips before the first timed repetition of a ping-pong.
 _WARMUP = 100
