@@ -88,7 +88,10 @@ def main() -> int:
     allowed = sorted(os.sched_getaffinity(0))
     cpus = (allowed[0], allowed[0] if args.same_cpu or len(allowed) < 2 else allowed[1])
     where = "one CPU" if cpus[0] == cpus[1] else "two CPUs"
-    regimes = {"ping-pong": (args.rounds, 0.0), f"slow peer ({args.think * 1e3:g} ms)": (200, args.think)}
+    regimes = {
+        "ping-pong": (args.rounds, 0.0),
+        f"slow peer ({args.think * 1e3:g} ms)": (200, args.think),
+    }
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for _ in range(args.runs):
         for regime, (rounds, think) in regimes.items():
