@@ -112,7 +112,7 @@ def test_closed_doorbell_refuses_every_call() -> None:
     bell = Doorbell(3)
     bell.close()
     bell.close()  # idempotent
-    for call in (bell.read, bell.try_read, bell.write, bell.peek, bell.wait, bell.fileno):
+    for call in (bell.read, bell.try_read, bell.write, bell.peek, bell.wait, bell.fileno, bell.fds):
         with pytest.raises(ValueError, match="closed Doorbell"):
             call()
     assert repr(bell) == "<Doorbell [closed]>"
@@ -331,10 +331,11 @@ def test_subprocess_adopts_it_with_from_fds() -> None:
     import textwrap
 
     with Doorbell(4) as bell:
-        fds = (bell._memfd_number(), bell.fileno())
+        fds = bell.fds()
+        assert fds[1] == bell.fileno()
         script = textwrap.dedent(
             f"""
-            from eventfd_ext._doorbell import Doorbell
+            from eventfd_ext import Doorbell
             with Doorbell.from_fds({fds[0]}, {fds[1]}) as bell:
                 assert bell.read() == 4
                 bell.write(9)

@@ -109,10 +109,13 @@ class Doorbell(FDOwner):
             memfd, self._memfd = self._memfd, -1
             os.close(memfd)
 
-    def _memfd_number(self) -> int:
-        """The shared counter's memfd (for passing the Doorbell on)."""
-        self.fileno()
-        return self._memfd
+    def fds(self) -> tuple[int, int]:
+        """The two fds that make this Doorbell, ``(memfd, eventfd)``: the
+        shared page holding the counter, and the wake-up channel
+        (``fileno()``).  For ``subprocess`` ``pass_fds``; the child adopts
+        them with :meth:`from_fds`.  Still owned by this object."""
+        fd = self.fileno()
+        return self._memfd, fd
 
     def _finalize_fd(self, fd: int, _close: Any = os.close) -> None:
         _close(fd)

@@ -125,7 +125,7 @@ def _rebuild_maskfd(
 def _reduce_doorbell(bell: Doorbell) -> _Reduced:
     return _rebuild_doorbell, (
         type(bell),
-        _mp_reduction.DupFd(bell._memfd_number()),
+        _mp_reduction.DupFd(bell.fds()[0]),
         _mp_reduction.DupFd(bell.fileno()),
         bell.nonblocking,
         bell.spin,
