@@ -121,6 +121,23 @@ def test_table_and_progress(quick_run: Run) -> None:
     assert "per-call" in stderr and "ping-pong" in stderr and "throughput" in stderr
 
 
+def test_which_one_block_shows_this_runs_medians(quick_run: Run) -> None:
+    stdout, _, doc = quick_run
+    block = stdout[stdout.index("Which one to use") :].splitlines()[2:]
+    medians = {(r["group"], r["placement"], r["case"]): r["median"] for r in doc["results"]}
+    columns = [c for c in report.WHICH_ONE_COLUMNS if any(k[:2] == c[:2] for k in medians)]
+    assert len(block) == len(report.WHICH_ONE_CASES)
+    for case, line in zip(report.WHICH_ONE_CASES, block, strict=True):
+        assert line.strip().startswith(case)
+        cells = line[len(line) - 19 * len(columns) :].split()
+        for (group, placement, _, scale), cell in zip(columns, cells, strict=True):
+            median = medians.get((group, placement, case))
+            if median is None:
+                assert cell == "-"
+            else:
+                assert float(cell) == pytest.approx(median * scale, rel=0.01)
+
+
 def test_json_to_stdout_replaces_the_table(tmp_path: pathlib.Path) -> None:
     proc = bench(
         "-m",

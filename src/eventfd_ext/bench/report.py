@@ -8,7 +8,7 @@ from typing import Any
 
 from .results import Result
 
-__all__ = ["GOALS", "Goal", "goal_rows", "plot", "ratio_to_floor", "table"]
+__all__ = ["GOALS", "Goal", "goal_rows", "plot", "ratio_to_floor", "table", "which_one"]
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,49 @@ def table(results: Sequence[Result]) -> str:
                 line += f"  bound {g['bound']['ratio']:.3f}x: {g['bound']['shows']}"
             lines.append(line.rstrip())
         lines.append("  (bound: the same ratio one layer down, measured in this run)")
+    chooser = which_one(results)
+    if chooser:
+        lines += ["", chooser]
     return "\n".join(lines).lstrip("\n")
+
+
+#: The mechanisms of the README's "which one to use" table, and its columns:
+#: (group, placement, heading, scale to the unit in the heading).
+WHICH_ONE_CASES = (
+    "EventFD.write/read",
+    "Doorbell.write/read",
+    "MaskFD IN set/clear",
+    "os.eventfd_write/read",
+    "pipe os.write/read",
+)
+WHICH_ONE_COLUMNS = (
+    ("per-call", "", "pair ns", 1e9),
+    ("ping-pong", "processes, across CPUs", "procs 2 CPUs us", 1e6),
+    ("ping-pong", "processes, same CPU", "procs 1 CPU us", 1e6),
+    ("ping-pong", "threads, across CPUs", "threads 2 CPUs us", 1e6),
+)
+
+
+def which_one(results: Sequence[Result]) -> str:
+    """The figures of the README's "which one to use" table, from this run:
+    the per-call pair and the round trips, medians ("-": not measured)."""
+    columns = [
+        c
+        for c in WHICH_ONE_COLUMNS
+        if any(r.group == c[0] and r.placement == c[1] for r in results)
+    ]
+    if not columns:
+        return ""
+    width = max(map(len, WHICH_ONE_CASES)) + 2
+    lines = ["Which one to use (medians of this run; the README's table)"]
+    lines.append(f"  {'':{width}}" + "".join(f"{c[2]:>19}" for c in columns))
+    for case in WHICH_ONE_CASES:
+        cells = []
+        for group, placement, _, scale in columns:
+            r = _find(results, group, case, placement)
+            cells.append(f"{_num(r.median * scale):>19}" if r else f"{'-':>19}")
+        lines.append(f"  {case:{width}}" + "".join(cells))
+    return "\n".join(lines)
 
 
 def plot(results: Sequence[Result], path: str, title: str) -> None:
