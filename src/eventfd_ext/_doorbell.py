@@ -223,6 +223,11 @@ class Doorbell(FDOwner):
             if value:
                 return value
             # It failed (EINTR, a close): the wait below says why, or waits on.
+        return self._read_waiting(timeout)
+
+    def _read_waiting(self, timeout: float | None) -> int:
+        # Its own function: the closure's cells would be made on every call
+        # of read(), the fast path included.
         value = self.try_read()
         if value:
             return value
