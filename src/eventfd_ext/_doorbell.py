@@ -19,6 +19,7 @@ from typing import Any
 
 from . import _aio, _core
 from ._constants import OVERFLOW
+from ._eventfd import is_eventfd
 from ._owner import FDOwner
 from ._shim import ffi, lib
 
@@ -90,7 +91,8 @@ class Doorbell(FDOwner):
         self._fd = self._memfd = -1
         self._spin = _spin_ns(spin)
         out = ffi.new("efx_bell_t **")
-        result = lib.efx_bell_attach(memfd, efd, out)
+        # The shim checks the memfd's layout; the eventfd is only stored.
+        result = lib.efx_bell_attach(memfd, efd, out) if is_eventfd(efd) else -errno.EINVAL
         if result == -errno.EINVAL:
             raise ValueError(f"fds {memfd}, {efd} are not a Doorbell's memfd and eventfd")
         if result:
