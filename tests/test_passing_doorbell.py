@@ -10,6 +10,7 @@ open fds are compared before and after.
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import struct
 from collections.abc import Iterator
@@ -269,3 +270,8 @@ def test_each_sender_takes_only_its_own_kind(socks: Socks) -> None:
         with pytest.raises(TypeError, match="expected an EventFD, got Doorbell"):
             send_eventfd(a, bell)  # type: ignore[arg-type]
     assert nothing_queued(b)
+
+
+def test_pickling_names_send_doorbell() -> None:
+    with Doorbell() as bell, pytest.raises(TypeError, match="send_doorbell"):
+        pickle.dumps(bell)

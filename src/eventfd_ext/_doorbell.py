@@ -53,6 +53,7 @@ class Doorbell(FDOwner):
     _nonblocking: bool
     _spin: int
     _watching: int
+    _OTHER_WAYS = ", or send it over a UNIX socket with eventfd_ext.send_doorbell"
 
     def __init__(
         self,
