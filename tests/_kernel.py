@@ -2,7 +2,8 @@
 through eventfd_ext, and the helpers that make a hang a failure.
 
 - the oracle: an eventfd's counter straight from /proc/self/fdinfo, raw
-  reads and writes, the process's open fds, the C heap and the RSS;
+  reads and writes, raw SCM_RIGHTS messages, the process's open fds, the C
+  heap and the RSS;
 - blocking: ``blocked_in`` / ``wait_in_syscall`` wait until a thread sleeps
   in a given syscall, read from /proc (the kernel's own word, so no sleep
   stands in for synchronisation); ``in_thread`` and ``Child`` run a function
@@ -24,6 +25,7 @@ import os
 import platform
 import resource
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -75,6 +77,15 @@ def raw_read_nowait(fd: int) -> int | None:
 def raw_write(fd: int, value: int) -> None:
     """One write(2) of value (any 64-bit pattern) to the counter."""
     os.write(fd, struct.pack("=Q", value))
+
+
+def send_raw(sock: socket.socket, fds: list[int], data: bytes = b"E") -> None:
+    """Send one message of *data* carrying *fds* (SCM_RIGHTS), or none:
+    what eventfd_ext's receivers must cope with, made without its senders."""
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.send(data)
 
 
 def high_fd(fd: int) -> int:

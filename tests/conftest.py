@@ -1,9 +1,15 @@
-"""Shared test set-up: ``--runslow`` adds the large sizes marked ``slow``."""
+"""Shared test set-up: ``--runslow`` adds the large sizes marked ``slow``;
+``socks``, a connected UNIX socket pair of each type."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import HealthCheck, settings
+
+from _kernel import TIMEOUT
 
 # Hypothesis sizes as profiles, not settings the tests mutate: "ci" in every
 # run, "full" with --runslow (the size of docs/reliability.md's figures).
@@ -54,3 +60,17 @@ def pytest_report_header(config: pytest.Config) -> str:
     if config.getoption("--runslow"):
         return "sizes: CI and large (--runslow)"
     return "sizes: CI only; --runslow adds the large sizes (shown as deselected)"
+
+
+@pytest.fixture(
+    params=[socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM],
+    ids=["stream", "seqpacket", "dgram"],
+)
+def socks(request: pytest.FixtureRequest) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected AF_UNIX socket pair of each type, with a timeout: a
+    message that never comes fails the test instead of hanging it."""
+    a, b = socket.socketpair(socket.AF_UNIX, request.param)
+    with a, b:
+        a.settimeout(TIMEOUT)
+        b.settimeout(TIMEOUT)
+        yield a, b

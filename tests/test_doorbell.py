@@ -355,3 +355,18 @@ def test_from_fds_refuses_what_is_not_a_doorbell_and_leaves_it_open() -> None:
     finally:
         for fd in (r, w, efd):
             os.close(fd)
+
+
+def test_from_fds_refuses_a_wake_up_channel_that_is_not_an_eventfd() -> None:
+    # A real Doorbell's memfd with a pipe beside it: the layout is right, so
+    # only a check of the eventfd itself can refuse it.
+    r, w = os.pipe()
+    with Doorbell() as bell:
+        memfd = os.dup(bell._memfd_number())
+        try:
+            with pytest.raises(ValueError, match="not a Doorbell's"):
+                Doorbell.from_fds(memfd, r)
+            os.fstat(memfd), os.fstat(r)  # still open
+        finally:
+            for fd in (memfd, r, w):
+                os.close(fd)

@@ -19,7 +19,7 @@ from ._dropin import eventfd, eventfd_read, eventfd_write
 from ._eventfd import EventFD
 from ._maskabi import EFD_MASK_SIZE, MaskState, pack_mask, unpack_mask
 from ._maskfd import MaskFD
-from ._passing import recv_eventfd, send_eventfd
+from ._passing import recv_doorbell, recv_eventfd, send_doorbell, send_eventfd
 
 __all__ = [
     "EFD_CLOEXEC",
@@ -38,7 +38,9 @@ __all__ = [
     "eventfd",
     "eventfd_read",
     "eventfd_write",
+    "recv_doorbell",
     "recv_eventfd",
+    "send_doorbell",
     "send_eventfd",
 ]
 

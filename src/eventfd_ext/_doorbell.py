@@ -19,6 +19,7 @@ from typing import Any
 
 from . import _aio, _core
 from ._constants import OVERFLOW
+from ._eventfd import is_eventfd
 from ._owner import FDOwner
 from ._shim import ffi, lib
 
@@ -53,6 +54,7 @@ class Doorbell(FDOwner):
     _nonblocking: bool
     _spin: int
     _watching: int
+    _OTHER_WAYS = ", or send it over a UNIX socket with eventfd_ext.send_doorbell"
 
     def __init__(
         self,
@@ -91,7 +93,8 @@ class Doorbell(FDOwner):
         self._fd = self._memfd = -1
         self._spin = _spin_ns(spin)
         out = ffi.new("efx_bell_t **")
-        result = lib.efx_bell_attach(memfd, efd, out)
+        # The shim checks the memfd's layout; the eventfd is only stored.
+        result = lib.efx_bell_attach(memfd, efd, out) if is_eventfd(efd) else -errno.EINVAL
         if result == -errno.EINVAL:
             raise ValueError(f"fds {memfd}, {efd} are not a Doorbell's memfd and eventfd")
         if result:

@@ -12,7 +12,7 @@ from ._constants import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, OVERFLOW
 from ._owner import FDOwner
 from ._shim import ffi, lib
 
-__all__ = ["EventFD"]
+__all__ = ["EventFD", "is_eventfd"]
 
 # from_fd on a subclass returns the subclass (typing.Self needs Python 3.11).
 _E = TypeVar("_E", bound="EventFD")
@@ -37,6 +37,11 @@ def _fdinfo(fd: int) -> dict[str, str]:
     with f:
         fields = (line.partition(":") for line in f)
         return {key: value.strip() for key, _, value in fields}
+
+
+def is_eventfd(fd: int) -> bool:
+    """Whether *fd* is an eventfd (OSError if it is not open)."""
+    return "eventfd-count" in _fdinfo(fd)
 
 
 class EventFD(FDOwner):
@@ -93,7 +98,7 @@ class EventFD(FDOwner):
                 "object still owns its fd; adopt os.dup(obj.fileno()) instead"
             )
         fd = _core.as_fd(fd)
-        if "eventfd-count" not in _fdinfo(fd):
+        if not is_eventfd(fd):
             raise ValueError(f"fd {fd} is not an eventfd")
         self = cls.__new__(cls)
         self._fd = fd

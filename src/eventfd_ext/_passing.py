@@ -1,28 +1,55 @@
-"""Passing an EventFD to another process over a UNIX socket (SCM_RIGHTS):
-:func:`send_eventfd` and :func:`recv_eventfd` carry the kernel object itself
-(not a copy of the count).  multiprocessing has its own way: ``_reduction``.
+"""Passing an EventFD or a Doorbell to another process over a UNIX socket
+(SCM_RIGHTS): :func:`send_eventfd` / :func:`recv_eventfd` and
+:func:`send_doorbell` / :func:`recv_doorbell` carry the kernel objects
+themselves (not a copy of the count).  multiprocessing has its own way:
+``_reduction``.
+
+Each message is one byte of ordinary data (stream sockets cannot send
+ancillary data alone) with the fds as SCM_RIGHTS: one eventfd, or a
+Doorbell's memfd then its eventfd.  The byte marks the kind, so that a
+receiver of one kind refuses a message sent as the other instead of
+adopting its fds; any other byte is taken, as recv_eventfd always did.
 """
 
 from __future__ import annotations
 
 import array
+import functools
 import os
 import socket
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
+from ._doorbell import Doorbell, _spin_ns
 from ._eventfd import EventFD
 
-__all__ = ["recv_eventfd", "send_eventfd"]
+__all__ = ["recv_doorbell", "recv_eventfd", "send_doorbell", "send_eventfd"]
 
-# The one byte of ordinary data that carries the fd: stream sockets cannot
-# send ancillary data alone.
-_MESSAGE = b"E"
+_T = TypeVar("_T")
+
+
+class _Kind(NamedTuple):
+    """What one sender's messages carry, and the names its errors give."""
+
+    marker: bytes  # the one byte of ordinary data
+    fds: int  # how many fds ride with it
+    cls: type
+    what: str
+    sender: str
+    receiver: str
+
+
+_EVENTFD = _Kind(b"E", 1, EventFD, "an EventFD", "send_eventfd", "recv_eventfd")
+_DOORBELL = _Kind(b"D", 2, Doorbell, "a Doorbell", "send_doorbell", "recv_doorbell")
+_KINDS = {kind.marker: kind for kind in (_EVENTFD, _DOORBELL)}
+
 # Room for a few fds, so that a message with too many is reported as such
 # (the kernel closes those that do not fit, and sets MSG_CTRUNC).
 _MAX_FDS = 4
 _FD_SIZE = array.array("i").itemsize
 
 
-# -- SCM_RIGHTS -----------------------------------------------------------
+# -- sending --------------------------------------------------------------
 
 
 def send_eventfd(sock: socket.socket, efd: EventFD) -> None:
@@ -31,10 +58,33 @@ def send_eventfd(sock: socket.socket, efd: EventFD) -> None:
     The message is one byte carrying the fd; the peer gets its own fd on the
     same eventfd with :func:`recv_eventfd`.  *efd* stays open and usable
     here.  Works with SOCK_STREAM, SOCK_SEQPACKET and SOCK_DGRAM sockets.
+    TypeError for anything but an EventFD (a Doorbell has
+    :func:`send_doorbell`), ValueError if it is closed.
     """
-    if not isinstance(efd, EventFD):
-        raise TypeError(f"expected an EventFD, got {type(efd).__name__}")
-    socket.send_fds(sock, [_MESSAGE], [efd.fileno()])
+    _check_type(efd, _EVENTFD)
+    socket.send_fds(sock, [_EVENTFD.marker], [efd.fileno()])
+
+
+def send_doorbell(sock: socket.socket, bell: Doorbell) -> None:
+    """Send *bell* over the connected UNIX socket *sock* (SCM_RIGHTS).
+
+    The message is one byte carrying the Doorbell's two fds, its memfd (the
+    shared counter) and its eventfd; the peer gets a Doorbell on the same
+    counter with :func:`recv_doorbell`.  *bell* stays open and usable here;
+    its ``nonblocking`` and ``spin`` are its own and do not travel.  Works
+    with SOCK_STREAM, SOCK_SEQPACKET and SOCK_DGRAM sockets.  TypeError for
+    anything but a Doorbell, ValueError if it is closed.
+    """
+    _check_type(bell, _DOORBELL)
+    socket.send_fds(sock, [_DOORBELL.marker], [bell._memfd_number(), bell.fileno()])
+
+
+def _check_type(obj: object, kind: _Kind) -> None:
+    if not isinstance(obj, kind.cls):
+        raise TypeError(f"{kind.sender}() expected {kind.what}, got {type(obj).__name__}")
+
+
+# -- receiving ------------------------------------------------------------
 
 
 def recv_eventfd(sock: socket.socket) -> EventFD:
@@ -44,33 +94,65 @@ def recv_eventfd(sock: socket.socket) -> EventFD:
     EOFError if the peer closed a stream or seqpacket connection.  A datagram
     socket has no end of stream (the kernel shows nothing when its peer
     closes), so there only the socket's timeout ends the wait: set one
-    (TimeoutError).  Raises ValueError if the message
-    carried no fd, more than one, or an fd that is not an eventfd; every fd
-    the message carried is then closed, so nothing leaks.  The socket's
-    timeout applies.  The new fd is close-on-exec.
+    (TimeoutError).  Raises ValueError if the message carried no fd, more
+    than one, a Doorbell (sent with :func:`send_doorbell`), or an fd that is
+    not an eventfd; every fd the message carried is then closed, so nothing
+    leaks.  The socket's timeout applies.  The new fd is close-on-exec.
     """
+    return _recv(sock, _EVENTFD, EventFD.from_fd)
+
+
+def recv_doorbell(
+    sock: socket.socket, *, nonblocking: bool = False, spin: float | None = None
+) -> Doorbell:
+    """Receive one Doorbell sent with :func:`send_doorbell` over *sock*.
+
+    The Doorbell returned shares the sender's counter; *nonblocking* and
+    *spin* are this object's own modes (as in :class:`Doorbell`), chosen
+    here.  Reads exactly one message, with the errors and the timeout of
+    :func:`recv_eventfd`: EOFError if the peer closed a stream or seqpacket
+    connection; ValueError if the message carried no fd, not exactly two,
+    an EventFD (sent with :func:`send_eventfd`), or fds that are not a
+    Doorbell's memfd and eventfd, every fd it carried being then closed.
+    The new fds are close-on-exec.
+    """
+    _spin_ns(spin)  # a bad spin fails before a message is taken off the socket
+    return _recv(
+        sock, _DOORBELL, functools.partial(Doorbell.from_fds, nonblocking=nonblocking, spin=spin)
+    )
+
+
+def _recv(sock: socket.socket, kind: _Kind, adopt: Callable[..., _T]) -> _T:
+    """Receive one message of *kind* and return ``adopt(*fds)``; if the
+    message is refused or adopting fails, close every fd it carried."""
     # recvmsg rather than socket.recv_fds, which drops its flags argument
     # (CPython 3.10-3.13): MSG_CMSG_CLOEXEC makes the fds close-on-exec
     # atomically, so a fork+exec in another thread cannot inherit them.
     msg, ancdata, flags, _ = sock.recvmsg(
-        len(_MESSAGE),
-        socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE),
-        socket.MSG_CMSG_CLOEXEC,
+        len(kind.marker), socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE), socket.MSG_CMSG_CLOEXEC
     )
     fds = array.array("i")
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - len(data) % _FD_SIZE])
     try:
+        for level, type_, data in ancdata:
+            if level == socket.SOL_SOCKET and type_ == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - len(data) % _FD_SIZE])
         if not fds:
             if not msg:
-                raise EOFError("the peer closed the socket before sending an eventfd")
+                raise EOFError(f"the peer closed the socket before sending {kind.what}")
             raise ValueError("the message carried no file descriptor")
-        if len(fds) > 1 or flags & socket.MSG_CTRUNC:
+        sent_as = _KINDS.get(msg)  # None: a byte of neither kind, taken
+        if sent_as is not None and sent_as is not kind:
             raise ValueError(
-                "the message carried more than one file descriptor (send_eventfd sends exactly one)"
+                f"the message carries {sent_as.what} (sent with {sent_as.sender}); "
+                f"receive it with {sent_as.receiver}"
             )
-        return EventFD.from_fd(fds[0])  # ValueError: not an eventfd
+        if len(fds) != kind.fds or flags & socket.MSG_CTRUNC:
+            carried = f"more than {len(fds)}" if flags & socket.MSG_CTRUNC else len(fds)
+            raise ValueError(
+                f"wrong number of file descriptors in the message: {carried}, "
+                f"where {kind.sender} sends {kind.fds}"
+            )
+        return adopt(*fds)  # ValueError: not the kind's fds
     except BaseException:
         for fd in fds:
             os.close(fd)
