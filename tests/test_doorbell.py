@@ -128,7 +128,7 @@ def _identity(fd: int) -> tuple[int, int] | None:
 
 def test_unclosed_doorbell_warns_and_closes_its_fds() -> None:
     bell = Doorbell()
-    files = {fd: _identity(fd) for fd in (bell.fileno(), bell._memfd)}
+    files = {fd: _identity(fd) for fd in bell.fds()}
     with pytest.warns(ResourceWarning, match="unclosed <Doorbell"):
         del bell
         gc.collect()
@@ -279,6 +279,45 @@ def test_aread_waits_without_blocking_the_loop_and_close_wakes_it() -> None:
     asyncio.run(main())
 
 
+def test_awaiters_never_block_the_loop_on_a_blocking_eventfd() -> None:
+    """from_fds may adopt a blocking eventfd (a C peer made it).  Two
+    await_readable and one aread, all woken by one ring: the aread takes
+    the token and the count between the awaiters' turns, so the second
+    awaiter finds no token; its drain must not block the loop in read(2)."""
+    bell = Doorbell()
+    os.set_blocking(bell.fileno(), True)
+    unblocked: list[bool] = []
+
+    def watchdog() -> None:  # frees a loop stuck in read(2), so the test fails instead
+        if not finished.wait(TIMEOUT):
+            unblocked.append(True)
+            os.eventfd_write(bell.fileno(), 1)
+
+    async def main() -> None:
+        first = asyncio.create_task(bell.await_readable())
+        reader = asyncio.create_task(bell.aread())
+        second = asyncio.create_task(bell.await_readable())
+        await asyncio.sleep(0)
+        bell.write(1)
+        assert await asyncio.wait_for(reader, TIMEOUT) == 1
+        await asyncio.wait_for(first, TIMEOUT)
+        if not second.done():  # its turn came after the reader's take: it waits on
+            bell.write(2)
+        await asyncio.wait_for(second, TIMEOUT)
+
+    import threading
+
+    finished = threading.Event()
+    thread, _ = in_thread(watchdog)
+    try:
+        asyncio.run(main())
+    finally:
+        finished.set()
+        join_thread(thread)
+        bell.close()
+    assert not unblocked, "an awaiter blocked the loop in read(2)"
+
+
 # -- a C peer --------------------------------------------------------------------------
 
 PEER = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests" / "bell_peer.c"
@@ -291,7 +330,7 @@ def test_a_c_peer_mapping_the_layout_rings_and_takes(tmp_path: pathlib.Path) -> 
     exe = tmp_path / "bell_peer"
     subprocess.run([cc, "-O2", "-o", str(exe), str(PEER)], check=True, timeout=120)
     with Doorbell() as ping, Doorbell() as pong:
-        fds = [ping._memfd, ping.fileno(), pong._memfd, pong.fileno()]
+        fds = [*ping.fds(), *pong.fds()]
         peer = subprocess.Popen([str(exe), "pong", *map(str, fds), "1000"], pass_fds=fds)
         try:
             for rnd in range(1000):
@@ -362,7 +401,7 @@ def test_from_fds_refuses_a_wake_up_channel_that_is_not_an_eventfd() -> None:
     # only a check of the eventfd itself can refuse it.
     r, w = os.pipe()
     with Doorbell() as bell:
-        memfd = os.dup(bell._memfd_number())
+        memfd = os.dup(bell.fds()[0])
         try:
             with pytest.raises(ValueError, match="not a Doorbell's"):
                 Doorbell.from_fds(memfd, r)

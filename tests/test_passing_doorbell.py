@@ -56,8 +56,8 @@ def test_send_recv_doorbell(socks: Socks) -> None:
         send_doorbell(a, bell)
         with recv_doorbell(b) as got:
             assert got.fileno() != bell.fileno()
-            assert got._memfd_number() != bell._memfd_number()
-            assert same_file(got._memfd_number(), bell._memfd_number())
+            assert got.fds()[0] != bell.fds()[0]
+            assert same_file(got.fds()[0], bell.fds()[0])
             assert eventfd_id(bell.fileno()) is not None
             assert eventfd_id(got.fileno()) == eventfd_id(bell.fileno())
             assert got.read() == 3  # the sender's count
@@ -74,7 +74,7 @@ def test_the_received_fds_are_close_on_exec(socks: Socks) -> None:
         send_doorbell(a, bell)
         with recv_doorbell(b) as got:
             assert not os.get_inheritable(got.fileno())
-            assert not os.get_inheritable(got._memfd_number())
+            assert not os.get_inheritable(got.fds()[0])
 
 
 def test_the_receiver_chooses_nonblocking_and_spin(socks: Socks) -> None:
@@ -171,7 +171,7 @@ def test_recv_doorbell_refuses_a_wrong_number_of_fds(socks: Socks, count: int) -
     # 6 is more than the receiver has room for: the kernel drops the rest.
     a, b = socks
     with Doorbell() as bell:
-        fds = [bell._memfd_number(), bell.fileno()] * 3
+        fds = list(bell.fds()) * 3
         before = open_fds()
         send_raw(a, fds[:count], b"D")
         with pytest.raises(ValueError, match="wrong number of file descriptors"):
@@ -240,7 +240,7 @@ def test_recv_doorbell_refuses_fds_that_are_not_a_doorbells(
 ) -> None:
     a, b = socks
     with Doorbell() as bell:
-        fds = {**parts, "bell memfd": bell._memfd_number(), "bell eventfd": bell.fileno()}
+        fds = {**parts, "bell memfd": bell.fds()[0], "bell eventfd": bell.fileno()}
         before = open_fds()
         send_raw(a, [fds[name] for name in forgery], b"D")
         with pytest.raises(ValueError, match="not a Doorbell's"):

@@ -313,11 +313,9 @@ class Doorbell(FDOwner):
                     lib.efx_signal(self.fileno())
 
     def _drain_token(self) -> bool:
-        try:
-            os.read(self.fileno(), 8)
-        except BlockingIOError:
-            return False
-        return True
+        # RWF_NOWAIT, not os.read: from_fds may have adopted a blocking
+        # eventfd, and another awaiter may have taken the token first.
+        return bool(lib.efx_take_nowait(self.fileno()))
 
     # -- internals --------------------------------------------------------
 

@@ -76,7 +76,7 @@ def send_doorbell(sock: socket.socket, bell: Doorbell) -> None:
     anything but a Doorbell, ValueError if it is closed.
     """
     _check_type(bell, _DOORBELL)
-    socket.send_fds(sock, [_DOORBELL.marker], [bell._memfd_number(), bell.fileno()])
+    socket.send_fds(sock, [_DOORBELL.marker], list(bell.fds()))
 
 
 def _check_type(obj: object, kind: _Kind) -> None:
