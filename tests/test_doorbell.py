@@ -12,6 +12,7 @@ on a counter in shared memory, with the eventfd only as wake-up channel.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import os
 import pathlib
@@ -248,6 +249,35 @@ def test_a_poller_inside_watch_never_misses_a_count(how: str) -> None:
                 assert bell.read() >= 1
                 assert not _readable(bell.fileno(), how.removesuffix("_et"), ep) or bell.peek(), rnd
                 bell.write(1)
+
+
+def _watchers(bell: Doorbell) -> int:
+    return bell._info()[2]  # the shared count of holders inside watch()
+
+
+def test_closing_inside_watch_leaves_no_watcher_behind() -> None:
+    """A watcher left counted would make every holder's write ring the
+    eventfd: a syscall each, for good."""
+    with Doorbell() as bell:
+        other = Doorbell.from_fds(os.dup(bell._memfd_number()), os.dup(bell.fileno()))
+        with other.watch():
+            assert _watchers(bell) == 1
+            other.close()
+        assert _watchers(bell) == 0
+        before = _syscalls()
+        bell.write()
+        assert _syscalls()[1] == before[1]  # no ring
+        assert bell.read() == 1
+
+
+def test_a_watch_that_fails_to_ring_is_not_counted() -> None:
+    with Doorbell(1) as bell:
+        os.close(bell.fileno())  # behind the object's back: the ring fails
+        with pytest.raises(OSError) as info, bell.watch():
+            pass
+        assert info.value.errno == errno.EBADF
+        assert _watchers(bell) == 0
+        bell._fd = os.eventfd(0)  # something for close() to close
 
 
 def test_semaphore_poller_sees_the_count_left_behind() -> None:

@@ -249,17 +249,20 @@ class Doorbell(FDOwner):
         readable at once if a count is pending: what a poller (select,
         poll, epoll, selectors, asyncio) needs to never miss a count.
         Reads inside take the eventfd's token before the count."""
-        fd = self.fileno()
+        self.fileno()
         result = lib.efx_bell_watch_enter(self._bell)
         if result:
+            lib.efx_bell_watch_exit(self._bell)  # counted before its ring failed
             _core.raise_errno(-result)
         self._watching += 1
         try:
             yield self
         finally:
             self._watching -= 1
-            if self._fd == fd:
-                lib.efx_bell_watch_exit(self._bell)
+            # Also when closed inside: the watchers count is shared, and a
+            # watcher left behind makes every holder's write ring (a
+            # syscall each).  The mapping lives as long as this object.
+            lib.efx_bell_watch_exit(self._bell)
 
     def _take(self, out: Any) -> int:
         # A poller woken by the eventfd takes its token before the count, so
