@@ -212,6 +212,8 @@ class Doorbell(FDOwner):
         non-blocking); with one, waits at most that long whatever the mode,
         and raises TimeoutError if nothing came.
         """
+        if timeout is not None and self._fd >= 0:  # closed: try_read says so first
+            _core.timeout_ms(timeout)  # a bad timeout takes nothing (as EventFD.read)
         value = self.try_read()
         if value:
             return value
