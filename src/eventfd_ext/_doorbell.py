@@ -19,6 +19,7 @@ from typing import Any
 
 from . import _aio, _core
 from ._constants import OVERFLOW
+from ._eventfd import _fdinfo
 from ._owner import FDOwner
 from ._shim import ffi, lib
 
@@ -83,9 +84,20 @@ class Doorbell(FDOwner):
         """Adopt a Doorbell's two fds (its memfd and its eventfd) received
         from another process (``subprocess`` ``pass_fds``, SCM_RIGHTS): the
         object owns them and will close them.  Anything else is refused
-        with ValueError (``EINVAL``: not a Doorbell's layout), and the fds
-        are then left open."""
+        with ValueError (not a Doorbell's layout, or not an eventfd), and
+        the fds are then left open.  Only fd numbers are taken, as by
+        ``EventFD.from_fd``: an object with ``fileno()`` still owns its fd."""
+        for fd in (memfd, efd):
+            if not isinstance(fd, int):
+                raise TypeError(
+                    f"from_fds() takes fd numbers, not {type(fd).__name__!r}: the "
+                    "object still owns its fd; adopt os.dup(obj.fileno()) instead"
+                )
         memfd, efd = _core.as_fd(memfd), _core.as_fd(efd)
+        # The wake-up channel is rung with write(2): anything but an eventfd
+        # (a pipe, a file, the memfd itself) would have bytes written into it.
+        if "eventfd-count" not in _fdinfo(efd):
+            raise ValueError(f"fds {memfd}, {efd} are not a Doorbell's memfd and eventfd")
         self = cls.__new__(cls)
         self._fd = self._memfd = -1
         self._spin = _spin_ns(spin)
