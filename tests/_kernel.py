@@ -2,8 +2,8 @@
 through eventfd_ext, and the helpers that make a hang a failure.
 
 - the oracle: an eventfd's counter straight from /proc/self/fdinfo, raw
-  reads and writes, raw SCM_RIGHTS messages, the process's open fds, the C
-  heap and the RSS;
+  reads and writes, raw SCM_RIGHTS messages, the process's open fds and
+  shared mappings, the C heap and the RSS;
 - blocking: ``blocked_in`` / ``wait_in_syscall`` wait until a thread sleeps
   in a given syscall, read from /proc (the kernel's own word, so no sleep
   stands in for synchronisation); ``in_thread`` and ``Child`` run a function
@@ -220,6 +220,13 @@ def open_fds() -> set[int]:
             continue
         found.add(fd)
     return found
+
+
+def shared_mappings() -> list[str]:
+    """This process's MAP_SHARED mappings, as /proc/self/maps lists them: a
+    Doorbell or MaskFD maps its memfd so, and a leaked one stays listed."""
+    with open("/proc/self/maps") as f:
+        return [line for line in f if line.split()[1].endswith("s")]
 
 
 class _Mallinfo2(ctypes.Structure):

@@ -86,15 +86,25 @@ class Doorbell(FDOwner):
         """Adopt a Doorbell's two fds (its memfd and its eventfd) received
         from another process (``subprocess`` ``pass_fds``, SCM_RIGHTS): the
         object owns them and will close them.  Anything else is refused
-        with ValueError (``EINVAL``: not a Doorbell's layout), and the fds
-        are then left open."""
+        with ValueError (not a Doorbell's layout, or not an eventfd), and
+        the fds are then left open.  Only fd numbers are taken, as by
+        ``EventFD.from_fd``: an object with ``fileno()`` still owns its fd."""
+        for fd in (memfd, efd):
+            if not isinstance(fd, int):
+                raise TypeError(
+                    f"from_fds() takes fd numbers, not {type(fd).__name__!r}: the "
+                    "object still owns its fd; adopt os.dup(obj.fileno()) instead"
+                )
         memfd, efd = _core.as_fd(memfd), _core.as_fd(efd)
+        # The wake-up channel is rung with write(2): anything but an eventfd
+        # (a pipe, a file, the memfd itself) would have bytes written into it.
+        if not is_eventfd(efd):
+            raise ValueError(f"fds {memfd}, {efd} are not a Doorbell's memfd and eventfd")
         self = cls.__new__(cls)
         self._fd = self._memfd = -1
         self._spin = _spin_ns(spin)
         out = ffi.new("efx_bell_t **")
-        # The shim checks the memfd's layout; the eventfd is only stored.
-        result = lib.efx_bell_attach(memfd, efd, out) if is_eventfd(efd) else -errno.EINVAL
+        result = lib.efx_bell_attach(memfd, efd, out)  # the shim checks the memfd's layout
         if result == -errno.EINVAL:
             raise ValueError(f"fds {memfd}, {efd} are not a Doorbell's memfd and eventfd")
         if result:
@@ -233,6 +243,8 @@ class Doorbell(FDOwner):
     def _read_waiting(self, timeout: float | None) -> int:
         # Its own function: the closure's cells would be made on every call
         # of read(), the fast path included.
+        if timeout is not None and self._fd >= 0:  # closed: try_read says so first
+            _core.timeout_ms(timeout)  # a bad timeout takes nothing (as EventFD.read)
         value = self.try_read()
         if value:
             return value
@@ -270,17 +282,20 @@ class Doorbell(FDOwner):
         readable at once if a count is pending: what a poller (select,
         poll, epoll, selectors, asyncio) needs to never miss a count.
         Reads inside take the eventfd's token before the count."""
-        fd = self.fileno()
+        self.fileno()
         result = lib.efx_bell_watch_enter(self._bell)
         if result:
+            lib.efx_bell_watch_exit(self._bell)  # counted before its ring failed
             _core.raise_errno(-result)
         self._watching += 1
         try:
             yield self
         finally:
             self._watching -= 1
-            if self._fd == fd:
-                lib.efx_bell_watch_exit(self._bell)
+            # Also when closed inside: the watchers count is shared, and a
+            # watcher left behind makes every holder's write ring (a
+            # syscall each).  The mapping lives as long as this object.
+            lib.efx_bell_watch_exit(self._bell)
 
     def _take(self, out: Any) -> int:
         # A poller woken by the eventfd takes its token before the count, so

@@ -168,8 +168,10 @@ def render(
         )
 
     out += [
-        "**Model-based** (hypothesis stateful, 0 disagreements): EventFD against the "
-        f"counter model (`tests/reliability/test_model.py`): {examples('eventfd')}; "
+        "**Model-based** (hypothesis stateful, 0 disagreements): one machine drives EventFD "
+        "and the Doorbell against the counter model, bad input and its messages included "
+        f"(`tests/reliability/test_model.py`): EventFD {examples('eventfd') or 'not run'}, "
+        f"Doorbell {examples('doorbell') or 'not run'}; "
         "MaskFD against the patch semantics, never-miss readiness and the 12-byte ABI "
         f"(`tests/reliability/test_maskfd_model.py`): {examples('maskfd') or 'not run'}.",
         "",
@@ -178,9 +180,10 @@ def render(
     out += [
         f"**Bad input** (`tests/reliability/test_bad_input.py`, "
         f"`tests/reliability/test_maskfd_faults.py`): {fig.get('bad_input.cases', '?')} "
-        f"distinct EventFD/drop-in cases and {fig.get('bad_input.maskfd_cases', '?')} MaskFD "
-        "cases, each raising the expected type with state, open fds and foreign fds "
-        "unchanged.",
+        f"distinct EventFD/drop-in cases, {fig.get('bad_input.doorbell_cases', '?')} Doorbell "
+        "cases (the counter's cases run on both, with the same messages) and "
+        f"{fig.get('bad_input.maskfd_cases', '?')} MaskFD cases, each raising the expected "
+        "type with state, open fds, shared mappings and foreign fds unchanged.",
         "",
     ]
 
@@ -238,7 +241,7 @@ def render(
     out += [
         "**Leaks** (`tests/reliability/test_leaks.py`): create/use/close cycles, measured "
         "after a warm-up; Python blocks from `sys.getallocatedblocks()`, C heap from "
-        "glibc `mallinfo2()`.",
+        "glibc `mallinfo2()`; `test_leaks.py` also asserts the shared mappings unchanged.",
         "",
         _table(
             [

@@ -1,6 +1,6 @@
-"""Leaks: the open fds, the Python objects, the C heap and the RSS stay flat
-over many create/use/close cycles of each way to hold an eventfd, error
-paths included.
+"""Leaks: the open fds, the shared mappings, the Python objects, the C heap
+and the RSS stay flat over many create/use/close cycles of each way to hold
+an eventfd (EventFD, the drop-ins, the Doorbell), error paths included.
 
 CI size: 5,000 cycles per kind.  Full size (``--runslow``): 100,000.
 """
@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import pytest
 
-from _kernel import c_heap_in_use, open_fds, record, rss_bytes
-from eventfd_ext import EFD_NONBLOCK, EventFD, eventfd, eventfd_read, eventfd_write
+from _kernel import c_heap_in_use, open_fds, record, rss_bytes, shared_mappings
+from eventfd_ext import EFD_NONBLOCK, Doorbell, EventFD, eventfd, eventfd_read, eventfd_write
 
 SIZES = [
     pytest.param(5_000, id="ci"),
@@ -93,6 +93,93 @@ def _collected_unclosed() -> None:
     del ev  # closed by __del__ with a ResourceWarning (recorded, not raised)
 
 
+def _doorbell_object() -> None:
+    with Doorbell(3) as bell:
+        bell.write(4)
+        assert bell.peek() == 7
+        assert bell.wait(0)
+        assert bell.read() == 7
+        assert bell.try_read() == 0
+        bell.write()
+        assert bell.try_read() == 1
+        repr(bell)
+
+
+def _doorbell_semaphore_nonblocking() -> None:
+    bell = Doorbell(2, semaphore=True, nonblocking=True)
+    try:
+        assert bell.read() == 1
+        assert bell.read(timeout=0) == 1
+        try:
+            bell.read()
+        except BlockingIOError:
+            pass
+        bell.write(2**64 - 2)
+        try:
+            bell.write(1)  # past the maximum: EAGAIN
+        except BlockingIOError:
+            pass
+    finally:
+        bell.close()
+
+
+def _doorbell_from_fds() -> None:
+    with Doorbell(5) as bell:
+        fds = os.dup(bell.fds()[0]), os.dup(bell.fileno())
+        with Doorbell.from_fds(*fds, nonblocking=True, spin=0) as again:
+            assert again.read() == 5
+            again.write(6)
+        assert bell.read() == 6
+
+
+def _doorbell_watch() -> None:
+    with Doorbell(1) as bell:
+        with bell.watch():  # rings at once: a count is pending
+            assert bell.read() == 1  # the token, then the count
+            assert bell.try_read() == 0
+            bell.write(2)
+            with bell.watch():
+                assert bell.read(timeout=0) == 2
+
+
+def _doorbell_error_paths() -> None:
+    with Doorbell() as bell:
+        for bad in (-1, 2**64 - 1, 2**64, 1.5, None):
+            try:
+                bell.write(bad)  # type: ignore[arg-type]
+            except (ValueError, OverflowError, TypeError):
+                pass
+        for timeout in (0, "x"):
+            try:
+                bell.read(timeout=timeout)  # type: ignore[arg-type]
+            except (TimeoutError, TypeError):
+                pass
+        # from_fds refusing fds that are not a Doorbell's: left open, nothing mapped.
+        r, w = os.pipe()
+        small = os.memfd_create("eventfd_ext.test")
+        os.ftruncate(small, 100)
+        junk = os.memfd_create("eventfd_ext.test")
+        os.ftruncate(junk, 256)
+        try:
+            for fds in ((bell.fds()[0], r), (small, bell.fileno()), (junk, bell.fileno())):
+                try:
+                    Doorbell.from_fds(*fds)
+                except ValueError:
+                    pass
+        finally:
+            for fd in (r, w, small, junk):
+                os.close(fd)
+    try:
+        bell.read()
+    except ValueError:
+        pass
+
+
+def _doorbell_collected_unclosed() -> None:
+    bell = Doorbell(1)
+    del bell  # closed by __del__ with a ResourceWarning (recorded, not raised)
+
+
 KINDS: dict[str, Callable[[], None]] = {
     "EventFD": _eventfd_object,
     "semaphore_nonblocking": _semaphore_nonblocking,
@@ -100,6 +187,12 @@ KINDS: dict[str, Callable[[], None]] = {
     "dropins": _dropins,
     "from_fd_detach": _adopt_detach,
     "collected_unclosed": _collected_unclosed,
+    "Doorbell": _doorbell_object,
+    "Doorbell-semaphore_nonblocking": _doorbell_semaphore_nonblocking,
+    "Doorbell-from_fds": _doorbell_from_fds,
+    "Doorbell-watch": _doorbell_watch,
+    "Doorbell-error_paths": _doorbell_error_paths,
+    "Doorbell-collected_unclosed": _doorbell_collected_unclosed,
 }
 
 
@@ -120,21 +213,22 @@ def test_fds_and_rss_flat(kind: str, cycles: int) -> None:
             cycle()
         gc.collect()
         warned = 0
-        fds_before, rss_before = open_fds(), rss_bytes()
+        fds_before, rss_before, maps_before = open_fds(), rss_bytes(), shared_mappings()
         blocks_before, heap_before = sys.getallocatedblocks(), c_heap_in_use()
         for _ in range(cycles):
             cycle()
         gc.collect()
-        fds_after, rss_after = open_fds(), rss_bytes()
+        fds_after, rss_after, maps_after = open_fds(), rss_bytes(), shared_mappings()
         blocks_after, heap_after = sys.getallocatedblocks(), c_heap_in_use()
     assert fds_after == fds_before
+    assert maps_after == maps_before
     # A leak of one object a cycle shows; interpreter caches stay below.
     assert blocks_after - blocks_before < max(cycles // 20, 200), (blocks_before, blocks_after)
     if not os.environ.get("EFX_SANITIZER"):  # ASan's quarantine holds freed memory
         assert rss_after - rss_before < RSS_SLACK, (rss_before, rss_after)
         if heap_before is not None and heap_after is not None:
             assert heap_after - heap_before < HEAP_SLACK, (heap_before, heap_after)
-    if kind == "collected_unclosed":
+    if kind.endswith("collected_unclosed"):
         assert warned == cycles  # one ResourceWarning per collected object
     record(
         f"leaks.{kind}.{cycles}",
