@@ -86,8 +86,11 @@ class Doorbell(FDOwner):
         """Adopt a Doorbell's two fds (its memfd and its eventfd) received
         from another process (``subprocess`` ``pass_fds``, SCM_RIGHTS): the
         object owns them and will close them.  Anything else is refused
-        with ValueError (not a Doorbell's layout, or not an eventfd), and
-        the fds are then left open.  Only fd numbers are taken, as by
+        with ValueError (not a Doorbell's layout, or not an eventfd; a
+        memfd that cannot be mapped read-write gives the OSError of the
+        mapping, e.g. PermissionError), and the fds are then left open.
+        The eventfd may be blocking: the Doorbell never reads it in a way
+        that could block.  Only fd numbers are taken, as by
         ``EventFD.from_fd``: an object with ``fileno()`` still owns its fd."""
         for fd in (memfd, efd):
             if not isinstance(fd, int):
