@@ -261,6 +261,8 @@ static int efx_bell_write(struct efx_bell *bell, uint64_t n, int timeout_ms)
     int64_t deadline = 0;
     if (n == UINT64_MAX)
         return -EINVAL; /* as eventfd's write */
+    if (n == 0)
+        return 0; /* adds nothing, so wakes nobody (an eventfd's write(0) leaves it unreadable) */
     uint64_t c = atomic_load_explicit(&shm->count, memory_order_relaxed);
     for (;;) {
         if (c <= EFX_BELL_MAX - n) {

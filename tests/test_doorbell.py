@@ -349,3 +349,35 @@ def test_from_fds_refuses_a_wake_up_channel_that_is_not_an_eventfd() -> None:
         finally:
             for fd in (memfd, r, w):
                 os.close(fd)
+
+
+def test_a_parent_inside_watch_sees_writes_after_its_child_left() -> None:
+    with Doorbell() as bell:
+        poller = select.poll()
+        poller.register(bell, select.POLLIN)
+        r, w = os.pipe()
+        with bell.watch():
+            pid = os.fork()
+            if pid != 0:
+                os.close(w)
+                assert os.read(r, 1) == b"x"  # the child has left watch()
+                assert bell._info()[2] == 1  # still counted: the parent's
+                writer = os.fork()
+                if writer == 0:  # pragma: no cover
+                    bell.write(1)
+                    os._exit(0)
+                assert os.waitpid(writer, 0)[1] == 0
+                assert poller.poll(TIMEOUT * 1000), "the write never reached the fd"
+                assert bell.try_read() == 1
+        if pid == 0:  # pragma: no cover - the child, out of watch()
+            os.write(w, b"x")
+            os._exit(0)
+        os.close(r)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert bell._info()[2] == 0  # each exit once: not below 0 (a wrap would stop all rings)
+
+
+def test_write_zero_inside_watch_leaves_the_fd_unreadable() -> None:
+    with Doorbell() as bell, bell.watch():
+        bell.write(0)
+        assert not select.select([bell], [], [], 0)[0]  # as an eventfd's write(0)

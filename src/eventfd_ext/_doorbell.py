@@ -284,13 +284,16 @@ class Doorbell(FDOwner):
         """While inside, every write reaches the eventfd, and the fd is made
         readable at once if a count is pending: what a poller (select,
         poll, epoll, selectors, asyncio) needs to never miss a count.
-        Reads inside take the eventfd's token before the count."""
+        Reads inside take the eventfd's token before the count.  A child
+        forked inside is covered by its parent's watch only while the
+        parent stays inside: a child that polls enters its own."""
         self.fileno()
         result = lib.efx_bell_watch_enter(self._bell)
         if result:
             lib.efx_bell_watch_exit(self._bell)  # counted before its ring failed
             _core.raise_errno(-result)
         self._watching += 1
+        pid = os.getpid()
         try:
             yield self
         finally:
@@ -298,7 +301,10 @@ class Doorbell(FDOwner):
             # Also when closed inside: the watchers count is shared, and a
             # watcher left behind makes every holder's write ring (a
             # syscall each).  The mapping lives as long as this object.
-            lib.efx_bell_watch_exit(self._bell)
+            # Only by the process that counted it: a child forked inside
+            # would otherwise take away its parent's watcher.
+            if os.getpid() == pid:
+                lib.efx_bell_watch_exit(self._bell)
 
     def _take(self, out: Any) -> int:
         # A poller woken by the eventfd takes its token before the count, so
