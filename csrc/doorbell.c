@@ -523,10 +523,28 @@ static int efx_bell_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns)
     return efxb_wait(bell, timeout_ms, spin_ns, NULL);
 }
 
-static uint64_t efx_bell_read(struct efx_bell *bell, int64_t spin_ns)
+static int efx_bell_spin(struct efx_bell *bell, int timeout_ms, int64_t spin_ns, uint64_t *out)
+{
+    int r = efxb_try(bell, out, 0);
+    if (r || timeout_ms == 0)
+        return r;
+    int64_t budget = efxb_budget(bell, spin_ns);
+    if (budget <= 0)
+        return 0;
+    return efxb_spin(bell, out, budget, efxb_deadline(timeout_ms), spin_ns < 0);
+}
+
+static uint64_t efx_bell_spin_take(struct efx_bell *bell, int64_t spin_ns)
 {
     uint64_t value = 0;
-    int r = efxb_wait(bell, -1, spin_ns, &value);
+    int r = efx_bell_spin(bell, -1, spin_ns, &value);
+    return r == 1 || value ? value : 0; /* value with r < 0: see efx_bell_read */
+}
+
+static uint64_t efx_bell_read(struct efx_bell *bell)
+{
+    uint64_t value = 0;
+    int r = efxb_wait(bell, -1, 0, &value);
     /* value != 0 with r < 0: taken, then the ring after the take failed;
      * the count is the caller's (as efx_bell_take1). */
     return r == 1 || value ? value : 0;
@@ -643,14 +661,11 @@ static uint64_t efx_spin_take(int fd, int64_t spin_ns)
     int r = efxb_eventfd_read_nowait(fd, &value);
     if (r != -EAGAIN)
         return r ? 0 : value;
-    /* A non-blocking fd neither spins nor waits: the caller's repeat raises
+    /* A non-blocking fd neither spins nor waits: the caller's read raises
      * BlockingIOError.  (The file's flag, as read(2) would see it.) */
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || (fl & O_NONBLOCK))
         return 0;
     r = efxb_spin_fd(fd, efxb_spin_end(spin_ns, INT64_MAX), &value);
-    if (r)
-        return r > 0 ? value : 0;
-    /* The fd blocks: read(2) sleeps until a count comes, one syscall. */
-    return read(fd, &value, sizeof value) == sizeof value ? value : 0;
+    return r > 0 ? value : 0;
 }

@@ -67,13 +67,24 @@ int efx_bell_signal(struct efx_bell *bell);
 int efx_bell_wait_read(struct efx_bell *bell, int timeout_ms,
                        int64_t spin_ns, uint64_t *out);
 
-/* Doorbell.read()'s blocking read in one crossing: take, spinning then
- * sleeping as efx_bell_wait_read with no timeout, and return the count; 0
+/* Python's waits spin and sleep in two crossings, never one: a signal
+ * that arrives while C spins runs its Python handler only once the call
+ * returns, and a sleep begun after it would wait with the handler pending
+ * (a Ctrl-C ignored, a handler's write never made).  C callers, which have
+ * no such handlers, may use efx_bell_wait_read's spin_ns.
+ *
+ * efx_bell_spin: try, then spin (spin_ns as efx_bell_wait_read, bounded
+ * by timeout_ms) without sleeping: 1 with *out (out NULL: only look), 0 if
+ * nothing came, -errno.  efx_bell_spin_take: the same with no timeout,
+ * returning the count or 0.  efx_bell_read: take, sleeping as
+ * efx_bell_wait_read with no timeout and no spin, and return the count; 0
  * when the wait failed (EINTR, a closed eventfd) and took nothing: the
- * caller repeats it through efx_bell_wait_read, which says why (efx_take's
- * convention).  A wrapper's ffi.new, closure and timeout loop cost more
- * than a yield on a shared CPU (~1.5 us a read). */
-uint64_t efx_bell_read(struct efx_bell *bell, int64_t spin_ns);
+ * caller repeats through efx_bell_wait_read, which says why (efx_take's
+ * convention).  One crossing each: a wrapper's ffi.new, closure and
+ * timeout loop cost more than a yield on a shared CPU (~1.5 us a read). */
+int efx_bell_spin(struct efx_bell *bell, int timeout_ms, int64_t spin_ns, uint64_t *out);
+uint64_t efx_bell_spin_take(struct efx_bell *bell, int64_t spin_ns);
+uint64_t efx_bell_read(struct efx_bell *bell);
 
 /* Wait until the count is nonzero without taking it: 1, 0 on timeout,
  * -EINTR, -errno. */
@@ -102,7 +113,9 @@ int efx_bell_info(struct efx_bell *bell, uint64_t *out, int n);
  * 0 on timeout, -errno (-EINTR: retry with the time left). */
 int efx_spin_read(int fd, int timeout_ms, int64_t spin_ns, uint64_t *out);
 
-/* EventFD.read() with a spin, in one crossing (as efx_bell_read): the
- * count, or 0 when the fd is non-blocking and empty or the wait failed;
- * the caller repeats the read through efx_read to learn why. */
+/* EventFD's spin, in one crossing and without sleeping (see
+ * efx_bell_spin for why): the count, or 0 when the fd is non-blocking and
+ * empty, the spin found nothing, or the read failed; the caller then reads
+ * as it would without a spin (efx_take, or a poll), which sleeps or says
+ * why. */
 uint64_t efx_spin_take(int fd, int64_t spin_ns);

@@ -60,13 +60,8 @@ static int efx_floor_recv(int mechanism, int fd)
     uint64_t value;
     size_t size = EFX_FLOOR_IS_EVENTFD(mechanism) ? sizeof value : 1;
     ssize_t n;
-    if (mechanism == EFX_FLOOR_EVENTFD_SPIN) {
-        /* 0 for EINTR too (the blocking read's): repeat as the read does. */
-        while (!efx_spin_take(fd, EFX_FLOOR_SPIN_NS))
-            if (errno != EINTR)
-                return -errno;
-        return 0;
-    }
+    if (mechanism == EFX_FLOOR_EVENTFD_SPIN && efx_spin_take(fd, EFX_FLOOR_SPIN_NS))
+        return 0; /* as EventFD.read: the spin, then (nothing came) the plain read */
     while ((n = read(fd, &value, size)) < 0 && errno == EINTR)
         ;
     return n == (ssize_t)size ? 0 : n < 0 ? -errno : -EIO;

@@ -398,3 +398,57 @@ def test_a_handler_that_closes_and_reuses_the_number_stops_the_retry(
         new.close()
     finally:
         next(gen, None)
+
+
+# -- a signal while C spins ------------------------------------------------------
+
+SPINNING_READS: dict[str, Callable[[Any], object]] = {
+    "read": lambda ev: ev.read(),
+    "read_timeout": lambda ev: ev.read(timeout=3 * TIMEOUT),
+}
+
+
+@pytest.mark.parametrize("kind", [EventFD, Doorbell], ids=["EventFD", "Doorbell"])
+@pytest.mark.parametrize("call", list(SPINNING_READS))
+@pytest.mark.parametrize("how", ["handler_writes", "handler_raises"])
+def test_a_signal_during_the_spin_runs_its_handler_before_the_sleep(
+    kind: type[EventFD] | type[Doorbell], call: str, how: str, main_thread_only: int
+) -> None:
+    """A signal that lands while C spins (its Python handler waits for the
+    call to return) must be handled before the read goes to sleep: a handler
+    that writes is read back, a raising handler ends the read and takes
+    nothing.  Spinning and sleeping in one C call slept with the handler
+    pending: a hang, or a Ctrl-C noticed only at the next write, whose
+    count it then threw away."""
+    ev = kind(spin=0.2)  # the timer's 10 ms lands inside the spin
+    finished = threading.Event()
+    rescued: list[bool] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if how == "handler_raises":
+            raise Boom
+        ev.write(42)
+
+    def watchdog() -> None:  # frees a read asleep with its handler pending
+        if not finished.wait(TIMEOUT):
+            rescued.append(True)
+            ev.write(1)
+
+    gen = _install(signal.SIGALRM, handler)
+    next(gen)
+    thread, _ = in_thread(watchdog)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        if how == "handler_raises":
+            with pytest.raises(Boom):
+                SPINNING_READS[call](ev)
+            assert ev.peek() == 0  # nothing made up, nothing taken
+        else:
+            assert SPINNING_READS[call](ev) == 42
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        finished.set()
+        join_thread(thread)
+        next(gen, None)
+        ev.close()
+    assert not rescued, "the read slept with its signal handler pending"

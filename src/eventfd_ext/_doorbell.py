@@ -29,6 +29,7 @@ _detach: Callable[[Any], Any] = lib.efx_bell_detach  # ffi.gc ignores its result
 _take1 = lib.efx_bell_take1
 _signal = lib.efx_bell_signal
 _read = lib.efx_bell_read
+_spin_take = lib.efx_bell_spin_take
 _ADAPTIVE = -1  # the shim's spin_ns for "the handle's adaptive budget"
 _INFO_COUNT, _INFO_FLAGS = 0, 10  # indices in efx_bell_info's snapshot
 
@@ -236,8 +237,11 @@ class Doorbell(FDOwner):
             if self._fd < 0:
                 self._raise_closed()
             # A count found costs one METH_O call (~60 ns less than the
-            # two-argument one); none: spin and sleep in one crossing.
-            value = _take1(self._bell) or _read(self._bell, self._spin)
+            # two-argument one); none: spin, then sleep, each one crossing,
+            # and two calls so that a signal that came while C spun has its
+            # handler run before the sleep (see efx_bell_spin).
+            bell, spin = self._bell, self._spin
+            value = _take1(bell) or (spin and _spin_take(bell, spin)) or _read(bell)
             if value:
                 return value
             # It failed (EINTR, a close): the wait below says why, or waits on.
@@ -254,10 +258,12 @@ class Doorbell(FDOwner):
         if timeout is None and self._nonblocking:
             _core.raise_errno(errno.EAGAIN)
         out = ffi.new("uint64_t *")  # per call: a signal handler may read too
-        bell, spin = self._bell, self._spin
+        bell = self._bell
+        if self._spin_first(timeout, out):
+            return int(out[0])
 
         def wait_read(fd: int, ms: int) -> int:
-            return lib.efx_bell_wait_read(bell, ms, spin, out)
+            return lib.efx_bell_wait_read(bell, ms, 0, out)
 
         if not _core.wait_readable(self.fileno(), timeout, wait_read, self._check_open):
             raise TimeoutError(f"no count within {timeout} s")
@@ -266,12 +272,26 @@ class Doorbell(FDOwner):
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the count is nonzero, without taking it: True, or
         False if *timeout* seconds passed first."""
-        bell, spin = self._bell, self._spin
+        bell = self._bell
+        if self._spin_first(timeout, ffi.NULL):
+            return True
 
         def wait(fd: int, ms: int) -> int:
-            return lib.efx_bell_wait(bell, ms, spin)
+            return lib.efx_bell_wait(bell, ms, 0)
 
         return bool(_core.wait_readable(self.fileno(), timeout, wait, self._check_open))
+
+    def _spin_first(self, timeout: float | None, out: Any) -> bool:
+        """Spin (within *timeout*) before a wait sleeps: True if a count
+        came (taken into *out*, or only seen when out is NULL).  Its own
+        call, returning to Python before the sleep: see efx_bell_spin."""
+        fd = self.fileno()  # a closed object says so before a bad timeout does
+        ms = _core.timeout_ms(timeout)
+        result = lib.efx_bell_spin(self._bell, ms, self._spin, out) if self._spin else 0
+        if result < 0:
+            self._check_open(fd)
+            _core.raise_errno(-result)
+        return result == 1
 
     def peek(self) -> int:
         """The current count, without taking it (one load, no syscall)."""

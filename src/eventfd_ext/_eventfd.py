@@ -171,20 +171,24 @@ class EventFD(FDOwner):
             if fd < 0:
                 self._raise_closed()
             spin = self._spin
-            # Both block on a blocking fd while the count is 0 (one crossing).
-            value = _spin_take(fd, spin) if spin else _take(fd)
+            # The spin and the sleep are two calls: a signal that came while
+            # C spun has its handler run between them (see efx_bell_spin).
+            value = (spin and _spin_take(fd, spin)) or _take(fd)
             return value if value else _core.read_again(fd, self._check_open)
         return self._read_waiting(timeout)
 
     def _read_waiting(self, timeout: float) -> int:
         # Its own function: the closure's cells would be made on every call
         # of read(), the fast path included (~8% of a write+read pair).
+        fd = self.fileno()  # a closed object says so before a bad timeout does
+        ms = _core.timeout_ms(timeout)
+        if self._spin and ms:  # spin (within the timeout), then wait: two calls
+            value = _spin_take(fd, min(self._spin, ms * 1_000_000))
+            if value:
+                return value
         count = ffi.new("uint64_t *")  # per call: a signal handler may read too
-        spin = self._spin
 
         def wait_read(fd: int, ms: int) -> int:
-            if spin:  # non-blocking reads for up to spin ns, then poll
-                return lib.efx_spin_read(fd, ms, spin, count)
             return lib.efx_wait_read(fd, ms, count)
 
         if not _core.wait_readable(self.fileno(), timeout, wait_read, self._check_open):
