@@ -602,6 +602,17 @@ static int efx_bell_info(struct efx_bell *bell, uint64_t *out, int n)
     return n < 0 ? 0 : n;
 }
 
+static uint64_t efx_bell_eventfd_id(struct efx_bell *bell)
+{
+    return bell->shm->eventfd_id;
+}
+
+static int efx_bell_set_eventfd_id(struct efx_bell *bell, uint64_t id)
+{
+    bell->shm->eventfd_id = id; /* before sharing: a plain store (see create) */
+    return 0;
+}
+
 /* ---- the spin for a plain eventfd ----------------------------------- */
 
 /* Non-blocking reads until `end` (ns, monotonic): 1 with *out, 0 when the

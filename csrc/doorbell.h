@@ -107,6 +107,11 @@ int efx_bell_poll_take(struct efx_bell *bell, uint64_t *out);
  * Returns the number filled. */
 int efx_bell_info(struct efx_bell *bell, uint64_t *out, int n);
 
+/* The wake-up eventfd's kernel id recorded in the page (0: none), and its
+ * recording by the creator before the page is shared. */
+uint64_t efx_bell_eventfd_id(struct efx_bell *bell);
+int efx_bell_set_eventfd_id(struct efx_bell *bell, uint64_t id);
+
 /* Any eventfd, no shared memory: non-blocking reads (RWF_NOWAIT) in a
  * spin loop for up to spin_ns (<= 0: no spin), then poll + read as
  * efx_wait_read.  Kernel semantics (semaphore mode reads 1).  1 with *out,

@@ -38,7 +38,11 @@ struct efx_bell_layout {
     uint32_t size;       /* EFX_BELL_SIZE == sizeof(struct efx_bell_layout) */
     uint32_t flags;      /* EFX_BELL_SEMAPHORE or 0 */
     uint32_t reserved0;  /* 0 */
-    uint8_t pad0[EFX_BELL_LINE - 24];
+    /* The kernel's eventfd-id (/proc/self/fdinfo) of the wake-up eventfd,
+     * so that an adopter can refuse another eventfd beside this page; 0:
+     * not recorded (a creator that does not know it). */
+    uint64_t eventfd_id;
+    uint8_t pad0[EFX_BELL_LINE - 32];
 
     /* Line 1: the counter alone, so that the hot CAS does not share its
      * line with the words that sleepers and pollers write. */

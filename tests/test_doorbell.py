@@ -24,7 +24,7 @@ import pytest
 
 import _kernel
 from _kernel import TIMEOUT, Child, in_thread, join_thread
-from eventfd_ext._doorbell import Doorbell
+from eventfd_ext import Doorbell, EventFD
 
 MAX = 2**64 - 2
 
@@ -381,3 +381,23 @@ def test_write_zero_inside_watch_leaves_the_fd_unreadable() -> None:
     with Doorbell() as bell, bell.watch():
         bell.write(0)
         assert not select.select([bell], [], [], 0)[0]  # as an eventfd's write(0)
+
+
+def test_from_fds_refuses_another_eventfd_beside_the_page() -> None:
+    """The page records its eventfd's kernel id: a memfd of one Doorbell with
+    the eventfd of another (or any eventfd) would count in one and ring the
+    other, and a sleeper would never wake."""
+    with Doorbell() as a, Doorbell() as b, EventFD() as other:
+        for efd in (b.fileno(), other.fileno()):
+            memfd, foreign = os.dup(a.fds()[0]), os.dup(efd)
+            before = _kernel.open_fds()
+            try:
+                with pytest.raises(ValueError, match="not the one of the Doorbell"):
+                    Doorbell.from_fds(memfd, foreign)
+                assert _kernel.open_fds() == before  # left open, nothing else
+            finally:
+                os.close(memfd)
+                os.close(foreign)
+        with Doorbell.from_fds(os.dup(a.fds()[0]), os.dup(a.fileno())) as same:
+            same.write(3)  # its own eventfd, duplicated: accepted
+            assert a.read() == 3

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import _aio, _core
 from ._constants import OVERFLOW
-from ._eventfd import is_eventfd
+from ._eventfd import _fdinfo
 from ._owner import FDOwner
 from ._shim import ffi, lib
 
@@ -79,6 +79,10 @@ class Doorbell(FDOwner):
         self._memfd, self._fd = memfd[0], efd[0]
         self._nonblocking = bool(nonblocking)
         self._watching = 0
+        # Recorded in the page, so that from_fds can refuse another eventfd.
+        eventfd_id = _fdinfo(self._fd).get("eventfd-id")
+        if eventfd_id is not None:  # the field is in fdinfo since Linux 5.15
+            lib.efx_bell_set_eventfd_id(self._bell, int(eventfd_id))
 
     @classmethod
     def from_fds(
@@ -102,7 +106,8 @@ class Doorbell(FDOwner):
         memfd, efd = _core.as_fd(memfd), _core.as_fd(efd)
         # The wake-up channel is rung with write(2): anything but an eventfd
         # (a pipe, a file, the memfd itself) would have bytes written into it.
-        if not is_eventfd(efd):
+        info = _fdinfo(efd)
+        if "eventfd-count" not in info:
             raise ValueError(f"fds {memfd}, {efd} are not a Doorbell's memfd and eventfd")
         self = cls.__new__(cls)
         self._fd = self._memfd = -1
@@ -113,6 +118,12 @@ class Doorbell(FDOwner):
             raise ValueError(f"fds {memfd}, {efd} are not a Doorbell's memfd and eventfd")
         if result:
             _core.raise_errno(-result)
+        recorded = lib.efx_bell_eventfd_id(out[0])
+        if recorded and "eventfd-id" in info and int(info["eventfd-id"]) != recorded:
+            _detach(out[0])
+            raise ValueError(
+                f"fd {efd} is an eventfd, but not the one of the Doorbell whose memfd is {memfd}"
+            )
         self._bell = ffi.gc(out[0], _detach)
         self._memfd, self._fd = memfd, efd
         self._nonblocking = bool(nonblocking)
