@@ -401,3 +401,17 @@ def test_from_fds_refuses_another_eventfd_beside_the_page() -> None:
         with Doorbell.from_fds(os.dup(a.fds()[0]), os.dup(a.fileno())) as same:
             same.write(3)  # its own eventfd, duplicated: accepted
             assert a.read() == 3
+
+
+@pytest.mark.parametrize("program", sorted(PEER.parent.glob("*.c")), ids=lambda p: p.name)
+def test_the_c_programs_beside_the_peer_compile(program: pathlib.Path) -> None:
+    """The stress test and the bench in csrc/tests are run by hand or by
+    .ci/tsan: kept compiling here (doorbell_bench.c had broken unnoticed)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the programs")
+    subprocess.run(
+        [cc, "-fsyntax-only", "-Werror=implicit-function-declaration", str(program)],
+        check=True,
+        timeout=120,
+    )

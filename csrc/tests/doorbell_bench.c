@@ -8,7 +8,6 @@
  * nobody asleep (what a producer and consumer pay when both are busy).
  */
 #define _GNU_SOURCE
-#include "../doorbell.c"
 #include "../floor.c"
 
 #include <signal.h>
