@@ -145,7 +145,7 @@ def render(
     out += handshakes(
         "doorbell_wakeups.",
         ["peer", "blocked in"],
-        "**No lost wakeups through the Doorbell** (in progress, "
+        "**No lost wakeups through the Doorbell** ("
         "`tests/reliability/test_doorbell_wakeups.py`): handshakes with random spin "
         "budgets, 0 included; pollers inside `watch()`.",
     )
