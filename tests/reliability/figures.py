@@ -215,9 +215,11 @@ def render(
     lat = by("signals.")
     if lat:
         worst = max(v for _, v in lat)
+        # signals.KIND.CALL.latency_us, where a call's name may hold a dot
+        calls = len({k.split(".", 2)[2].rsplit(".", 1)[0] for k, _ in lat})
         out.append(
             f"- signal exception out of a blocking call: {len(lat)} cases "
-            f"(7 calls x SIGINT/handler raising), all raised; slowest {worst} us "
+            f"({calls} calls x SIGINT/handler raising), all raised; slowest {worst} us "
             "from pthread_kill to the exception."
         )
     out.append("")
