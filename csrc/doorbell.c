@@ -459,19 +459,25 @@ static int efxb_spin(struct efx_bell *bell, uint64_t *out, int64_t budget,
 }
 
 /* The wait of wait_read (out != NULL) and wait (out == NULL). */
-static int efxb_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns, uint64_t *out)
+/* The start of every wait: try, then (unless timeout_ms is 0) spin as
+ * spin_ns says, until the deadline at most.  1, 0 (nothing yet), -errno. */
+static int efxb_try_spin(struct efx_bell *bell, uint64_t *out, int timeout_ms,
+                         int64_t spin_ns, int64_t deadline)
 {
-    struct efx_bell_layout *shm = bell->shm;
     int r = efxb_try(bell, out, 0);
     if (r || timeout_ms == 0)
         return r;
-    int64_t deadline = efxb_deadline(timeout_ms);
     int64_t budget = efxb_budget(bell, spin_ns);
-    if (budget > 0) {
-        r = efxb_spin(bell, out, budget, deadline, spin_ns < 0);
-        if (r)
-            return r;
-    }
+    return budget > 0 ? efxb_spin(bell, out, budget, deadline, spin_ns < 0) : 0;
+}
+
+static int efxb_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns, uint64_t *out)
+{
+    struct efx_bell_layout *shm = bell->shm;
+    int64_t deadline = efxb_deadline(timeout_ms);
+    int r = efxb_try_spin(bell, out, timeout_ms, spin_ns, deadline);
+    if (r || timeout_ms == 0)
+        return r;
     for (;;) {
         /* The sleeper's store->load pair: announce, then re-check.  Without
          * the barrier (or without the re-check) a write that lands between
@@ -525,13 +531,7 @@ static int efx_bell_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns)
 
 static int efx_bell_spin(struct efx_bell *bell, int timeout_ms, int64_t spin_ns, uint64_t *out)
 {
-    int r = efxb_try(bell, out, 0);
-    if (r || timeout_ms == 0)
-        return r;
-    int64_t budget = efxb_budget(bell, spin_ns);
-    if (budget <= 0)
-        return 0;
-    return efxb_spin(bell, out, budget, efxb_deadline(timeout_ms), spin_ns < 0);
+    return efxb_try_spin(bell, out, timeout_ms, spin_ns, efxb_deadline(timeout_ms));
 }
 
 static uint64_t efx_bell_spin_take(struct efx_bell *bell, int64_t spin_ns)

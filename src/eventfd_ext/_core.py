@@ -76,6 +76,20 @@ def as_fd(obj: object) -> int:
     return fd
 
 
+def as_fd_numbers(takes: str, *fds: object) -> list[int]:
+    """*fds* for an adopter (``from_fd``, ``from_fds``): fd numbers only,
+    since an object with ``fileno()`` still owns its fd and two owners would
+    close it twice; every type is checked before any value.  *takes* starts
+    the TypeError: "from_fd() takes an fd number"."""
+    for fd in fds:
+        if not isinstance(fd, int):
+            raise TypeError(
+                f"{takes}, not {type(fd).__name__!r}: the object still owns its fd; "
+                "adopt os.dup(obj.fileno()) instead"
+            )
+    return [as_fd(fd) for fd in fds]
+
+
 def warn_unclosed(owner: object, fd: int, _warn: Any = warnings.warn) -> None:
     """Warn that *owner* (holding *fd*) was collected unclosed, as sockets do.
 

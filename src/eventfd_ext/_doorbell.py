@@ -19,7 +19,7 @@ from typing import Any
 
 from . import _aio, _core
 from ._constants import OVERFLOW
-from ._eventfd import _fdinfo
+from ._eventfd import _fdinfo, eventfd_fdinfo
 from ._owner import FDOwner
 from ._shim import ffi, lib
 
@@ -80,7 +80,7 @@ class Doorbell(FDOwner):
         self._nonblocking = bool(nonblocking)
         self._watching = 0
         # Recorded in the page, so that from_fds can refuse another eventfd.
-        eventfd_id = _fdinfo(self._fd).get("eventfd-id")
+        eventfd_id = _fdinfo(self._fd).get("eventfd-id")  # it is an eventfd: just made
         if eventfd_id is not None:  # the field is in fdinfo since Linux 5.15
             lib.efx_bell_set_eventfd_id(self._bell, int(eventfd_id))
 
@@ -97,17 +97,11 @@ class Doorbell(FDOwner):
         The eventfd may be blocking: the Doorbell never reads it in a way
         that could block.  Only fd numbers are taken, as by
         ``EventFD.from_fd``: an object with ``fileno()`` still owns its fd."""
-        for fd in (memfd, efd):
-            if not isinstance(fd, int):
-                raise TypeError(
-                    f"from_fds() takes fd numbers, not {type(fd).__name__!r}: the "
-                    "object still owns its fd; adopt os.dup(obj.fileno()) instead"
-                )
-        memfd, efd = _core.as_fd(memfd), _core.as_fd(efd)
+        memfd, efd = _core.as_fd_numbers("from_fds() takes fd numbers", memfd, efd)
         # The wake-up channel is rung with write(2): anything but an eventfd
         # (a pipe, a file, the memfd itself) would have bytes written into it.
-        info = _fdinfo(efd)
-        if "eventfd-count" not in info:
+        info = eventfd_fdinfo(efd)
+        if info is None:
             raise ValueError(f"fds {memfd}, {efd} are not a Doorbell's memfd and eventfd")
         self = cls.__new__(cls)
         self._fd = self._memfd = -1
@@ -119,7 +113,7 @@ class Doorbell(FDOwner):
         if result:
             _core.raise_errno(-result)
         recorded = lib.efx_bell_eventfd_id(out[0])
-        if recorded and "eventfd-id" in info and int(info["eventfd-id"]) != recorded:
+        if recorded and int(info.get("eventfd-id", recorded)) != recorded:
             _detach(out[0])
             raise ValueError(
                 f"fd {efd} is an eventfd, but not the one of the Doorbell whose memfd is {memfd}"

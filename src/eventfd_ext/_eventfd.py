@@ -12,7 +12,7 @@ from ._constants import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, OVERFLOW
 from ._owner import FDOwner
 from ._shim import ffi, lib
 
-__all__ = ["EventFD", "is_eventfd"]
+__all__ = ["EventFD", "eventfd_fdinfo", "is_eventfd"]
 
 # from_fd on a subclass returns the subclass (typing.Self needs Python 3.11).
 _E = TypeVar("_E", bound="EventFD")
@@ -39,9 +39,16 @@ def _fdinfo(fd: int) -> dict[str, str]:
         return {key: value.strip() for key, _, value in fields}
 
 
+def eventfd_fdinfo(fd: int) -> dict[str, str] | None:
+    """*fd*'s fdinfo fields if it is an eventfd, else None (OSError if it
+    is not open)."""
+    info = _fdinfo(fd)
+    return info if "eventfd-count" in info else None
+
+
 def is_eventfd(fd: int) -> bool:
     """Whether *fd* is an eventfd (OSError if it is not open)."""
-    return "eventfd-count" in _fdinfo(fd)
+    return eventfd_fdinfo(fd) is not None
 
 
 class EventFD(FDOwner):
@@ -92,12 +99,7 @@ class EventFD(FDOwner):
         an object with ``fileno()`` (another EventFD, a file) still owns its
         fd, and two owners would close it twice; adopt ``os.dup(obj.fileno())``.
         """
-        if not isinstance(fd, int):
-            raise TypeError(
-                f"from_fd() takes an fd number, not {type(fd).__name__!r}: the "
-                "object still owns its fd; adopt os.dup(obj.fileno()) instead"
-            )
-        fd = _core.as_fd(fd)
+        (fd,) = _core.as_fd_numbers("from_fd() takes an fd number", fd)
         if not is_eventfd(fd):
             raise ValueError(f"fd {fd} is not an eventfd")
         self = cls.__new__(cls)
@@ -191,7 +193,7 @@ class EventFD(FDOwner):
         def wait_read(fd: int, ms: int) -> int:
             return lib.efx_wait_read(fd, ms, count)
 
-        if not _core.wait_readable(self.fileno(), timeout, wait_read, self._check_open):
+        if not _core.wait_readable(fd, timeout, wait_read, self._check_open):
             raise TimeoutError(f"no count within {timeout} s")
         return int(count[0])
 
