@@ -32,6 +32,7 @@ def _module(name: str, shims: list[str]) -> FFI:
         ffi.cdef((HERE / f"{shim}.h").read_text())
     ffi.set_source(
         name,
+        # owner.c guards itself: eventfd_shim.c and bell_owner.c include it.
         "\n".join(f'#include "{shim}.c"' for shim in shims),
         include_dirs=[str(HERE)],
         extra_compile_args=CFLAGS,
@@ -39,7 +40,7 @@ def _module(name: str, shims: list[str]) -> FFI:
     return ffi
 
 
-ffi = _module("eventfd_ext._shim", ["eventfd_shim", "maskfd_shim", "doorbell"])
+ffi = _module("eventfd_ext._shim", ["owner", "eventfd_shim", "maskfd_shim", "bell_owner"])
 floor_ffi = _module("eventfd_ext.bench._floor", ["floor"])
 
 if __name__ == "__main__":

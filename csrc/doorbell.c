@@ -38,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "doorbell_layout.h"
+#include "doorbell.h"
 
 #ifndef RWF_NOWAIT
 #define RWF_NOWAIT 0x00000008 /* linux/fs.h; older libc headers lack it */
@@ -46,23 +46,34 @@
 #ifndef MFD_CLOEXEC
 #define MFD_CLOEXEC 0x0001U
 #endif
+#ifndef MFD_ALLOW_SEALING
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
+#ifndef F_ADD_SEALS /* linux/fcntl.h; older libc headers lack them */
+#define F_ADD_SEALS 1033
+#define F_GET_SEALS 1034
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#endif
+/* Every Doorbell page carries these seals, and attach refuses one without. */
+#define EFX_BELL_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW)
 
-#define EFX_BELL_INFO_N 11
-
-/* Adaptive spin policy (per handle): start at INIT; a spin that finds the
- * count raises the budget to twice what it took, and to at least PAID_MIN
- * (never above MAX, never lowered by a success); a spin that runs its whole
- * budget in vain halves it, and below MIN it is 0 (no spinning).  PAID_MIN
- * keeps a fast peer's first scheduling hiccup from ending the spinning: a
- * 0.3 us answer would otherwise give a 0.6 us budget, which one delayed
- * answer halves to nothing (measured: 10 us round trips instead of 0.5).  At 0, one wait in PROBE_EVERY
- * spins PROBE_NS anyway, so that a peer that became fast is noticed. */
+/* Adaptive spin policy (per handle).  Each wait that had to go past the
+ * first look tells how long the count took to come: the spin's own time
+ * when it found it, or the spin's budget plus the sleep when it slept.
+ * A wait that ended within EFX_BELL_SPIN_MAX_NS sets the budget to twice
+ * it (at least PAID_MIN): spinning that long would have found the count,
+ * and a fast peer that was delayed once is not given up on.  A longer wait
+ * halves the budget, and below MIN it is 0.  Judging by the whole wait,
+ * not only by failed spins, is what keeps two adaptive peers from
+ * collapsing together: when both sleep, each answer comes after a wake-up
+ * (tens of microseconds, within MAX), so both start spinning again at
+ * once, where judging failed spins alone left both asleep for good. */
 #define EFX_BELL_SPIN_INIT_NS 20000
 #define EFX_BELL_SPIN_MAX_NS 100000
 #define EFX_BELL_SPIN_MIN_NS 1000
 #define EFX_BELL_SPIN_PAID_MIN_NS 10000
-#define EFX_BELL_SPIN_PROBE_NS 4000
-#define EFX_BELL_SPIN_PROBE_EVERY 32
 /* Spin turns between two sched_yield() (and clock reads): on a shared CPU
  * the yield is what lets the peer run and write. */
 #define EFX_BELL_SPIN_TURNS 16
@@ -71,8 +82,21 @@ struct efx_bell {
     struct efx_bell_layout *shm; /* the memfd mapping */
     int efd;                     /* the wake-up eventfd (not owned) */
     _Atomic int64_t spin_budget; /* adaptive budget, ns (relaxed) */
-    _Atomic uint32_t probe_tick;
 };
+
+/* How a wait ends early (NULL: never): the caller's test, checked while
+ * spinning and before sleeping, and its wake fd, polled beside the
+ * eventfd.  A wait that ends so returns -ECANCELED. */
+struct efxb_cancel {
+    int (*cancelled)(void *ctx);
+    void *ctx;
+    int wake_fd;
+};
+
+static int efxb_cancelled(const struct efxb_cancel *cancel)
+{
+    return cancel && cancel->cancelled(cancel->ctx);
+}
 typedef struct efx_bell efx_bell_t; /* the cdef's name for a handle */
 
 static inline void efxb_cpu_relax(void)
@@ -172,7 +196,6 @@ static int efxb_new_handle(struct efx_bell_layout *shm, int efd, struct efx_bell
     bell->shm = shm;
     bell->efd = efd;
     atomic_init(&bell->spin_budget, EFX_BELL_SPIN_INIT_NS);
-    atomic_init(&bell->probe_tick, 0);
     *out = bell;
     return 0;
 }
@@ -184,10 +207,12 @@ static int efx_bell_create(unsigned int initval, int flags, int *memfd_out,
     int err;
     if (flags & ~(int)EFX_BELL_SEMAPHORE)
         return -EINVAL;
-    int memfd = memfd_create("eventfd_ext.doorbell", MFD_CLOEXEC);
+    int memfd = memfd_create("eventfd_ext.doorbell", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (memfd < 0)
         return -errno;
-    if (ftruncate(memfd, EFX_BELL_SIZE)) {
+    /* Sealed at its size for good: a holder that could shrink it would
+     * make every other holder's next access die of SIGBUS. */
+    if (ftruncate(memfd, EFX_BELL_SIZE) || fcntl(memfd, F_ADD_SEALS, EFX_BELL_SEALS)) {
         err = -errno;
         goto close_memfd;
     }
@@ -230,6 +255,10 @@ static int efx_bell_attach(int memfd, int efd, struct efx_bell **bell_out)
         return -errno;
     if (!S_ISREG(st.st_mode) || st.st_size < (off_t)EFX_BELL_SIZE)
         return -EINVAL; /* mapping past the end would SIGBUS */
+    /* Unsealed, any holder could shrink it under us (SIGBUS). */
+    int seals = fcntl(memfd, F_GET_SEALS);
+    if (seals < 0 || (seals & EFX_BELL_SEALS) != EFX_BELL_SEALS)
+        return -EINVAL;
     int err = efxb_map(memfd, &shm);
     if (err)
         return err;
@@ -255,7 +284,14 @@ static int efx_bell_detach(struct efx_bell *bell)
 
 /* ---- write ---------------------------------------------------------- */
 
-static int efx_bell_write(struct efx_bell *bell, uint64_t n, int timeout_ms)
+/* Counting is exact: a write adds its value once or not at all, and says
+ * which.  0: added.  -errno: nothing added (-EINVAL for 2**64-1; -EAGAIN
+ * when full and timeout_ms is 0 or no read made room in time; -EINTR on a
+ * signal while waiting for room; -ECANCELED when `cancel` ended the wait).
+ * A positive errno: added, but the wake-up ring failed (e.g. EBADF), so
+ * sleepers may not learn of it; never retry such a write. */
+static int efxb_write(struct efx_bell *bell, uint64_t n, int timeout_ms,
+                      const struct efxb_cancel *cancel)
 {
     struct efx_bell_layout *shm = bell->shm;
     int64_t deadline = 0;
@@ -273,8 +309,9 @@ static int efx_bell_write(struct efx_bell *bell, uint64_t n, int timeout_ms)
         }
         /* Full: wait for a take to make room, like a blocking eventfd
          * write.  The futex value is read BEFORE announcing ourselves and
-         * re-checking the count: a take that makes room after the re-check
-         * bumps room_seq, and FUTEX_WAIT then returns at once. */
+         * re-checking the count (and the cancel test): a take that makes
+         * room, or a close, after the re-check bumps room_seq, and
+         * FUTEX_WAIT then returns at once. */
         if (timeout_ms == 0)
             return -EAGAIN;
         if (!deadline)
@@ -287,26 +324,22 @@ static int efx_bell_write(struct efx_bell *bell, uint64_t n, int timeout_ms)
             atomic_fetch_sub_explicit(&shm->writers_waiting, 1, memory_order_seq_cst);
             continue;
         }
-        struct timespec ts, *tsp = NULL;
-        if (deadline != INT64_MAX) {
-            int64_t left = deadline - efxb_now_ns();
-            if (left <= 0) {
-                atomic_fetch_sub_explicit(&shm->writers_waiting, 1, memory_order_seq_cst);
-                return -EAGAIN;
-            }
-            ts.tv_sec = left / 1000000000;
-            ts.tv_nsec = left % 1000000000;
-            tsp = &ts;
+        int64_t left = deadline == INT64_MAX ? 1 : deadline - efxb_now_ns();
+        if (left <= 0 || efxb_cancelled(cancel)) {
+            atomic_fetch_sub_explicit(&shm->writers_waiting, 1, memory_order_seq_cst);
+            return left <= 0 ? -EAGAIN : -ECANCELED;
         }
+        struct timespec ts = {left / 1000000000, left % 1000000000};
         atomic_fetch_add_explicit(&shm->writer_waits, 1, memory_order_relaxed);
-        int r = efxb_futex(&shm->room_seq, FUTEX_WAIT, seq, tsp);
+        int r = efxb_futex(&shm->room_seq, FUTEX_WAIT, seq,
+                           deadline == INT64_MAX ? NULL : &ts);
         atomic_fetch_sub_explicit(&shm->writers_waiting, 1, memory_order_seq_cst);
         if (r == -EINTR)
             return -EINTR; /* nothing added: the caller runs handlers, retries */
         if (r < 0 && r != -EAGAIN && r != -ETIMEDOUT)
             return r;
         c = atomic_load_explicit(&shm->count, memory_order_relaxed);
-        /* a timeout is noticed at the next round, after one more try */
+        /* a timeout or a cancel is noticed at the next round, after one more try */
     }
     /* The writer's store->load pair.  The count is stored (CAS above); now
      * load who sleeps.  Without the barrier the load may be satisfied
@@ -317,17 +350,31 @@ static int efx_bell_write(struct efx_bell *bell, uint64_t n, int timeout_ms)
     EFXB_STORE_LOAD();
     if (atomic_load_explicit(&shm->sleepers, memory_order_seq_cst) ||
         atomic_load_explicit(&shm->watchers, memory_order_seq_cst))
-        return efxb_ring(bell);
+        return -efxb_ring(bell); /* added: a failed ring is a positive errno */
     return 0;
+}
+
+static int efx_bell_write(struct efx_bell *bell, uint64_t n, int timeout_ms)
+{
+    return efxb_write(bell, n, timeout_ms, NULL);
+}
+
+/* Wake every writer waiting for room (a close that ends their waits). */
+static void efxb_wake_writers(struct efx_bell *bell)
+{
+    struct efx_bell_layout *shm = bell->shm;
+    atomic_fetch_add_explicit(&shm->room_seq, 1, memory_order_seq_cst);
+    efxb_futex(&shm->room_seq, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 /* ---- take ----------------------------------------------------------- */
 
-/* After a take that lowered the count from `was` to `left`: wake writers
- * blocked at the maximum, and ring if a count is left behind for someone
- * who sleeps or polls (a semaphore-mode poller that drained the token
- * would otherwise sleep on a count it cannot see). */
-static int efxb_after_take(struct efx_bell *bell, uint64_t left)
+/* After a take that lowered the count to `left`: wake writers blocked at
+ * the maximum, and ring if a count is left behind for someone who sleeps
+ * or polls (a semaphore-mode poller that drained the token would
+ * otherwise sleep on a count it cannot see).  A failed ring is not
+ * reported: the take is done, and its count is the caller's. */
+static void efxb_after_take(struct efx_bell *bell, uint64_t left)
 {
     struct efx_bell_layout *shm = bell->shm;
     /* The taker's store->load pair (the count is stored; load who waits
@@ -340,11 +387,12 @@ static int efxb_after_take(struct efx_bell *bell, uint64_t left)
     }
     if (left && (atomic_load_explicit(&shm->sleepers, memory_order_seq_cst) ||
                  atomic_load_explicit(&shm->watchers, memory_order_seq_cst)))
-        return efxb_ring(bell);
-    return 0;
+        efxb_ring(bell);
 }
 
-static int efx_bell_take(struct efx_bell *bell, uint64_t *out)
+/* Take without a syscall: the whole count (semaphore: 1), or 0 when there
+ * is none.  Exactly once: a count taken is always returned. */
+static uint64_t efxb_take(struct efx_bell *bell)
 {
     struct efx_bell_layout *shm = bell->shm;
     int sem = shm->flags & EFX_BELL_SEMAPHORE;
@@ -352,157 +400,135 @@ static int efx_bell_take(struct efx_bell *bell, uint64_t *out)
     uint64_t left;
     do {
         if (!c)
-            return -EAGAIN;
+            return 0;
         left = sem ? c - 1 : 0;
     } while (!atomic_compare_exchange_weak_explicit(&shm->count, &c, left,
                  memory_order_seq_cst, memory_order_relaxed));
-    *out = sem ? 1 : c;
-    return efxb_after_take(bell, left);
+    efxb_after_take(bell, left);
+    return sem ? 1 : c;
+}
+
+/* For a poller that saw the eventfd readable: the token first, then the
+ * count (see efxb_sleep).  The count, or 0 (spurious: poll again). */
+static uint64_t efxb_poll_take(struct efx_bell *bell)
+{
+    efxb_drain(bell);
+    return efxb_take(bell);
+}
+
+static int efx_bell_take(struct efx_bell *bell, uint64_t *out)
+{
+    return (*out = efxb_take(bell)) ? 0 : -EAGAIN;
+}
+
+static int efx_bell_poll_take(struct efx_bell *bell, uint64_t *out)
+{
+    return (*out = efxb_poll_take(bell)) ? 0 : -EAGAIN;
 }
 
 /* ---- waiting -------------------------------------------------------- */
 
-/* One attempt of a wait: take into *out, or (out == NULL) only look.
- * 1 when it succeeded, 0 when the count is 0, -errno from a ring.
- * `drained`: we took a token for this count; when we leave the count
- * behind (out == NULL), pass the ring on to the other sleepers/pollers. */
-static uint64_t efx_bell_take1(struct efx_bell *bell)
+static int efxb_pending(struct efx_bell *bell)
 {
-    uint64_t value = 0;
-    return efx_bell_take(bell, &value) == -EAGAIN ? 0 : value;
+    return atomic_load_explicit(&bell->shm->count, memory_order_seq_cst) != 0;
 }
 
-static int efx_bell_signal(struct efx_bell *bell)
+/* The adaptive budget after a wait whose count came after `waited` ns. */
+static void efxb_adapt(struct efx_bell *bell, int64_t waited)
 {
-    return efx_bell_write(bell, 1, 0);
-}
-
-static int efxb_try(struct efx_bell *bell, uint64_t *out, int drained)
-{
-    struct efx_bell_layout *shm = bell->shm;
-    if (out) {
-        int r = efx_bell_take(bell, out);
-        return r == -EAGAIN ? 0 : r < 0 ? r : 1;
+    int64_t b;
+    if (waited <= EFX_BELL_SPIN_MAX_NS) {
+        b = 2 * waited;
+        if (b < EFX_BELL_SPIN_PAID_MIN_NS)
+            b = EFX_BELL_SPIN_PAID_MIN_NS;
+        if (b > EFX_BELL_SPIN_MAX_NS)
+            b = EFX_BELL_SPIN_MAX_NS;
+    } else {
+        b = atomic_load_explicit(&bell->spin_budget, memory_order_relaxed) / 2;
+        if (b < EFX_BELL_SPIN_MIN_NS)
+            b = 0;
     }
-    if (!atomic_load_explicit(&shm->count, memory_order_seq_cst))
-        return 0;
-    if (drained) {
-        EFXB_STORE_LOAD();
-        if (atomic_load_explicit(&shm->sleepers, memory_order_seq_cst) ||
-            atomic_load_explicit(&shm->watchers, memory_order_seq_cst)) {
-            int r = efxb_ring(bell);
-            if (r < 0)
-                return r;
-        }
-    }
-    return 1;
+    atomic_store_explicit(&bell->spin_budget, b, memory_order_relaxed);
 }
 
-/* The spin budget for this wait, from the caller's spin_ns. */
+/* The spin budget of a wait: spin_ns, or the adaptive one if < 0. */
 static int64_t efxb_budget(struct efx_bell *bell, int64_t spin_ns)
 {
-    if (spin_ns >= 0)
-        return spin_ns;
-    int64_t b = atomic_load_explicit(&bell->spin_budget, memory_order_relaxed);
-    if (b == 0 && atomic_fetch_add_explicit(&bell->probe_tick, 1, memory_order_relaxed)
-                          % EFX_BELL_SPIN_PROBE_EVERY == EFX_BELL_SPIN_PROBE_EVERY - 1)
-        b = EFX_BELL_SPIN_PROBE_NS;
-    return b;
+    return spin_ns >= 0 ? spin_ns : atomic_load_explicit(&bell->spin_budget, memory_order_relaxed);
 }
 
-/* Spin up to budget ns (or the deadline) retrying efxb_try.  1 when it
- * paid, 0 when not, -errno.  Updates the adaptive budget if `adaptive`. */
-static int efxb_spin(struct efx_bell *bell, uint64_t *out, int64_t budget,
-                     int64_t deadline, int adaptive)
+/* Spin until a count is pending, looking without taking, for the budget
+ * (spin_ns, or adaptive when < 0) but never past `limit_ns` from now.  1
+ * when a count is pending, 0 when none came, -ECANCELED.  Looking, not
+ * taking: a caller whose signal handler raises after the spin returns
+ * leaves the count in the counter. */
+static int efxb_spin(struct efx_bell *bell, int64_t spin_ns, int64_t limit_ns,
+                     const struct efxb_cancel *cancel)
 {
     struct efx_bell_layout *shm = bell->shm;
+    int64_t budget = efxb_budget(bell, spin_ns);
+    if (budget <= 0 || limit_ns <= 0)
+        return efxb_pending(bell);
     int64_t start = efxb_now_ns();
-    int64_t end = deadline - start < budget ? deadline : start + budget;
+    int64_t span = budget < limit_ns ? budget : limit_ns;
     for (;;) {
         for (int turn = 0; turn < EFX_BELL_SPIN_TURNS; turn++) {
             if (atomic_load_explicit(&shm->count, memory_order_relaxed)) {
-                int r = efxb_try(bell, out, 0);
-                if (r) {
-                    if (r < 0)
-                        return r;
-                    atomic_fetch_add_explicit(&shm->spins_paid, 1, memory_order_relaxed);
-                    if (adaptive) {
-                        int64_t want = 2 * (efxb_now_ns() - start);
-                        int64_t b = atomic_load_explicit(&bell->spin_budget, memory_order_relaxed);
-                        if (want < EFX_BELL_SPIN_PAID_MIN_NS)
-                            want = EFX_BELL_SPIN_PAID_MIN_NS;
-                        if (want > EFX_BELL_SPIN_MAX_NS)
-                            want = EFX_BELL_SPIN_MAX_NS;
-                        if (want > b)
-                            atomic_store_explicit(&bell->spin_budget, want, memory_order_relaxed);
-                    }
-                    return 1;
-                }
+                int64_t took = efxb_now_ns() - start;
+                atomic_fetch_add_explicit(&shm->spins_paid, 1, memory_order_relaxed);
+                if (spin_ns < 0)
+                    efxb_adapt(bell, took);
+                return 1;
             }
             efxb_cpu_relax();
         }
-        /* Every 16 turns: look at the clock, then let a peer on this CPU
-         * run (it may be the writer).  The count is checked again after
-         * the yield, before giving up: what the peer wrote while we
-         * yielded is found by the spin, not by the sleep path. */
-        if (efxb_now_ns() >= end)
+        /* Every 16 turns: look at the clock and the cancel test, then let
+         * a peer on this CPU run (it may be the writer).  The count is
+         * checked again after the yield, before giving up. */
+        if (efxb_now_ns() - start >= span)
             break;
+        if (efxb_cancelled(cancel))
+            return -ECANCELED;
         sched_yield();
     }
     atomic_fetch_add_explicit(&shm->spins_failed, 1, memory_order_relaxed);
-    if (adaptive && end == start + budget) { /* the whole budget, in vain */
-        int64_t b = atomic_load_explicit(&bell->spin_budget, memory_order_relaxed) / 2;
-        atomic_store_explicit(&bell->spin_budget, b < EFX_BELL_SPIN_MIN_NS ? 0 : b,
-                              memory_order_relaxed);
-    }
-    return 0;
+    return efxb_pending(bell);
 }
 
-/* The wait of wait_read (out != NULL) and wait (out == NULL). */
-/* The start of every wait: try, then (unless timeout_ms is 0) spin as
- * spin_ns says, until the deadline at most.  1, 0 (nothing yet), -errno. */
-static int efxb_try_spin(struct efx_bell *bell, uint64_t *out, int timeout_ms,
-                         int64_t spin_ns, int64_t deadline)
-{
-    int r = efxb_try(bell, out, 0);
-    if (r || timeout_ms == 0)
-        return r;
-    int64_t budget = efxb_budget(bell, spin_ns);
-    return budget > 0 ? efxb_spin(bell, out, budget, deadline, spin_ns < 0) : 0;
-}
-
-static int efxb_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns, uint64_t *out)
+/* Sleep on the eventfd until a count is pending, the deadline passes or
+ * `cancel` fires; look, never take.  1 when a count is pending, 0 on
+ * timeout, -EINTR, -ECANCELED, -errno.  `spun`: the ns this wait already
+ * spun (for the adaptive budget). */
+static int efxb_sleep(struct efx_bell *bell, int64_t deadline, int64_t spun,
+                      const struct efxb_cancel *cancel)
 {
     struct efx_bell_layout *shm = bell->shm;
-    int64_t deadline = efxb_deadline(timeout_ms);
-    int r = efxb_try_spin(bell, out, timeout_ms, spin_ns, deadline);
-    if (r || timeout_ms == 0)
-        return r;
+    int64_t start = efxb_now_ns();
     for (;;) {
         /* The sleeper's store->load pair: announce, then re-check.  Without
          * the barrier (or without the re-check) a write that lands between
-         * our failed try and the announcement sees sleepers == 0 and does
+         * our failed look and the announcement sees sleepers == 0 and does
          * not ring, and we block in poll with its count pending. */
         atomic_fetch_add_explicit(&shm->sleepers, 1, memory_order_seq_cst);
         EFXB_STORE_LOAD();
         if (atomic_load_explicit(&shm->count, memory_order_seq_cst)) {
             atomic_fetch_sub_explicit(&shm->sleepers, 1, memory_order_seq_cst);
-            r = efxb_try(bell, out, 0);
-            if (r)
-                return r;
-            continue; /* another reader took it: announce again */
+            return 1;
         }
         int left = efxb_left_ms(deadline);
         if (left == 0) {
             atomic_fetch_sub_explicit(&shm->sleepers, 1, memory_order_seq_cst);
-            return efxb_try(bell, out, 0);
+            return efxb_pending(bell);
         }
         atomic_fetch_add_explicit(&shm->sleeps, 1, memory_order_relaxed);
-        struct pollfd pfd = {bell->efd, POLLIN, 0};
-        int n = poll(&pfd, 1, left);
+        struct pollfd pfd[2] = {{bell->efd, POLLIN, 0}, {cancel ? cancel->wake_fd : -1, POLLIN, 0}};
+        int n = poll(pfd, cancel ? 2 : 1, left);
+        int r = 0;
         if (n < 0)
             r = -errno;
-        else if (n > 0 && (pfd.revents & POLLNVAL))
+        else if (n > 0 && cancel && pfd[1].revents)
+            r = -ECANCELED;
+        else if (n > 0 && (pfd[0].revents & POLLNVAL))
             r = -EBADF;
         else if (n > 0)
             /* The token FIRST, then the count.  Taking the count first
@@ -512,9 +538,42 @@ static int efxb_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns, uin
         atomic_fetch_sub_explicit(&shm->sleepers, 1, memory_order_seq_cst);
         if (r < 0)
             return r; /* -EINTR included: sleepers is already back */
-        r = efxb_try(bell, out, n > 0);
-        if (r || n == 0)
-            return r; /* taken, error, or timed out (after one last try) */
+        if (efxb_pending(bell)) {
+            efxb_adapt(bell, spun + efxb_now_ns() - start);
+            /* We took a token and leave the count for the caller's take:
+             * pass the ring on, for the other sleepers and pollers. */
+            if (n > 0) {
+                EFXB_STORE_LOAD();
+                if (atomic_load_explicit(&shm->sleepers, memory_order_seq_cst) ||
+                    atomic_load_explicit(&shm->watchers, memory_order_seq_cst))
+                    efxb_ring(bell);
+            }
+            return 1;
+        }
+        if (n == 0)
+            return 0; /* timed out */
+        /* a token whose count another reader took: announce again */
+    }
+}
+
+/* The C peers' waits (Python's waits are built from the same steps, in
+ * separate crossings, in bell_owner.c).  Take (out) or only look (out
+ * NULL): 1, 0 on timeout, -EINTR, -errno. */
+static int efxb_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns, uint64_t *out)
+{
+    int64_t deadline = efxb_deadline(timeout_ms);
+    int64_t start = efxb_now_ns();
+    for (;;) {
+        if (out ? (*out = efxb_take(bell)) != 0 : efxb_pending(bell))
+            return 1;
+        if (efxb_left_ms(deadline) == 0)
+            return 0;
+        int64_t limit = deadline == INT64_MAX ? INT64_MAX : deadline - efxb_now_ns();
+        int r = efxb_spin(bell, spin_ns, limit, NULL);
+        if (r == 0)
+            r = efxb_sleep(bell, deadline, efxb_now_ns() - start, NULL);
+        if (r <= 0)
+            return r;
     }
 }
 
@@ -527,27 +586,6 @@ static int efx_bell_wait_read(struct efx_bell *bell, int timeout_ms,
 static int efx_bell_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns)
 {
     return efxb_wait(bell, timeout_ms, spin_ns, NULL);
-}
-
-static int efx_bell_spin(struct efx_bell *bell, int timeout_ms, int64_t spin_ns, uint64_t *out)
-{
-    return efxb_try_spin(bell, out, timeout_ms, spin_ns, efxb_deadline(timeout_ms));
-}
-
-static uint64_t efx_bell_spin_take(struct efx_bell *bell, int64_t spin_ns)
-{
-    uint64_t value = 0;
-    int r = efx_bell_spin(bell, -1, spin_ns, &value);
-    return r == 1 || value ? value : 0; /* value with r < 0: see efx_bell_read */
-}
-
-static uint64_t efx_bell_read(struct efx_bell *bell)
-{
-    uint64_t value = 0;
-    int r = efxb_wait(bell, -1, 0, &value);
-    /* value != 0 with r < 0: taken, then the ring after the take failed;
-     * the count is the caller's (as efx_bell_take1). */
-    return r == 1 || value ? value : 0;
 }
 
 /* ---- polling -------------------------------------------------------- */
@@ -569,14 +607,6 @@ static int efx_bell_watch_exit(struct efx_bell *bell)
 {
     atomic_fetch_sub_explicit(&bell->shm->watchers, 1, memory_order_seq_cst);
     return 0;
-}
-
-static int efx_bell_poll_take(struct efx_bell *bell, uint64_t *out)
-{
-    int r = efxb_drain(bell); /* the token first: see efxb_wait */
-    if (r < 0)
-        return r;
-    return efx_bell_take(bell, out);
 }
 
 static int efx_bell_info(struct efx_bell *bell, uint64_t *out, int n)
@@ -611,72 +641,4 @@ static int efx_bell_set_eventfd_id(struct efx_bell *bell, uint64_t id)
 {
     bell->shm->eventfd_id = id; /* before sharing: a plain store (see create) */
     return 0;
-}
-
-/* ---- the spin for a plain eventfd ----------------------------------- */
-
-/* Non-blocking reads until `end` (ns, monotonic): 1 with *out, 0 when the
- * time ran out, -errno.  One read, then a yield: the read is a syscall,
- * pacing enough without pause turns, and on a shared CPU only the yield
- * lets the writer run (16 reads between yields cost ~4x a sleep there). */
-static int efxb_spin_fd(int fd, int64_t end, uint64_t *out)
-{
-    do {
-        sched_yield();
-        int r = efxb_eventfd_read_nowait(fd, out);
-        if (r != -EAGAIN)
-            return r ? r : 1;
-    } while (efxb_now_ns() < end);
-    return 0;
-}
-
-/* The spin's end: spin_ns from now, or the deadline if that is sooner. */
-static int64_t efxb_spin_end(int64_t spin_ns, int64_t deadline)
-{
-    int64_t start = efxb_now_ns();
-    return deadline - start < spin_ns ? deadline : start + spin_ns;
-}
-
-static int efx_spin_read(int fd, int timeout_ms, int64_t spin_ns, uint64_t *out)
-{
-    int r = efxb_eventfd_read_nowait(fd, out);
-    if (r != -EAGAIN)
-        return r ? r : 1;
-    if (timeout_ms == 0)
-        return 0;
-    int64_t deadline = efxb_deadline(timeout_ms);
-    if (spin_ns > 0) {
-        r = efxb_spin_fd(fd, efxb_spin_end(spin_ns, deadline), out);
-        if (r)
-            return r;
-    }
-    for (;;) {
-        struct pollfd pfd = {fd, POLLIN, 0};
-        int n = poll(&pfd, 1, efxb_left_ms(deadline));
-        if (n < 0)
-            return -errno;
-        if (n > 0 && (pfd.revents & POLLNVAL))
-            return -EBADF;
-        r = efxb_eventfd_read_nowait(fd, out);
-        if (r != -EAGAIN)
-            return r ? r : 1;
-        if (n == 0 || efxb_left_ms(deadline) == 0)
-            return 0; /* timed out (a last read found nothing) */
-        /* drained by another reader between poll and read: poll again */
-    }
-}
-
-static uint64_t efx_spin_take(int fd, int64_t spin_ns)
-{
-    uint64_t value = 0;
-    int r = efxb_eventfd_read_nowait(fd, &value);
-    if (r != -EAGAIN)
-        return r ? 0 : value;
-    /* A non-blocking fd neither spins nor waits: the caller's read raises
-     * BlockingIOError.  (The file's flag, as read(2) would see it.) */
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || (fl & O_NONBLOCK))
-        return 0;
-    r = efxb_spin_fd(fd, efxb_spin_end(spin_ns, INT64_MAX), &value);
-    return r > 0 ? value : 0;
 }

@@ -1,4 +1,5 @@
-/* The eventfd shim: the only C between Python and the eventfd syscalls.
+/* The eventfd shim: the only C between Python and the eventfd syscalls,
+ * on raw fds (the drop-ins) and behind the lifecycle core (EventFD).
  * Declarations and the calling convention are in eventfd_shim.h. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* preadv2; Python.h defines it first in the cffi build */
@@ -9,7 +10,11 @@
 #include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
+
+#include "owner.c"
 
 #ifndef RWF_NOWAIT
 #define RWF_NOWAIT 0x00000008 /* linux/fs.h; older libc headers lack it */
@@ -75,32 +80,139 @@ static int efx_poll(int fd, int events, int timeout_ms)
     return n ? pfd.revents : 0;
 }
 
-static int64_t efx_now_ms(void)
+/* ---- EventFD: an eventfd behind the lifecycle core ------------------- */
+
+static void efxe_release(struct efx_owner *o, int close_fds)
+{
+    if (close_fds)
+        close(o->fd);
+}
+
+static const struct efxo_kind efxe_kind = {EFX_KIND_EVENTFD, efxe_release, NULL, NULL};
+
+static int efx_efd_adopt(int fd, efx_owner_t **out)
+{
+    struct efx_owner *o = efxo_new(&efxe_kind, fd, -1);
+    if (!o)
+        return -ENOMEM;
+    *out = o;
+    return 0;
+}
+
+static int efx_efd_create(unsigned int initval, int flags, efx_owner_t **out)
+{
+    int fd = efx_create(initval, flags);
+    if (fd < 0)
+        return fd;
+    int r = efx_efd_adopt(fd, out);
+    if (r)
+        close(fd);
+    return r;
+}
+
+static uint64_t efx_efd_take(efx_owner_t *o)
+{
+    if (efxo_enter(o))
+        return 0;
+    uint64_t v = efx_take_nowait(o->fd);
+    efxo_leave(o);
+    return v;
+}
+
+static int efx_efd_read(efx_owner_t *o, uint64_t *count)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    r = efx_read_nowait(o->fd, count);
+    if (r == -EAGAIN) { /* empty: the fd's mode says whether to wait */
+        int fl = fcntl(o->fd, F_GETFL);
+        r = fl < 0 ? -errno : (fl & O_NONBLOCK) ? -EAGAIN : 1;
+    }
+    efxo_leave(o);
+    return r;
+}
+
+static int efx_efd_write(efx_owner_t *o, uint64_t value)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    r = efx_write(o->fd, value);
+    efxo_leave(o);
+    return r;
+}
+
+static int efx_efd_signal(efx_owner_t *o)
+{
+    return efx_efd_write(o, 1);
+}
+
+static int efx_efd_poll(efx_owner_t *o, int events, int timeout_ms)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    r = efxo_poll(o, o->fd, events, timeout_ms);
+    efxo_leave(o);
+    return r;
+}
+
+static int64_t efx_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int efx_wait_read(int fd, int timeout_ms, uint64_t *count)
+static int efx_efd_sleep(efx_owner_t *o, int timeout_ms, int64_t spun_ns)
 {
-    int64_t deadline = timeout_ms < 0 ? 0 : efx_now_ms() + timeout_ms;
+    int r = efx_efd_poll(o, POLLIN, timeout_ms);
+    return r > 0 ? 1 : r;
+}
+
+static int efx_efd_spin(efx_owner_t *o, int64_t spin_ns, int64_t limit_ns)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    int64_t end = efx_now_ns() + (spin_ns < limit_ns ? spin_ns : limit_ns);
     for (;;) {
-        int revents = efx_poll(fd, POLLIN, timeout_ms);
-        if (revents <= 0)
-            return revents; /* timeout, or -errno */
-        if (revents & POLLNVAL)
-            return -EBADF;
-        int r = efx_read_nowait(fd, count);
-        if (r != -EAGAIN)
-            return r ? r : 1;
-        /* Another reader took the count between poll and read: wait again
-         * for what is left of the timeout. */
-        if (timeout_ms >= 0) {
-            int64_t left = deadline - efx_now_ms();
-            if (left <= 0)
-                return 0;
-            timeout_ms = (int)left;
+        /* Yield first: on a shared CPU only the yield lets the writer run
+         * (a look without one costs ~4x a sleep there). */
+        sched_yield();
+        int revents = efx_poll(o->fd, POLLIN, 0);
+        if (revents < 0 || (revents & POLLNVAL)) {
+            r = revents < 0 ? revents : -EBADF;
+            break;
         }
+        if (revents) {
+            r = 1; /* readable: the caller takes, in a call of its own */
+            break;
+        }
+        if (efxo_closed(o)) {
+            r = -EFX_ECLOSED;
+            break;
+        }
+        if (efx_now_ns() >= end)
+            break;
     }
+    efxo_leave(o);
+    return r;
+}
+
+static int efx_efd_nonblocking(efx_owner_t *o, int value)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    int fl = fcntl(o->fd, F_GETFL);
+    if (fl < 0)
+        r = -errno;
+    else if (value < 0)
+        r = (fl & O_NONBLOCK) != 0;
+    else if (fcntl(o->fd, F_SETFL, value ? fl | O_NONBLOCK : fl & ~O_NONBLOCK))
+        r = -errno;
+    efxo_leave(o);
+    return r;
 }

@@ -64,10 +64,34 @@ int efx_signal(int fd);
  * timeout_ms < 0 waits forever. */
 int efx_poll(int fd, int events, int timeout_ms);
 
-/* Wait up to timeout_ms for the count to be nonzero, then take it into
- * *count with a non-blocking read, all in one crossing.  1 when a count was
- * taken, 0 on timeout, or -errno (-EINTR included: the caller runs signal
- * handlers and calls again with the time left; -EBADF for a closed fd).  A
- * count drained by another reader between poll and read sends it back to
- * poll, never into a blocking read. */
-int efx_wait_read(int fd, int timeout_ms, uint64_t *count);
+/* ---- EventFD: the eventfd behind the lifecycle core (owner.h) ---------
+ * Every call enters and leaves the owner; -EFX_ECLOSED once closed.  No
+ * call sleeps but efx_efd_poll, which close() wakes.  (A write that waits
+ * for room at the counter's maximum on a blocking fd is the exception:
+ * eventfd has no non-blocking write of its own; close() then closes the
+ * fd only once that write returns.) */
+
+/* New (efx_create's result) or adopted (fd then owned): 0, or -errno. */
+int efx_efd_create(unsigned int initval, int flags, efx_owner_t **out);
+int efx_efd_adopt(int fd, efx_owner_t **out);
+
+/* The count, or 0 (none, closed, or failed): never blocks (RWF_NOWAIT). */
+uint64_t efx_efd_take(efx_owner_t *o);
+/* Never blocks: 0 with *count; 1 when empty and the fd is blocking (the
+ * caller waits); -EAGAIN when empty and non-blocking; -errno. */
+int efx_efd_read(efx_owner_t *o, uint64_t *count);
+/* write(2) of the value: 0, or -errno; efx_efd_signal writes 1. */
+int efx_efd_write(efx_owner_t *o, uint64_t value);
+int efx_efd_signal(efx_owner_t *o);
+/* poll(2) for events until timeout_ms or close(): the revents, 0 on
+ * timeout, -EINTR, -errno. */
+int efx_efd_poll(efx_owner_t *o, int events, int timeout_ms);
+/* A wait's steps, with the Doorbell's signatures (bell_owner.h), each
+ * looking only (the caller then takes).  spin: yield, then look with
+ * poll(0), until readable or min(spin_ns, limit_ns) passed: 1, 0 when
+ * nothing came, -errno.  sleep: poll(POLLIN) until readable, timeout_ms
+ * or close(): 1, 0 on timeout, -EINTR, -errno (spun_ns unused). */
+int efx_efd_spin(efx_owner_t *o, int64_t spin_ns, int64_t limit_ns);
+int efx_efd_sleep(efx_owner_t *o, int timeout_ms, int64_t spun_ns);
+/* O_NONBLOCK of the fd (value < 0: read it): 0 or 1, or -errno. */
+int efx_efd_nonblocking(efx_owner_t *o, int value);

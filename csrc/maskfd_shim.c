@@ -89,6 +89,7 @@ struct mfx_shared {
 struct mfx_backing_ops;
 
 struct mfx_handle {
+    struct efx_owner *owner; /* the lifecycle core: every locked call enters it */
     struct mfx_shared *sh;
     const struct mfx_backing_ops *ops;
     int memfd, a, b, closed;
@@ -790,7 +791,28 @@ static void mfx_resync(struct mfx_handle *h);
  * that died inside a change (the robust mutex reports EOWNERDEAD) may have
  * left the kernel objects anywhere between the old and the new pair: make
  * them show the stored pair again before going on (mfx_resync). */
+static int mfx_lock_state(struct mfx_handle *h);
+
+/* Enter the owner, then take the state's lock: 0, or -errno (-EBADF once
+ * closed: the caller reports the object closed).  mfx_unlock undoes both. */
 static int mfx_lock(struct mfx_handle *h)
+{
+    if (h->owner && efxo_enter(h->owner))
+        return -EBADF;
+    int r = mfx_lock_state(h);
+    if (r && h->owner)
+        efxo_leave(h->owner);
+    return r;
+}
+
+static void mfx_unlock(struct mfx_handle *h)
+{
+    pthread_mutex_unlock(&h->sh->lock);
+    if (h->owner)
+        efxo_leave(h->owner);
+}
+
+static int mfx_lock_state(struct mfx_handle *h)
 {
     struct mfx_shared *sh = h->sh;
     int r = pthread_mutex_trylock(&sh->lock);
@@ -925,7 +947,7 @@ static int mfx_limits(struct mfx_handle *h)
         h->ops->limits(h, &s, &c);
         r = (int)(s << 16 | c);
     }
-    pthread_mutex_unlock(&h->sh->lock);
+    mfx_unlock(h);
     return r;
 }
 
@@ -1058,7 +1080,7 @@ static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bi
         mfx_commit(sh);
     }
 out:
-    pthread_mutex_unlock(&sh->lock);
+    mfx_unlock(h);
     return r;
 }
 
@@ -1082,7 +1104,7 @@ static int mfx_get(struct mfx_handle *h, struct mfx_pair *out)
     } else {
         *out = h->sh->slot[h->sh->cur];
     }
-    pthread_mutex_unlock(&h->sh->lock);
+    mfx_unlock(h);
     return r;
 }
 
@@ -1138,7 +1160,7 @@ static int mfx_close(struct mfx_handle *h)
         return r;
     if (!h->closed)
         mfx_close_fds(h);
-    pthread_mutex_unlock(&h->sh->lock);
+    mfx_unlock(h);
     return 0;
 }
 
@@ -1150,5 +1172,39 @@ static int mfx_free(struct mfx_handle *h)
         mfx_close_fds(h); /* nothing else can use the handle any more */
     munmap(h->sh, STATE_SIZE);
     free(h);
+    return 0;
+}
+
+/* ---- the MaskFD object: the handle behind the lifecycle core ----------- */
+
+static void mfxo_release(struct efx_owner *o, int close_fds)
+{
+    struct mfx_handle *h = o->mask;
+    /* No call of this process is in flight.  Under the state's lock if it
+     * comes within one slice (no other process's change then sees the
+     * kernel objects change half way); a holder stopped with the lock must
+     * not keep this close from finishing. */
+    int r = mfx_lock_state(h);
+    if (!h->closed)
+        mfx_close_fds(h);
+    if (!r)
+        pthread_mutex_unlock(&h->sh->lock);
+}
+
+static void mfxo_free(struct efx_owner *o)
+{
+    mfx_free(o->mask);
+}
+
+static const struct efxo_kind mfxo_kind = {EFX_KIND_MASKFD, mfxo_release, NULL, mfxo_free};
+
+static int mfx_own(struct mfx_handle *h, efx_owner_t **out)
+{
+    struct efx_owner *o = efxo_new(&mfxo_kind, h->a, -1);
+    if (!o)
+        return -ENOMEM;
+    o->mask = h;
+    h->owner = o;
+    *out = o;
     return 0;
 }

@@ -96,6 +96,12 @@ int mfx_recoveries(struct mfx_handle *h);
  * closes its copy of the writer, so that the creator's close makes HUP. */
 int mfx_mark_shared(struct mfx_handle *h, int in_child);
 
+/* The handle's owner (owner.h): the object Python holds.  Its close
+ * closes the fds (under the state's lock when it comes within one slice);
+ * its free frees the handle (mfx_free).  0 or -ENOMEM; the handle is then
+ * the owner's. */
+int mfx_own(struct mfx_handle *h, efx_owner_t **out);
+
 /* Close the fds (under the lock, so no change is half done); 0 or -EINTR.
  * The mapping stays until mfx_free, so a racing call sees EBADF, never
  * freed memory.  mfx_free closes them without the lock if still open (it

@@ -143,15 +143,6 @@ static void test_edges(void)
     efx_bell_watch_exit(bell);
     free_bell(bell, memfd, efd);
 
-    /* efx_spin_read on a plain eventfd, semaphore mode */
-    int fd = eventfd(3, EFD_SEMAPHORE | EFD_CLOEXEC);
-    r = efx_spin_read(fd, 10, 1000, &v);
-    check(r == 1 && v == 1, NULL, "spin_read, semaphore eventfd", r);
-    r = efx_spin_read(fd, 10, 1000, &v);
-    r = efx_spin_read(fd, 10, 1000, &v);
-    r = efx_spin_read(fd, 10, 1000, &v);
-    check(r == 0, NULL, "spin_read times out", r);
-    close(fd);
     printf("ok   edges\n");
 }
 

@@ -1,0 +1,51 @@
+/* cffi cdef for the lifecycle core (csrc/owner.c): the handle that every
+ * fd owner (EventFD, Doorbell, MaskFD) holds, and the calls they share.
+ *
+ * Every call of an object that touches its fds enters through the handle
+ * and leaves through it, inside one crossing into C (a Python-level pair
+ * could be split by a signal handler that raises).  The guarantees:
+ *   - after close() begins, every new call fails with -EFX_ECLOSED
+ *     (ValueError in Python), before it touches any fd;
+ *   - the fds are closed by whoever leaves last, so a number this object
+ *     had is never reused while one of its calls still runs: no call of
+ *     this object ever touches another object's fd;
+ *   - close() wakes every call of this object that sleeps (in poll, or in
+ *     the Doorbell's futex), and each returns -EFX_ECLOSED;
+ *   - a forked child does not inherit its parent's calls in flight.
+ * The handle's memory lives until the Python object is collected
+ * (efx_owner_free, through ffi.gc), so a late call never touches freed
+ * memory.
+ *
+ * Calling convention as in eventfd_shim.h: >= 0, or -errno, or
+ * -EFX_ECLOSED (above every errno).
+ */
+
+#define EFX_ECLOSED ...
+#define EFX_KIND_EVENTFD ...
+#define EFX_KIND_DOORBELL ...
+#define EFX_KIND_MASKFD ...
+
+typedef struct efx_owner efx_owner_t;
+
+/* The pollable fd (fileno()), or -EFX_ECLOSED. */
+int efx_owner_fd(efx_owner_t *o);
+/* 1 once close() or detach() has begun, else 0. */
+int efx_owner_closed(efx_owner_t *o);
+/* EFX_KIND_EVENTFD, EFX_KIND_DOORBELL or EFX_KIND_MASKFD. */
+int efx_owner_kind(efx_owner_t *o);
+
+/* Begin closing (detach: give the fds up instead of closing them): new
+ * calls fail, sleepers are woken.  Returns the fd if this call closed it,
+ * -EFX_ECLOSED if it was closed already.  On success the caller holds the
+ * fds open, as a call in flight, until efx_owner_leave(o): the asyncio
+ * support lets its loops unregister the fd first. */
+int efx_owner_close(efx_owner_t *o, int detach);
+int efx_owner_leave(efx_owner_t *o);
+
+/* /proc/self/fdinfo of the pollable fd into buf (NUL-terminated): the
+ * length, or -errno, or -EFX_ECLOSED. */
+int efx_owner_fdinfo(efx_owner_t *o, char *buf, int size);
+
+/* For ffi.gc: closes the fds of an object never closed, then frees the
+ * handle once no watch token refers to it.  0. */
+int efx_owner_free(efx_owner_t *o);
