@@ -191,14 +191,86 @@ def retry_write(
         raise_errno(-result)
 
 
+#: The longest spin budget: a wake-up costs tens of microseconds, so
+#: spinning longer than this never pays.
+MAX_SPIN = 1.0
+#: A spin returns to Python at least this often, so that signal handlers
+#: run (Ctrl-C leaves a spin within about this long).
+SPIN_SLICE_NS = 1_000_000
+
+
 def spin_ns(spin: object) -> int:
-    """A spin budget in seconds (a real number >= 0) as nanoseconds."""
+    """A spin budget in seconds (0 <= spin <= MAX_SPIN) as nanoseconds."""
     if not isinstance(spin, numbers.Real) or isinstance(spin, bool):
         raise TypeError(f"spin must be a number of seconds, not {type(spin).__name__!r}")
-    seconds = float(spin)
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"spin must be >= 0 seconds, not {spin!r}")
-    return min(int(seconds * 1e9), 2**63 - 1)
+    try:
+        seconds = float(spin)
+    except OverflowError:  # an int past float's range: as absurd as inf
+        seconds = math.inf
+    if not 0 <= seconds <= MAX_SPIN:  # NaN included
+        raise ValueError(f"spin must be between 0 and {MAX_SPIN} seconds, not {spin!r}")
+    return int(seconds * 1e9)
+
+
+def deadline(timeout: float | None) -> float | None:
+    """The monotonic deadline of *timeout* seconds (None: none), validated
+    as ``timeout_ms`` does; a negative timeout is already past."""
+    timeout_ms(timeout)
+    return None if timeout is None else time.monotonic() + max(float(timeout), 0.0)
+
+
+def _left_ms(deadline: float | None) -> int:
+    return -1 if deadline is None else timeout_ms(deadline - time.monotonic())
+
+
+def wait_ready(
+    owner: Any,
+    deadline: float | None,
+    spin: int,
+    spin_step: Callable[[Any, int, int], int],
+    sleep_step: Callable[[Any, int, int], int],
+) -> bool:
+    """Wait until *owner* is ready (a count is pending), at most until
+    *deadline*: True, or False once it passed.  Nothing is taken.
+
+    The one waiting loop of every owner.  First a spin of *spin* ns (< 0:
+    the shim's adaptive budget) in slices of at most SPIN_SLICE_NS, then
+    sleeps; all of it counts against the deadline.  Each step is one
+    crossing that looks without taking and returns to Python, so signal
+    handlers run between steps (a raising one leaves with the count still
+    in the counter) and EINTR is retried with the time left (PEP 475).
+    The steps are the shim's (h, spin_ns, limit_ns) and (h, ms, spun_ns);
+    a failure raises through ``owner._fail`` (ValueError once closed).
+    """
+    h = owner._h
+    start = time.monotonic()
+    if spin and _left_ms(deadline):
+        spin_end = None if spin < 0 else start + spin / 1e9
+        while True:
+            now = time.monotonic()
+            limit = min(
+                SPIN_SLICE_NS / 1e9,
+                math.inf if spin_end is None else spin_end - now,
+                math.inf if deadline is None else deadline - now,
+            )
+            if limit <= 0:
+                break
+            result = spin_step(h, spin, int(limit * 1e9))
+            if result > 0:
+                return True
+            if result < 0:
+                owner._fail(result)
+            if spin_end is None:
+                break  # the adaptive budget fits one slice
+    spun = int((time.monotonic() - start) * 1e9)
+    while True:
+        result = sleep_step(h, _left_ms(deadline), spun)
+        if result > 0:
+            return True
+        if result < 0 and result != -errno.EINTR:
+            owner._fail(result)
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
 
 
 def timeout_ms(timeout: float | None) -> int:

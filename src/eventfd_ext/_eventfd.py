@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 from typing import TypeVar
 
@@ -17,26 +16,30 @@ __all__ = ["EventFD", "eventfd_fdinfo", "is_eventfd"]
 # from_fd on a subclass returns the subclass (typing.Self needs Python 3.11).
 _E = TypeVar("_E", bound="EventFD")
 
-_take = lib.efx_take
-_take_nowait = lib.efx_take_nowait
-_spin_take = lib.efx_spin_take
-_write = lib.efx_write
-_signal = lib.efx_signal
+_take = lib.efx_efd_take
+_write = lib.efx_efd_write
+_signal = lib.efx_efd_signal
+_spin_step = lib.efx_efd_spin
+_sleep_step = lib.efx_efd_sleep
+_EAGAIN = -errno.EAGAIN
+
+
+def _parse_fdinfo(text: str) -> dict[str, str]:
+    fields = (line.partition(":") for line in text.splitlines())
+    return {key: value.strip() for key, _, value in fields}
 
 
 def _fdinfo(fd: int) -> dict[str, str]:
-    """The fields of /proc/self/fdinfo/FD (the kernel's view of the fd).
-
-    A closed fd raises OSError(EBADF), as the fd's other operations do.
-    """
+    """The fields of /proc/self/fdinfo/FD (the kernel's view of the fd),
+    for an fd this process is about to adopt (an owner reads its own
+    through its handle).  A closed fd raises OSError(EBADF)."""
     try:
         f = open(f"/proc/self/fdinfo/{fd}", encoding="ascii")
     except FileNotFoundError:
         os.fstat(fd)  # EBADF if fd is closed; otherwise /proc itself is missing
         raise
     with f:
-        fields = (line.partition(":") for line in f)
-        return {key: value.strip() for key, _, value in fields}
+        return _parse_fdinfo(f.read())
 
 
 def eventfd_fdinfo(fd: int) -> dict[str, str] | None:
@@ -76,7 +79,6 @@ class EventFD(FDOwner):
         cloexec: bool = True,
         spin: float = 0.0,
     ) -> None:
-        self._fd = -1  # __del__ and repr must work if creation fails
         _core.check_initval(initval)
         self._spin = _core.spin_ns(spin)
         flags = (
@@ -84,10 +86,8 @@ class EventFD(FDOwner):
             | (EFD_NONBLOCK if nonblocking else 0)
             | (EFD_CLOEXEC if cloexec else 0)
         )
-        fd = lib.efx_create(initval, flags)
-        if fd < 0:
-            _core.raise_errno(-fd)
-        self._fd = fd
+        out = ffi.new("efx_owner_t **")
+        self._own(lib.efx_efd_create(initval, flags, out), out)
 
     @classmethod
     def from_fd(cls: type[_E], fd: int) -> _E:
@@ -103,36 +103,63 @@ class EventFD(FDOwner):
         if not is_eventfd(fd):
             raise ValueError(f"fd {fd} is not an eventfd")
         self = cls.__new__(cls)
-        self._fd = fd
         self._spin = 0
+        out = ffi.new("efx_owner_t **")
+        self._own(lib.efx_efd_adopt(fd, out), out)
         return self
 
+    def fds(self) -> tuple[int]:
+        """The fds that make this object, ``(eventfd,)``: for ``subprocess``
+        ``pass_fds``; the child adopts them with :meth:`from_fds`.  Still
+        owned by this object."""
+        return (self.fileno(),)
+
+    @classmethod
+    def from_fds(cls: type[_E], fd: int, *, spin: float = 0.0) -> _E:
+        """:meth:`from_fd`, in the protocol every owner shares with
+        :meth:`fds` (multiprocessing and socket passing use it)."""
+        spin_ns = _core.spin_ns(spin)
+        self = cls.from_fd(fd)
+        self._spin = spin_ns
+        return self
+
+    def _modes(self) -> dict[str, object]:
+        return {"spin": self.spin}
+
     def detach(self) -> int:
-        """Give up ownership: return the fd, which the caller must close."""
-        fd = self._release()
+        """Give up ownership: return the fd, which the caller must close.
+        Calls sleeping in other threads wake with ValueError, as at close."""
+        fd = self._close(detach=True)
         if fd < 0:
             self._raise_closed()
         return fd
 
+    def _fdinfo(self) -> dict[str, str]:
+        buf = ffi.new("char[]", 1024)
+        result = lib.efx_owner_fdinfo(self._h, buf, 1024)
+        if result < 0:
+            self._fail(result)
+        return _parse_fdinfo(ffi.string(buf).decode("ascii"))
+
     def __repr__(self) -> str:
-        fd = self._fd
-        if fd < 0:
-            return f"<{type(self).__name__} [closed]>"
+        name = type(self).__name__
         try:
-            info = _fdinfo(fd)
+            fd, info = self.fileno(), self._fdinfo()
+        except ValueError:
+            return f"<{name} [closed]>"
         except OSError:
-            return f"<{type(self).__name__} fd={fd} [unreadable fdinfo]>"
+            return f"<{name} [unreadable fdinfo]>"
         flags = int(info.get("flags", "0"), 8)
         mode = [
-            name
-            for name, on in (
+            mode_name
+            for mode_name, on in (
                 ("semaphore", info.get("eventfd-semaphore") == "1"),
                 ("nonblocking", flags & os.O_NONBLOCK),
             )
             if on
         ]
         count = int(info.get("eventfd-count", "0"), 16)
-        return f"<{type(self).__name__} fd={fd} count={count}{''.join(' ' + m for m in mode)}>"
+        return f"<{name} fd={fd} count={count}{''.join(' ' + m for m in mode)}>"
 
     # -- modes ----------------------------------------------------------
 
@@ -142,7 +169,7 @@ class EventFD(FDOwner):
 
         Read from the kernel (fdinfo), so it is right for adopted fds too.
         """
-        return _fdinfo(self.fileno()).get("eventfd-semaphore") == "1"
+        return self._fdinfo().get("eventfd-semaphore") == "1"
 
     @property
     def nonblocking(self) -> bool:
@@ -150,11 +177,16 @@ class EventFD(FDOwner):
 
         Shared with every duplicate of the fd, like ``O_NONBLOCK`` itself.
         """
-        return bool(fcntl.fcntl(self.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+        result = lib.efx_efd_nonblocking(self._h, -1)
+        if result < 0:
+            self._fail(result)
+        return bool(result)
 
     @nonblocking.setter
     def nonblocking(self, value: bool) -> None:
-        os.set_blocking(self.fileno(), not value)
+        result = lib.efx_efd_nonblocking(self._h, 1 if value else 0)
+        if result < 0:
+            self._fail(result)
 
     # -- the counter ----------------------------------------------------
 
@@ -163,39 +195,30 @@ class EventFD(FDOwner):
 
         With no *timeout*, blocks while the count is zero (BlockingIOError if
         non-blocking).  With a *timeout* in seconds, waits at most that long
-        whatever the fd's mode, and raises TimeoutError if nothing came; the
-        wait and the read are one call into C, and a count another reader
-        takes first sends it back to waiting, never into a blocking read.
-        With ``spin`` set, a wait spins that long before it sleeps.
+        whatever the fd's mode, and raises TimeoutError if nothing came.
+        With ``spin`` set, a wait spins that long (within the timeout)
+        before it sleeps.  A close() from another thread wakes it with
+        ValueError.
         """
         if timeout is None:
-            fd = self._fd
-            if fd < 0:
-                self._raise_closed()
-            spin = self._spin
-            # The spin and the sleep are two calls: a signal that came while
-            # C spun has its handler run between them (see efx_bell_spin).
-            value = (spin and _spin_take(fd, spin)) or _take(fd)
-            return value if value else _core.read_again(fd, self._check_open)
-        return self._read_waiting(timeout)
-
-    def _read_waiting(self, timeout: float) -> int:
-        # Its own function: the closure's cells would be made on every call
-        # of read(), the fast path included (~8% of a write+read pair).
-        fd = self.fileno()  # a closed object says so before a bad timeout does
-        ms = _core.timeout_ms(timeout)
-        if self._spin and ms:  # spin (within the timeout), then wait: two calls
-            value = _spin_take(fd, min(self._spin, ms * 1_000_000))
+            value: int = _take(self._h)  # the hot path: one RWF_NOWAIT read
             if value:
                 return value
-        count = ffi.new("uint64_t *")  # per call: a signal handler may read too
+        return self._read_waiting(timeout)
 
-        def wait_read(fd: int, ms: int) -> int:
-            return lib.efx_wait_read(fd, ms, count)
-
-        if not _core.wait_readable(fd, timeout, wait_read, self._check_open):
-            raise TimeoutError(f"no count within {timeout} s")
-        return int(count[0])
+    def _read_waiting(self, timeout: float | None) -> int:
+        # Its own function, so that read() makes no cells on the fast path.
+        self.fileno()  # a closed object says so before a bad timeout does
+        deadline = _core.deadline(timeout)
+        h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
+        while True:
+            result = lib.efx_efd_read(h, count)
+            if not result:
+                return int(count[0])
+            if result < 0 and not (result == _EAGAIN and timeout is not None):
+                self._fail(result)  # BlockingIOError for a non-blocking fd
+            if not _core.wait_ready(self, deadline, self._spin, _spin_step, _sleep_step):
+                raise TimeoutError(f"no count within {timeout} s")
 
     def write(self, value: int = 1) -> None:
         """Add *value* (0 <= value < 2**64 - 1) to the count, waking readers.
@@ -203,41 +226,49 @@ class EventFD(FDOwner):
         Blocks (BlockingIOError if non-blocking) while the count would pass
         2**64 - 2.  A refused value leaves the count as it was.
         """
-        fd = self._fd
-        if fd < 0:
-            self._raise_closed()
         if type(value) is not int:  # cffi would take Decimal('1.5') as 1
             value = _core.check_value(value)
         try:
             # The one-argument call (METH_O, no argument tuple) makes the
-            # common write(1) pair 11-13% cheaper (measured 2026-12-02).
-            result = _signal(fd) if value == 1 else _write(fd, value)
+            # common write(1) cheaper (the bench's per-call rows).
+            result = _signal(self._h) if value == 1 else _write(self._h, value)
         except (TypeError, OverflowError):
-            _core.check_value(value)
-            raise  # unreachable: check_value raises for what cffi refuses
+            _core.check_value(value)  # raises for what cffi refuses
+            raise
         if result:
-            if value == OVERFLOW:
-                raise ValueError(
-                    "2**64 - 1 cannot be written to an eventfd (the kernel "
-                    "reserves it to mark an overflow)"
-                )
-            _core.retry_write(fd, value, result, self._check_open)
+            self._write_failed(value, result)
+
+    def _write_failed(self, value: int, result: int) -> None:
+        if value == OVERFLOW:
+            raise ValueError(
+                "2**64 - 1 cannot be written to an eventfd (the kernel "
+                "reserves it to mark an overflow)"
+            )
+        while result == -errno.EINTR:  # nothing written: handlers ran, again
+            result = _write(self._h, value)
+        if result:
+            self._fail(result)
 
     def try_read(self) -> int:
         """The count (1 in semaphore mode), or 0 if there is none: never
         blocks, whatever the fd's mode, and never raises for a zero count."""
-        fd = self._fd
-        if fd < 0:
-            self._raise_closed()
-        value = _take_nowait(fd)
-        return value if value else _core.read_nowait(fd, self._check_open)
+        value: int = _take(self._h)
+        if value:
+            return value
+        count = ffi.new("uint64_t *")
+        result = lib.efx_efd_read(self._h, count)
+        if not result:
+            return int(count[0])
+        if result < 0 and result != _EAGAIN:
+            self._fail(result)
+        return 0
 
     @property
     def spin(self) -> float:
-        """Seconds a blocking read that finds no count spins with
-        non-blocking reads (yielding the CPU) before it sleeps: 0 by default.
-        Exact kernel semantics; pays when the writer is another process on
-        another CPU and answers within the budget."""
+        """Seconds a blocking read that finds no count spins (yielding the
+        CPU, looking with poll) before it sleeps: 0 by default, at most
+        1.  Pays when the writer is another process on another CPU and
+        answers within the budget."""
         return self._spin / 1e9
 
     @spin.setter
@@ -246,19 +277,16 @@ class EventFD(FDOwner):
 
     def peek(self) -> int:
         """The current count, without taking it (from /proc/self/fdinfo)."""
-        return int(_fdinfo(self.fileno())["eventfd-count"], 16)
+        return int(self._fdinfo()["eventfd-count"], 16)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the count is nonzero, without taking it.
 
         Returns True when readable, False if *timeout* seconds passed first.
+        A close() from another thread wakes it with ValueError.
         """
-        revents = _core.wait_readable(self.fileno(), timeout, _poll_in, self._check_open)
-        if revents & lib.POLLNVAL:
-            if self.closed:  # by another thread while we polled
-                self._raise_closed()
-            _core.raise_errno(errno.EBADF)  # closed behind the object's back
-        return revents != 0
+        self.fileno()
+        return _core.wait_ready(self, _core.deadline(timeout), 0, _spin_step, _sleep_step)
 
     # -- asyncio (eventfd_ext/_aio.py) ------------------------------------
 
@@ -279,7 +307,3 @@ class EventFD(FDOwner):
         taking it: the async twin of ``wait()`` (use ``asyncio.wait_for``
         for a timeout).  Shares aread()'s one registration per loop."""
         await _aio._wait(self.fileno(), _aio._READ, self._check_open)
-
-
-def _poll_in(fd: int, ms: int) -> int:
-    return lib.efx_poll(fd, lib.POLLIN, ms)

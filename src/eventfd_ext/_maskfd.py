@@ -50,7 +50,6 @@ _ERRNO_MASK = (1 << _REFUSED_SHIFT) - 1
 # Out-arguments are allocated per call (never a shared buffer: a signal
 # handler may run a MaskFD call between another's return and its use).
 _new: Callable[[str], Any] = ffi.new
-_free: Callable[[Any], Any] = lib.mfx_free  # ffi.gc ignores its result
 
 
 def _retry(call: Callable[..., int], *args: Any) -> int:
@@ -73,7 +72,7 @@ _live: weakref.WeakSet[MaskFD] = weakref.WeakSet()
 
 def _mark_all_shared(in_child: int) -> None:
     for mask in list(_live):
-        handle = mask._h
+        handle = getattr(mask, "_m", None)
         if handle is not None and not mask.closed:
             lib.mfx_mark_shared(handle, in_child)  # lock-free: never waits
 
@@ -108,9 +107,9 @@ class MaskFD(FDOwner):
     bit it can no longer clear, or EPERM) and changes nothing.
     """
 
-    __slots__ = ("_h",)
+    __slots__ = ("_m",)
 
-    _h: Any
+    _m: Any  # struct mfx_handle *, owned (and freed) by the handle _h
 
     def __init__(
         self,
@@ -120,8 +119,6 @@ class MaskFD(FDOwner):
         backing: Backing | None = None,
         uses: int | None = None,
     ) -> None:
-        self._fd = -1  # __del__ and repr must work if creation fails
-        self._h = None
         events = check_events(events)
         data = check_data(data)
         if backing is None:
@@ -135,16 +132,24 @@ class MaskFD(FDOwner):
         result = lib.mfx_new(record.kind, out)
         if result:
             _core.raise_errno(-result)  # the shim closed what it had opened
-        handle = out[0]
-        self._h = ffi.gc(handle, _free)
-        self._fd = lib.mfx_fd(handle)
-        _live.add(self)
+        self._adopt(out[0])
         if events or data:
             try:
                 self.write(events, data)
             except BaseException:
                 self.close()
                 raise
+
+    def _adopt(self, handle: Any) -> None:
+        """Own *handle* (a new or attached mfx handle) through the core."""
+        out = _new("efx_owner_t **")
+        result = lib.mfx_own(handle, out)
+        if result:
+            lib.mfx_free(handle)  # closes its fds
+            _core.raise_errno(-result)
+        self._own(result, out)
+        self._m = handle
+        _live.add(self)
 
     @property
     def backing(self) -> Backing:
@@ -154,23 +159,13 @@ class MaskFD(FDOwner):
     def _record(self) -> BackingRecord:
         return BY_KIND[lib.mfx_kind(self._handle())]  # fixed per handle: no lock
 
-    def _close_fd(self, fd: int) -> None:
-        # All three fds, under the lock, so that no change is half done;
-        # other processes holding the same MaskFD keep theirs.
-        _retry(lib.mfx_close, self._h)
-
-    # The default keeps what __del__ needs at interpreter exit.
-    def _finalize_fd(self, fd: int, _close: Any = lib.mfx_close) -> None:
-        # One slice of waiting for the lock at most: if a stopped holder has
-        # it, mfx_free closes the fds when the handle goes, without it.
-        _close(self._h)
-
     def __repr__(self) -> str:
-        if self._fd < 0:
+        try:
+            fd, (events, data), backing = self.fileno(), self.read(), self.backing
+        except ValueError:
             return f"<{type(self).__name__} [closed]>"
-        events, data = self.read()
         return (
-            f"<{type(self).__name__} fd={self._fd} backing={self.backing} "
+            f"<{type(self).__name__} fd={fd} backing={backing} "
             f"eventfd-mask: {events:x} ({event_names(events)}) data={data:#x}>"
         )
 
@@ -187,13 +182,13 @@ class MaskFD(FDOwner):
             # cffi would take any __int__ (Decimal('1.5') as 1).
             events, data = check_events(events), check_data(data)
         try:
-            result = _change(self._h, EFD_MASK_EVENTS, events, 1, data)
+            result = _change(self._m, EFD_MASK_EVENTS, events, 1, data)
         except (TypeError, OverflowError):
             self._refuse(events, data)
         if result:
             self._failed(
                 result,
-                (_change, self._h, EFD_MASK_EVENTS, events, 1, data),
+                (_change, self._m, EFD_MASK_EVENTS, events, 1, data),
                 EFD_MASK_EVENTS,
                 events,
             )
@@ -203,22 +198,22 @@ class MaskFD(FDOwner):
         if type(events) is not int:  # cffi would take Decimal('1.5') as 1
             events = check_events(events)
         try:
-            result = _set(self._h, events)
+            result = _set(self._m, events)
         except (TypeError, OverflowError):
             self._refuse(events, 0)
         if result:
-            self._failed(result, (_set, self._h, events), 0, events)
+            self._failed(result, (_set, self._m, events), 0, events)
 
     def clear(self, events: int) -> None:
         """Remove the bits in *events* from the stored mask; the data stays."""
         if type(events) is not int:  # cffi would take Decimal('1.5') as 1
             events = check_events(events)
         try:
-            result = _clear(self._h, events)
+            result = _clear(self._m, events)
         except (TypeError, OverflowError):
             self._refuse(events, 0)
         if result:
-            self._failed(result, (_clear, self._h, events), events, 0)
+            self._failed(result, (_clear, self._m, events), events, 0)
 
     def update(self, set: int = 0, clear: int = 0, data: int | None = None) -> None:
         """Set and clear bits (set wins) and optionally replace the data, at once."""
@@ -228,12 +223,12 @@ class MaskFD(FDOwner):
             # cffi would take any __int__ (Decimal('1.5') as 1).
             set, clear, value = check_events(set), check_events(clear), check_data(value)
         try:
-            result = _change(self._h, clear, set, set_data, value)
+            result = _change(self._m, clear, set, set_data, value)
         except (TypeError, OverflowError):
             check_events(clear)
             self._refuse(set, value)
         if result:
-            self._failed(result, (_change, self._h, clear, set, set_data, value), clear, set)
+            self._failed(result, (_change, self._m, clear, set, set_data, value), clear, set)
 
     def read(self) -> MaskState:
         """The last written pair ``(events, data)``, as EFD_MASK's read."""
@@ -312,14 +307,12 @@ class MaskFD(FDOwner):
     # -- internals --------------------------------------------------------
 
     def _handle(self) -> Any:
-        if self._fd < 0:
-            self._raise_closed()
-        return self._h
+        self._check_open()
+        return self._m
 
     def _refuse(self, events: object, data: object) -> NoReturn:
         """Raise the exception for arguments cffi would not convert."""
-        if self._h is None:
-            self._raise_closed()
+        self._check_open()
         check_events(events)
         check_data(data)
         raise TypeError("events and data must be ints")  # unreachable

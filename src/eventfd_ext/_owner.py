@@ -1,44 +1,52 @@
-"""FDOwner: the one base of every object that owns a file descriptor.
+"""FDOwner: the one base of every object that owns file descriptors.
 
-What EventFD, MaskFD (and any later class) share, written once: ``fileno()``,
-``closed``, the context manager, an idempotent ``close()`` that tells waiting
-coroutines before the fd goes (trio's ``notify_closing``: waiters are told,
-then the owner closes its own fd), the ValueError of a closed object, a
-ResourceWarning when collected unclosed, and a refusal of plain pickling (an
-fd number means nothing in another process; multiprocessing carries the fd
-itself, see ``_reduction``).
+Each object holds a handle of the lifecycle core (csrc/owner.h): its fds,
+and one atomic word with a closed bit and a count of calls in flight.
+Every call that touches the fds enters and leaves through the handle inside
+one crossing into C, so:
 
-A subclass sets ``_fd`` (and whatever else it owns) in ``__init__``, and
-overrides ``_close_fd`` when closing is more than ``os.close`` (MaskFD closes
-three fds under its lock).
+- once ``close()`` has begun, no call of this object touches a number it
+  had: a new call raises ValueError before it touches any fd;
+- the real close(2) is made by the last call in flight as it leaves, so the
+  number cannot be reused while one of them still runs;
+- ``close()`` wakes every call of this object that sleeps, which then
+  raises ValueError; coroutines awaiting the fd are told first (trio's
+  ``notify_closing``: waiters are told, then the owner closes);
+- a forked child does not inherit its parent's calls in flight.
+
+What the base writes once: ``fileno()``, ``closed``, the context manager,
+an idempotent ``close()``, the ValueError of a closed object, a
+ResourceWarning when collected unclosed (the handle then closes the fds),
+a refusal of plain pickling (multiprocessing carries the fds themselves,
+see ``_reduction``), and the errors of a failed call (:meth:`_fail`).
+
+A subclass sets ``_h`` (the handle, through :meth:`_own`) in ``__init__``.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ClassVar, NoReturn, TypeVar
 
 from . import _aio, _core
+from ._shim import ffi, lib
 
 __all__ = ["FDOwner"]
 
 _Self = TypeVar("_Self", bound="FDOwner")
 
-_CLOSED = -1
-# Makes taking the fd out of an object atomic, so that two threads closing it
-# at once cannot both close the number (the second could close a reused fd).
-_release_lock = threading.Lock()
+_ECLOSED = -lib.EFX_ECLOSED
+_owner_fd = lib.efx_owner_fd
+_owner_free: Callable[[Any], Any] = lib.efx_owner_free  # ffi.gc ignores its result
 
 
 class FDOwner:
     """An object that owns one pollable file descriptor: ``fileno()``."""
 
-    __slots__ = ("_fd", "__weakref__")
+    __slots__ = ("_h", "__weakref__")
 
-    _fd: int
+    _h: Any  # efx_owner_t *, freed (its fds closed if still open) with the object
     #: Called with every subclass when it is defined (multiprocessing's
     #: pickler matches exact classes, so each one registers; see _reduction).
     _subclass_hooks: ClassVar[list[Callable[[type[FDOwner]], None]]] = []
@@ -50,11 +58,19 @@ class FDOwner:
         for hook in FDOwner._subclass_hooks:
             hook(cls)
 
+    def _own(self, result: int, out: Any) -> None:
+        """Take the handle a shim's create or adopt call made (*result* 0)
+        into *out*; raise for its -errno.  Until then the object is
+        half-built: no handle, so nothing to close and nothing to warn of."""
+        if result:
+            _core.raise_errno(-result)
+        self._h = ffi.gc(out[0], _owner_free)
+
     # -- the fd ---------------------------------------------------------
 
     def fileno(self) -> int:
         """The file descriptor number; ValueError once closed."""
-        fd = self._fd
+        fd: int = _owner_fd(self._h)
         if fd < 0:
             self._raise_closed()
         return fd
@@ -62,33 +78,25 @@ class FDOwner:
     @property
     def closed(self) -> bool:
         """True once the object was closed."""
-        return self._fd < 0
+        return bool(lib.efx_owner_closed(self._h))
 
     def close(self) -> None:
-        """Close the fd.  Closing again does nothing.
+        """Close the object.  Closing again does nothing.
 
-        Coroutines awaiting the fd (``aread``, ``await_readable``) get
-        ValueError, as any later use does; only then is the fd closed.
+        Calls of this object sleeping in other threads wake and raise
+        ValueError, as any later call does; coroutines awaiting the fd get
+        ValueError too.  The fds are closed once the last of them has left.
         """
-        fd = self._release()
-        if fd >= 0:
-            _aio.notify_closing(fd, self._closed_message(), lambda: self._close_fd(fd))
+        self._close(detach=False)
 
-    def _release(self) -> int:
-        """Take the fd out of the object, once: -1 if it was already out."""
-        with _release_lock:
-            fd, self._fd = self._fd, _CLOSED
+    def _close(self, detach: bool) -> int:
+        """Begin closing (or detaching): the fd if this call did, else -1."""
+        h = self._h
+        fd: int = lib.efx_owner_close(h, detach)
+        if fd < 0:
+            return -1
+        _aio.notify_closing(fd, self._closed_message(), lambda: lib.efx_owner_leave(h))
         return fd
-
-    def _close_fd(self, fd: int) -> None:
-        """Close what the object owns, once *fd* was released."""
-        os.close(fd)
-
-    # The default keeps what __del__ needs: at interpreter exit this
-    # module's globals may already be None.
-    def _finalize_fd(self, fd: int, _close: Any = os.close) -> None:
-        """Close what a collected object owns (no waiters can be left)."""
-        _close(fd)
 
     def __enter__(self: _Self) -> _Self:
         self.fileno()
@@ -104,17 +112,12 @@ class FDOwner:
 
     # The default keeps what __del__ needs: at interpreter exit it can run
     # after this module's globals have become None.
-    def __del__(self, _warn_unclosed: Any = _core.warn_unclosed) -> None:
-        fd = getattr(self, "_fd", _CLOSED)
-        if fd < 0:
-            return
-        try:
-            _warn_unclosed(self, fd)
-        finally:
-            # No lock and no waiters to tell: nothing else holds a reference
-            # to an object being collected (a waiting coroutine would).
-            self._fd = _CLOSED
-            self._finalize_fd(fd)
+    def __del__(self, _warn_unclosed: Any = _core.warn_unclosed, _lib: Any = lib) -> None:
+        h = getattr(self, "_h", None)
+        if h is None or _lib.efx_owner_closed(h):
+            return  # half-built, or closed: nothing to say
+        # The handle closes the fds as it is freed, right after this.
+        _warn_unclosed(self, _lib.efx_owner_fd(h))
 
     def __reduce__(self) -> NoReturn:
         raise TypeError(
@@ -125,11 +128,17 @@ class FDOwner:
 
     # -- for subclasses ---------------------------------------------------
 
-    def _check_open(self, fd: int) -> None:
-        """Raise if the object no longer holds *fd*: before a retry or an
-        error, since another thread may have closed it meanwhile and the
-        number may already be a new file's."""
-        if self._fd != fd:
+    def _fail(self, result: int) -> NoReturn:
+        """Raise for a shim call's failed *result*: ValueError once closed,
+        else the OSError of its errno."""
+        if result == _ECLOSED:
+            self._raise_closed()
+        _core.raise_errno(-result)
+
+    def _check_open(self, fd: int = -1) -> None:
+        """Raise ValueError if the object was closed (for the asyncio
+        support, which checks after registering *fd* with a loop)."""
+        if lib.efx_owner_closed(self._h):
             self._raise_closed()
 
     def _closed_message(self) -> str:

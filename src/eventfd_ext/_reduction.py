@@ -112,9 +112,7 @@ def _rebuild_maskfd(
                 os.close(each)
         _core.raise_errno(-result)
     mask = cls.__new__(cls)
-    mask._h = ffi.gc(out[0], _maskfd._free)
-    mask._fd = fds[1]
-    _maskfd._live.add(mask)
+    mask._adopt(out[0])
     _restore(mask, state)
     return mask
 
