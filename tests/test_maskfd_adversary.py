@@ -46,7 +46,7 @@ def lock_holder(m: MaskFD) -> int:
     """The thread id holding the MaskFD's lock, 0 if free: the robust
     mutex's futex word (the first field of the shared state) holds it."""
     word: int
-    with mmap.mmap(lib.mfx_memfd(m._h), 4096) as page:
+    with mmap.mmap(lib.mfx_memfd(m._m), 4096) as page:
         (word,) = struct.unpack_from("i", page, 0)
     return word & 0x3FFFFFFF  # FUTEX_TID_MASK
 
@@ -223,7 +223,7 @@ def test_holder_killed_while_holding_the_lock(backing: Backing, rounds: int) -> 
     of the pairs written, whole; the fd shows it; every later write shows."""
     pairs = WRITERS[backing]
     with MaskFD(backing=backing) as m:
-        recoveries0 = lib.mfx_recoveries(m._h)
+        recoveries0 = lib.mfx_recoveries(m._m)
         landed = 0
         for r in range(rounds):
             start = pairs[r % len(pairs)]
@@ -241,7 +241,7 @@ def test_holder_killed_while_holding_the_lock(backing: Backing, rounds: int) -> 
                 assert m.read() == pair
                 assert_shows(m)
         assert landed >= rounds // 2, landed
-        assert lib.mfx_recoveries(m._h) - recoveries0 >= landed
+        assert lib.mfx_recoveries(m._m) - recoveries0 >= landed
 
 
 # -- 6: edge-triggered epoll sees every bit the stored mask gains -----------------
@@ -539,13 +539,13 @@ def test_killed_at_every_step_of_every_change(backing: Backing) -> None:
                         raise OSError  # HUP is final on sockets
                 except OSError:
                     break
-                recoveries = lib.mfx_recoveries(m._h)
+                recoveries = lib.mfx_recoveries(m._m)
                 died = _killed_at(m, steps, (new, 2))
                 stored = m.read()
                 where = f"{backing} {old:#x} -> {new:#x}, killed at step {steps}: {stored}"
                 if died:
                     kills += 1
-                    assert lib.mfx_recoveries(m._h) == recoveries + 1, where
+                    assert lib.mfx_recoveries(m._m) == recoveries + 1, where
                 assert tuple(stored) in ((old, 1), (new, 2)), where
                 assert_shows(m)
                 for mask in masks:

@@ -377,10 +377,10 @@ def test_holder_killed_inside_a_change_wedges_no_one(backing: Backing) -> None:
                 return 0
 
             assert run_child(check) == 0, "the next writer failed after the kill"
-            if lib.mfx_recoveries(m._h) >= 3:
+            if lib.mfx_recoveries(m._m) >= 3:
                 break
         # the kill landed inside a change at least once, and was recovered
-        assert lib.mfx_recoveries(m._h) >= 1
+        assert lib.mfx_recoveries(m._m) >= 1
         for events in masks:
             m.write(events)
             assert_shows(m)
