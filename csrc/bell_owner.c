@@ -14,12 +14,14 @@ struct efxd_watch {
     uint32_t generation;     /* the process (fork generation) that counted it */
 };
 
-static void efxd_release(struct efx_owner *o, int close_fds)
+static int efxd_release(struct efx_owner *o, int close_fds)
 {
+    int err = 0;
     if (close_fds) {
-        close(o->fd);
-        close(o->fd2);
+        efxo_close_fd(o->fd, &err);
+        efxo_close_fd(o->fd2, &err);
     }
+    return err;
 }
 
 static void efxd_wake(struct efx_owner *o)
@@ -147,6 +149,11 @@ static int efx_db_sleep(efx_owner_t *o, int timeout_ms, int64_t spun_ns)
     int r = efxo_enter(o);
     if (r)
         return r;
+    if (timeout_ms == 0) { /* a look, not a sleep */
+        r = efxb_pending(o->bell);
+        efxo_leave(o);
+        return r;
+    }
     struct efxo_sleeper me;
     int w = efxo_sleep_begin(o, &me);
     if (w >= 0) {

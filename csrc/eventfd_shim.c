@@ -82,10 +82,12 @@ static int efx_poll(int fd, int events, int timeout_ms)
 
 /* ---- EventFD: an eventfd behind the lifecycle core ------------------- */
 
-static void efxe_release(struct efx_owner *o, int close_fds)
+static int efxe_release(struct efx_owner *o, int close_fds)
 {
+    int err = 0;
     if (close_fds)
-        close(o->fd);
+        efxo_close_fd(o->fd, &err);
+    return err;
 }
 
 static const struct efxo_kind efxe_kind = {EFX_KIND_EVENTFD, efxe_release, NULL, NULL};
@@ -182,6 +184,10 @@ static int efx_efd_spin(efx_owner_t *o, int64_t spin_ns, int64_t limit_ns)
          * (a look without one costs ~4x a sleep there). */
         sched_yield();
         int revents = efx_poll(o->fd, POLLIN, 0);
+        if (revents == -EINTR) {
+            r = 0; /* a signal: back to Python, whose handlers run now */
+            break;
+        }
         if (revents < 0 || (revents & POLLNVAL)) {
             r = revents < 0 ? revents : -EBADF;
             break;

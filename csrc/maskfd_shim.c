@@ -1177,7 +1177,7 @@ static int mfx_free(struct mfx_handle *h)
 
 /* ---- the MaskFD object: the handle behind the lifecycle core ----------- */
 
-static void mfxo_release(struct efx_owner *o, int close_fds)
+static int mfxo_release(struct efx_owner *o, int close_fds)
 {
     struct mfx_handle *h = o->mask;
     /* No call of this process is in flight.  Under the state's lock if it
@@ -1189,6 +1189,7 @@ static void mfxo_release(struct efx_owner *o, int close_fds)
         mfx_close_fds(h);
     if (!r)
         pthread_mutex_unlock(&h->sh->lock);
+    return 0;
 }
 
 static void mfxo_free(struct efx_owner *o)

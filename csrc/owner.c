@@ -58,8 +58,9 @@ struct efx_owner;
 /* What differs between the kinds of owner, as data (one table a kind). */
 struct efxo_kind {
     int kind;
-    /* Close the fds (close_fds: 0 for detach()) once the last call left. */
-    void (*release)(struct efx_owner *o, int close_fds);
+    /* Close the fds (close_fds: 0 for detach()) once the last call left:
+     * 0, or the -errno of the first close(2) that failed (all are made). */
+    int (*release)(struct efx_owner *o, int close_fds);
     /* Wake what the wake fd cannot reach (the Doorbell's futex), at close. */
     void (*wake)(struct efx_owner *o);
     /* Free the kind's own memory, once nothing refers to the handle. */
@@ -125,22 +126,31 @@ static struct efx_owner *efxo_new(const struct efxo_kind *ops, int fd, int fd2)
     return o;
 }
 
-static void efxo_release(struct efx_owner *o, uint64_t state)
+static int efxo_release(struct efx_owner *o, uint64_t state)
 {
     /* Only the caller that brought the count to 0 with CLOSED set gets
      * here, once per generation; RELEASED makes it once for good. */
     uint64_t s = atomic_fetch_or_explicit(&o->state, EFXO_RELEASED, memory_order_acq_rel);
     if (s & EFXO_RELEASED)
-        return;
-    o->ops->release(o, !(state & EFXO_DETACHED));
+        return 0;
+    return o->ops->release(o, !(state & EFXO_DETACHED));
 }
 
-/* Leave a call: the last one out after close() releases the fds. */
-static void efxo_leave(struct efx_owner *o)
+/* Leave a call: the last one out after close() releases the fds (0, or
+ * the -errno of a failed close(2), which only close() reports). */
+static int efxo_leave(struct efx_owner *o)
 {
     uint64_t s = atomic_fetch_sub_explicit(&o->state, 1, memory_order_acq_rel);
     if ((s & EFXO_CALLS_MASK) == 1 && (s & EFXO_CLOSED))
-        efxo_release(o, s);
+        return efxo_release(o, s);
+    return 0;
+}
+
+/* close(2), keeping the first failure in *err. */
+static void efxo_close_fd(int fd, int *err)
+{
+    if (fd >= 0 && close(fd) && !*err && errno != EINTR) /* EINTR: closed anyway */
+        *err = -errno;
 }
 
 /* Count one more call in flight, in this process's generation. */
@@ -294,6 +304,13 @@ static void efxo_wake_all(struct efx_owner *o)
  * (> 0), 0 on timeout, -EFX_ECLOSED, -EINTR, -errno. */
 static int efxo_poll(struct efx_owner *o, int fd, int events, int timeout_ms)
 {
+    if (timeout_ms == 0) { /* a look, not a sleep: no wake fd needed */
+        struct pollfd pfd = {fd, (short)events, 0};
+        int n = poll(&pfd, 1, 0);
+        if (n < 0)
+            return -errno;
+        return n && (pfd.revents & POLLNVAL) ? -EBADF : n ? pfd.revents : 0;
+    }
     struct efxo_sleeper me;
     int w = efxo_sleep_begin(o, &me);
     if (w < 0)
@@ -345,8 +362,7 @@ static int efx_owner_close(struct efx_owner *o, int detach)
 
 static int efx_owner_leave(struct efx_owner *o)
 {
-    efxo_leave(o);
-    return 0;
+    return efxo_leave(o);
 }
 
 static int efx_owner_fdinfo(struct efx_owner *o, char *buf, int size)

@@ -40,6 +40,8 @@ int efx_owner_kind(efx_owner_t *o);
  * fds open, as a call in flight, until efx_owner_leave(o): the asyncio
  * support lets its loops unregister the fd first. */
 int efx_owner_close(efx_owner_t *o, int detach);
+/* Leave: 0, or the -errno of a close(2) that failed if this was the last
+ * call out (EBADF: the fd was closed behind the object's back). */
 int efx_owner_leave(efx_owner_t *o);
 
 /* /proc/self/fdinfo of the pollable fd into buf (NUL-terminated): the

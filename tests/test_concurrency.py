@@ -57,7 +57,10 @@ def _spinning(ev: EventFD) -> EventFD:
 
 # Released by writing 7 (reads, waits) or by reading the count (writes).
 CALLS = {
-    "read": Blocking(0, lambda ev: ev.read(), ("read",), 7, 0),
+    # EventFD sleeps in poll(2) beside its thread's wake-up fd (close()
+    # wakes it); the drop-ins block in read(2)/write(2) as os's do, and so
+    # does an EventFD write at the maximum (eventfd has no other way).
+    "read": Blocking(0, lambda ev: ev.read(), POLL, 7, 0),
     "read_timeout": Blocking(0, lambda ev: ev.read(timeout=3 * TIMEOUT), POLL, 7, 0),
     "wait": Blocking(0, lambda ev: ev.wait(), POLL, True, 7),
     "wait_timeout": Blocking(0, lambda ev: ev.wait(3 * TIMEOUT), POLL, True, 7),
@@ -66,7 +69,7 @@ CALLS = {
     "eventfd_write_at_max": Blocking(
         MAX, lambda ev: eventfd_write(ev.fileno(), 1), ("write",), None, 1
     ),
-    "read_spinning": Blocking(0, lambda ev: _spinning(ev).read(), ("read",), 7, 0),
+    "read_spinning": Blocking(0, lambda ev: _spinning(ev).read(), POLL, 7, 0),
     "read_timeout_spinning": Blocking(
         0, lambda ev: _spinning(ev).read(timeout=3 * TIMEOUT), POLL, 7, 0
     ),
@@ -377,7 +380,9 @@ def test_a_handler_that_closes_and_reuses_the_number_stops_the_retry(
         successor.append(EventFD.from_fd(os.dup2(os.eventfd(5), number)))
 
     def signaller() -> None:
-        syscall = ("read",) if initial == 0 else ("write",)
+        # EventFD.read sleeps in poll(2); the drop-ins and writes at the
+        # maximum block in read(2)/write(2).
+        syscall = ("write",) if initial else POLL if name == "EventFD.read()" else ("read",)
         if blocked_in(main_thread_only, syscall, stop=done):
             signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # type: ignore[arg-type]
 

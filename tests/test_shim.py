@@ -258,68 +258,58 @@ def test_poll_wakes_on_write(fd: int) -> None:
     assert _kernel.count(fd) == 1
 
 
-# -- efx_wait_read: 1 with the count, 0 on timeout, -errno -------------------------
+# -- the EventFD handle (owner.h): never blocks but in efx_efd_poll ---------------
 
 
-def test_wait_read_takes_a_waiting_count(fd: int) -> None:
-    os.eventfd_write(fd, 2**40)
+def _owner(fd: int) -> Any:
+    out = ffi.new("efx_owner_t **")
+    assert lib.efx_efd_adopt(fd, out) == 0
+    return ffi.gc(out[0], lib.efx_owner_free)
+
+
+def test_efd_read_says_whether_to_wait() -> None:
+    blocking, nonblocking = _owner(os.eventfd(0)), _owner(os.eventfd(0, os.EFD_NONBLOCK))
     count = _count()
-    assert lib.efx_wait_read(fd, 0, count) == 1
-    assert count[0] == 2**40
-    assert _kernel.count(fd) == 0
+    assert lib.efx_efd_read(blocking, count) == 1  # empty, blocking: the caller waits
+    assert lib.efx_efd_read(nonblocking, count) == -errno.EAGAIN
+    assert lib.efx_efd_write(blocking, 5) == 0
+    assert lib.efx_efd_read(blocking, count) == 0 and count[0] == 5
 
 
-def test_wait_read_semaphore_takes_one() -> None:
-    fd = os.eventfd(2, os.EFD_SEMAPHORE)
-    try:
-        count = _count()
-        assert lib.efx_wait_read(fd, 0, count) == 1
-        assert count[0] == 1
-        assert _kernel.count(fd) == 1
-    finally:
-        os.close(fd)
+def test_a_closed_owner_refuses_every_call_before_touching_its_fd() -> None:
+    o = _owner(os.eventfd(3))
+    fd = lib.efx_owner_fd(o)
+    assert lib.efx_owner_close(o, 0) == fd
+    closed = -lib.EFX_ECLOSED
+    assert lib.efx_owner_fd(o) == closed
+    assert lib.efx_efd_take(o) == 0
+    assert lib.efx_efd_read(o, _count()) == closed
+    assert lib.efx_efd_write(o, 1) == closed
+    assert lib.efx_efd_poll(o, lib.POLLIN, -1) == closed  # no hang
+    assert _kernel.count(fd) == 3  # close() holds the fd until it leaves
+    assert lib.efx_owner_leave(o) == 0
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    assert lib.efx_owner_close(o, 0) == closed  # once
 
 
-@pytest.mark.parametrize("timeout_ms", [0, 1, 30])
-def test_wait_read_times_out_with_zero_on_a_blocking_fd(fd: int, timeout_ms: int) -> None:
-    result = bounded(
-        lambda: lib.efx_wait_read(fd, timeout_ms, _count()),
-        lambda: os.eventfd_write(fd, 1),
-    )
-    assert result == 0
-    assert _kernel.count(fd) == 0
-
-
-def test_wait_read_times_out_on_a_nonblocking_fd(nbfd: int) -> None:
-    assert lib.efx_wait_read(nbfd, 5, _count()) == 0
-
-
-def test_wait_read_waits_for_a_write(fd: int) -> None:
-    count = _count()
-    thread, out = _kernel.in_thread(lambda: lib.efx_wait_read(fd, -1, count))
+def test_efd_poll_waits_for_a_write() -> None:
+    fd = os.eventfd(0)
+    o = _owner(fd)
+    thread, out = _kernel.in_thread(lambda: lib.efx_efd_poll(o, lib.POLLIN, -1))
     assert _kernel.wait_in_syscall(thread, "poll")
     os.eventfd_write(fd, 6)
     thread.join(10)
-    assert not thread.is_alive(), "efx_wait_read stayed blocked after a write"
-    assert out == {"result": 1}
-    assert count[0] == 6
-    assert _kernel.count(fd) == 0
+    assert out == {"result": lib.POLLIN}
+    assert _kernel.count(fd) == 6  # looked, not taken
 
 
-def test_wait_read_closed_fd_is_minus_ebadf(closed_fd: int) -> None:
-    assert lib.efx_wait_read(closed_fd, 0, _count()) == -errno.EBADF
-    assert lib.efx_wait_read(closed_fd, -1, _count()) == -errno.EBADF  # POLLNVAL: no hang
-
-
-@pytest.mark.parametrize("name", ["efx_read", "efx_read_nowait", "efx_wait_read", "efx_take"])
+@pytest.mark.parametrize("name", ["efx_read", "efx_read_nowait", "efx_take"])
 def test_short_read_from_a_non_eventfd_is_einval(name: str) -> None:
     # Fewer than 8 bytes (or EOF) can only come from something that is not
     # an eventfd.
     fn = getattr(lib, name)
-    calls = {
-        "efx_wait_read": lambda fd: fn(fd, 0, _count()),
-        "efx_take": fn,
-    }
+    calls = {"efx_take": fn}
     call = calls.get(name, lambda fd: fn(fd, _count()))
     failed = 0 if name == "efx_take" else -errno.EINVAL
     r, w = os.pipe()

@@ -95,7 +95,12 @@ class FDOwner:
         fd: int = lib.efx_owner_close(h, detach)
         if fd < 0:
             return -1
-        _aio.notify_closing(fd, self._closed_message(), lambda: lib.efx_owner_leave(h))
+        def leave() -> None:  # the last call out closes: EBADF if closed behind our back
+            result = lib.efx_owner_leave(h)
+            if result:
+                _core.raise_errno(-result)
+
+        _aio.notify_closing(fd, self._closed_message(), leave)
         return fd
 
     def __enter__(self: _Self) -> _Self:
@@ -116,8 +121,14 @@ class FDOwner:
         h = getattr(self, "_h", None)
         if h is None or _lib.efx_owner_closed(h):
             return  # half-built, or closed: nothing to say
-        # The handle closes the fds as it is freed, right after this.
-        _warn_unclosed(self, _lib.efx_owner_fd(h))
+        try:
+            _warn_unclosed(self, _lib.efx_owner_fd(h))
+        finally:
+            # Now, not when the handle is freed: a warning raised as an
+            # error keeps this frame (and so the handle) alive in its
+            # traceback.  No coroutine waits: one would hold the object.
+            if _lib.efx_owner_close(h, 0) >= 0:
+                _lib.efx_owner_leave(h)
 
     def __reduce__(self) -> NoReturn:
         raise TypeError(
