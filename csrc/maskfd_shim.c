@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -426,18 +427,57 @@ static int stream_recover(struct mfx_handle *h, uint32_t *want)
     return 0;
 }
 
-/* PRI gaining IN: a normal byte behind the OOB one (IN is shown already;
- * clearing PRI drains both). */
-static int stream_edge(struct mfx_handle *h, uint32_t gained)
+/* An edge for IN (or PRI) that A shows already: new data must reach A,
+ * since only that wakes its readers with IN in the key.  The bytes sent
+ * for edges must not pile up: each one is charged to the peer's send
+ * buffer until A reads it, and a few hundred of them (an IN set and
+ * cleared again and again while PRI shows) made the peer's send fail with
+ * EAGAIN after the change was stored (issue 18, item 10).  So every edge
+ * takes back what the one before left.
+ *
+ * With the out-of-band byte queued, the new byte is another out-of-band
+ * one: the kernel then makes it the mark and the old one normal data ahead
+ * of it, and one recv takes the normal bytes ahead of the mark and stops
+ * there.  A recv that starts at the mark would drop it (PRI gone), hence
+ * SIOCATMARK first (a kernel without it: the old byte is known to be
+ * there).  Without it, a byte ahead of the new one: recv takes back as
+ * many bytes as were queued before the send. */
+static int stream_edge_in(struct mfx_handle *h)
 {
     struct mfx_shared *sh = h->sh;
-    if (sh->hup_shown)
-        return sock_edge_after_hup(h);
-    if (gained & POLLIN) {
-        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+    struct mfx_stream_state *st = &sh->k.stream;
+    char buf[256];
+    if (st->queued & RX_OOB) {
+        if (SYS(sh, send(h->b, "!", 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
             return neg_errno();
-        sh->k.stream.queued |= RX_BYTE;
+        int at_mark = 0;
+        if (SYS(sh, ioctl(h->a, SIOCATMARK, &at_mark)) || !at_mark) {
+            if (SYS(sh, recv(h->a, buf, sizeof buf, MSG_DONTWAIT)) < 0) {
+                st->queued |= RX_BYTE; /* left queued: harmless, IN shows */
+                return 0;
+            }
+        }
+        st->queued = RX_OOB;
+        return 0;
     }
+    int before = 0;
+    if (SYS(sh, ioctl(h->a, FIONREAD, &before)))
+        before = 0;
+    if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+        return neg_errno();
+    st->queued |= RX_BYTE;
+    if (before > 0)
+        (void)SYS(sh, recv(h->a, buf, (size_t)before < sizeof buf ? (size_t)before : sizeof buf,
+                           MSG_DONTWAIT));
+    return 0;
+}
+
+static int stream_edge(struct mfx_handle *h, uint32_t gained)
+{
+    if (h->sh->hup_shown)
+        return sock_edge_after_hup(h);
+    if (gained & POLLIN)
+        return stream_edge_in(h);
     return 0;
 }
 
