@@ -23,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -85,6 +86,10 @@ struct mfx_shared {
     uint32_t shared;    /* held by more than one process */
     int32_t owner;      /* pid of the creator (pipe: holds the writer) */
     uint32_t recoveries; /* times a holder died inside a change */
+    /* The inode numbers of the handed-out end and of its peer (a pipe's
+     * two ends share one), so that mfx_attach adopts this state's own
+     * kernel objects only, never another socket, pipe or file. */
+    uint64_t a_ino, b_ino;
 };
 
 struct mfx_backing_ops;
@@ -883,6 +888,18 @@ static int mfx_init_lock(struct mfx_shared *sh)
     return r;
 }
 
+/* The seals every MaskFD state carries from its creation on: no holder
+ * can shrink the memfd (every other holder's next access to the page would
+ * be SIGBUS) or grow it, and none can add a seal (F_SEAL_FUTURE_WRITE would
+ * make the next adopter's mapping fail). */
+#define MFX_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+static uint64_t mfx_ino(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) ? 0 : (uint64_t)st.st_ino;
+}
+
 static int mfx_new(int kind, struct mfx_handle **out)
 {
     const struct mfx_backing_ops *ops = kind > 0 ? mfx_backing_of((uint32_t)kind) : NULL;
@@ -894,8 +911,9 @@ static int mfx_new(int kind, struct mfx_handle **out)
     int r = 0;
     h->memfd = h->a = h->b = -1;
     h->ops = ops;
-    h->memfd = memfd_create("eventfd_ext-maskfd", MFD_CLOEXEC);
-    if (h->memfd < 0 || ftruncate(h->memfd, STATE_SIZE))
+    h->memfd = memfd_create("eventfd_ext-maskfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (h->memfd < 0 || ftruncate(h->memfd, STATE_SIZE) ||
+        fcntl(h->memfd, F_ADD_SEALS, MFX_SEALS))
         goto fail_errno;
     h->sh = mfx_map(h->memfd);
     if (!h->sh)
@@ -908,6 +926,8 @@ static int mfx_new(int kind, struct mfx_handle **out)
         goto fail;
     h->sh->kind = (uint32_t)ops->kind;
     h->sh->owner = getpid();
+    h->sh->a_ino = mfx_ino(h->a);
+    h->sh->b_ino = mfx_ino(h->b);
     /* The patch's fd starts with no events, but a fresh socket is
      * writable: fill its send buffer. */
     if ((r = ops->apply(h, 0)))
@@ -930,17 +950,73 @@ fail:
     return r;
 }
 
+/* 0 if memfd is a MaskFD state no holder can resize: a sealed file at
+ * least a page long; -EINVAL otherwise, or another -errno. */
+static int mfx_check_memfd(int memfd)
+{
+    struct stat st;
+    if (fstat(memfd, &st))
+        return neg_errno();
+    if (!S_ISREG(st.st_mode) || st.st_size < STATE_SIZE)
+        return -EINVAL;
+    int seals = fcntl(memfd, F_GET_SEALS);
+    if (seals < 0)
+        return errno == EBADF ? -EBADF : -EINVAL; /* not a memfd */
+    return (seals & MFX_SEALS) == MFX_SEALS ? 0 : -EINVAL;
+}
+
+/* 0 if fd is this state's end (a: the handed-out one) of its kernel
+ * object: the right type and the inode recorded at creation. */
+static int mfx_check_end(const struct mfx_backing_ops *ops, uint64_t ino, int fd, int a)
+{
+    struct stat st;
+    if (fstat(fd, &st))
+        return neg_errno();
+    if (ino == 0 || (uint64_t)st.st_ino != ino)
+        return -EINVAL;
+    if (ops->kind == MFX_PIPE) {
+        int fl = fcntl(fd, F_GETFL);
+        if (!S_ISFIFO(st.st_mode) || fl < 0)
+            return -EINVAL;
+        return (fl & O_ACCMODE) == (a ? O_RDONLY : O_WRONLY) ? 0 : -EINVAL;
+    }
+    int type = 0, domain = 0;
+    socklen_t len = sizeof type;
+    if (!S_ISSOCK(st.st_mode) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len))
+        return -EINVAL;
+    len = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) || domain != AF_UNIX)
+        return -EINVAL;
+    return type == (ops->kind == MFX_STREAM ? SOCK_STREAM : SOCK_DGRAM) ? 0 : -EINVAL;
+}
+
 static int mfx_attach(int memfd, int a, int b, struct mfx_handle **out)
 {
+    int r = mfx_check_memfd(memfd);
+    if (r)
+        return r;
     struct mfx_handle *h = calloc(1, sizeof *h);
     if (!h)
         return -ENOMEM;
     h->sh = mfx_map(memfd);
-    h->ops = h->sh && h->sh->magic == MFX_MAGIC ? mfx_backing_of(h->sh->kind) : NULL;
-    if (!h->ops) {
-        int r = h->sh ? -EINVAL : neg_errno();
-        if (h->sh)
-            munmap(h->sh, STATE_SIZE);
+    if (!h->sh) {
+        r = neg_errno();
+        free(h);
+        return r;
+    }
+    /* Each shared word read once: another holder may change it meanwhile. */
+    uint32_t magic = __atomic_load_n(&h->sh->magic, __ATOMIC_ACQUIRE);
+    uint32_t kind = __atomic_load_n(&h->sh->kind, __ATOMIC_RELAXED);
+    uint64_t a_ino = __atomic_load_n(&h->sh->a_ino, __ATOMIC_RELAXED);
+    uint64_t b_ino = __atomic_load_n(&h->sh->b_ino, __ATOMIC_RELAXED);
+    h->ops = magic == MFX_MAGIC ? mfx_backing_of(kind) : NULL;
+    if (!h->ops)
+        r = -EINVAL;
+    else if (!(r = mfx_check_end(h->ops, a_ino, a, 1)) && b >= 0)
+        /* The pipe's writer stays with its creator: its last close is HUP. */
+        r = h->ops->peer_travels ? mfx_check_end(h->ops, b_ino, b, 0) : -EINVAL;
+    if (r) {
+        munmap(h->sh, STATE_SIZE);
         free(h);
         return r;
     }

@@ -31,12 +31,18 @@ struct mfx_pair {
 };
 
 /* A new MaskFD of the given backing (events 0, data 0) in *out; 0, or
- * -errno after closing whatever it had opened. */
+ * -errno after closing whatever it had opened.  Its memfd is sealed
+ * against shrinking, growing and further seals from the start, so that no
+ * holder can make another's page access fault (SIGBUS). */
 int mfx_new(int kind, struct mfx_handle **out);
 
 /* A handle on fds received from another process (memfd, handed-out fd,
  * peer fd or -1) in *out; takes ownership of the fds only on success.
- * 0, or -errno (-EINVAL: not a MaskFD state). */
+ * 0, or -errno, the fds left as they were.  -EINVAL: not a MaskFD state
+ * (a memfd without the seals mfx_new puts on, smaller than the state, or
+ * without its magic and kind), or fds that are not this state's own ends
+ * (type and inode number), or a pipe's writer (it stays with its
+ * creator). */
 int mfx_attach(int memfd, int a, int b, struct mfx_handle **out);
 
 /* Replace the bits in clear_bits by those in set_bits (set wins), and the

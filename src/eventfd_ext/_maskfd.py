@@ -146,6 +146,60 @@ class MaskFD(FDOwner):
                 self.close()
                 raise
 
+    @classmethod
+    def from_fds(cls, memfd: int, fd: int, peer: int | None = None) -> MaskFD:
+        """Adopt a MaskFD's fds received from another process (``subprocess``
+        ``pass_fds=m.fds()``, SCM_RIGHTS): ``MaskFD.from_fds(*fds)``.  The
+        object then owns them and will close them; it is the same MaskFD as
+        the sender's (one stored pair, one fd showing it).
+
+        Anything else is refused with ValueError, and the fds are left open:
+        a memfd without the seals every MaskFD's memfd carries (shrinking it
+        would make every holder die of SIGBUS), smaller than the state, or
+        without a MaskFD state in it; fds that are not that state's own ends
+        (type and inode); a ``pipe`` MaskFD's writer (it stays with its
+        creator, whose close is HUP).  A memfd that cannot be mapped
+        read-write gives the mapping's OSError.  Only fd numbers are taken:
+        an object with ``fileno()`` still owns its fd."""
+        numbers = [memfd, fd] if peer is None else [memfd, fd, peer]
+        fds = _core.as_fd_numbers("from_fds() takes fd numbers", *numbers)
+        if len(set(fds)) != len(fds):
+            raise ValueError(f"from_fds() needs distinct fds, not {fds}")
+        out = _new("struct mfx_handle **")
+        result = lib.mfx_attach(fds[0], fds[1], fds[2] if len(fds) > 2 else -1, out)
+        if result == -errno.EINVAL:
+            raise ValueError(
+                f"fds {', '.join(map(str, fds))} are not a MaskFD's sealed memfd and its "
+                "own ends (a pipe's writer stays with its creator)"
+            )
+        if result:
+            _core.raise_errno(-result)
+        self = cls.__new__(cls)
+        self._h = ffi.gc(out[0], _free)
+        self._fd = fds[1]
+        _live.add(self)
+        return self
+
+    def fds(self) -> tuple[int, ...]:
+        """The fds that make this MaskFD, for ``subprocess`` ``pass_fds``;
+        the other process adopts them with ``MaskFD.from_fds(*fds)``:
+        ``(memfd, fileno())``, and the peer when it goes with the MaskFD
+        (``stream``, ``dgram``; a ``pipe``'s writer stays here).  Still owned
+        by this object.  ValueError once closed, never -1.
+
+        The state counts as shared from here on, as after a fork: another
+        process may hold the peer, so a ``stream`` ERR is refused."""
+        handle = self._handle()
+        lib.mfx_mark_shared(handle, 0)
+        memfd, fd, peer = lib.mfx_memfd(handle), lib.mfx_fd(handle), lib.mfx_peer_fd(handle)
+        # close() takes _fd out before it closes anything: if it still
+        # holds a number now, the three were open when read.
+        if self._fd < 0 or memfd < 0 or fd < 0:
+            self._raise_closed()
+        if peer >= 0 and lib.mfx_peer_travels(handle) == 1:
+            return memfd, fd, peer
+        return memfd, fd
+
     @property
     def backing(self) -> Backing:
         """``"stream"``, ``"dgram"`` or ``"pipe"``: the IPC object behind the fd."""
