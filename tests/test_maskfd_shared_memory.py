@@ -11,10 +11,14 @@ import fcntl
 import json
 import mmap
 import os
+import random
+import select
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -307,3 +311,168 @@ def test_fds_raises_once_closed_never_minus_one(mask: MaskFD) -> None:
 def test_from_fds_takes_fd_numbers_only(mask: MaskFD) -> None:
     with pytest.raises(TypeError, match="fd numbers"):
         MaskFD.from_fds(memfd_of(mask), mask)  # type: ignore[arg-type]
+
+
+# -- a peer that scribbles on the page ---------------------------------------------
+
+_HOLDER = r"""
+import ctypes, json, os, random, select, sys, time
+from eventfd_ext import MaskFD
+
+seed, fds = int(sys.argv[1]), [int(x) for x in sys.argv[2:]]
+m = MaskFD.from_fds(*fds)
+
+# PROT_NONE pages right below and above this process's mapping of the page,
+# where the address space allows: a touch outside the page there is SIGSEGV.
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE = 0x02, 0x20, 0x100000
+guards = 0
+with open("/proc/self/maps") as maps:
+    spans = [line.split()[0] for line in maps if "eventfd_ext-maskfd" in line]
+for span in spans:
+    lo, hi = (int(x, 16) for x in span.split("-"))
+    for at in (lo - 4096, hi):
+        got = libc.mmap(at, 4096, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+        guards += got == at
+print("ready", flush=True)
+
+IN, PRI, OUT, ERR, HUP = (select.POLLIN, select.POLLPRI, select.POLLOUT,
+                          select.POLLERR, select.POLLHUP)
+rng = random.Random(seed)
+ops = errors = adopted = refused = 0
+kinds = {}
+try:
+    while True:
+        op = rng.randrange(12)
+        try:
+            if op == 0:
+                m.set(rng.choice([IN, PRI, OUT, ERR, HUP, IN | OUT]))
+            elif op == 1:
+                m.clear(rng.choice([IN, PRI, OUT, ERR, HUP, IN | OUT]))
+            elif op == 2:
+                m.write(rng.randrange(32), rng.getrandbits(64))
+            elif op == 3:
+                m.update(set=rng.randrange(32), clear=rng.randrange(32), data=ops)
+            elif op == 4:
+                events, data = m.read()
+                assert 0 <= events <= 0x1F and 0 <= data < 2**64, (events, data)
+            elif op == 5:
+                m.limits()
+            elif op == 6:
+                repr(m)
+            elif op == 7:
+                assert len(m.read_bytes()) == 12
+            elif op == 8:
+                p = select.poll()
+                p.register(m.fileno(), IN | PRI | OUT)
+                p.poll(0)
+            elif op == 9:
+                m.syscalls
+                m.backing
+            elif op == 10:
+                extra = [os.dup(fd) for fd in fds]
+                try:
+                    MaskFD.from_fds(*extra).close()
+                    adopted += 1
+                except ValueError:
+                    refused += 1
+                    for fd in extra:
+                        os.close(fd)
+            else:
+                m.events, m.data
+        except (OSError, ValueError) as exc:
+            errors += 1
+            name = type(exc).__name__ + ":" + str(getattr(exc, "errno", ""))
+            kinds[name] = kinds.get(name, 0) + 1
+        ops += 1
+except KeyboardInterrupt:
+    pass
+m.close()
+print(json.dumps({"ops": ops, "errors": errors, "kinds": kinds, "guards": guards,
+                  "adopted": adopted, "refused": refused}), flush=True)
+"""
+
+
+def _scribble(page: mmap.mmap, rng: random.Random, holder: int) -> None:
+    """One round: random bytes over the whole page, or over the state's
+    first words, or a plausible lie in one word (a live pid as the lock
+    holder, huge indices and counts)."""
+    how = rng.randrange(4)
+    if how == 0:
+        page[:] = rng.randbytes(PAGE)
+    elif how == 1:
+        start = rng.randrange(256)
+        end = rng.randrange(start, 257)
+        page[start:end] = rng.randbytes(end - start)
+    elif how == 2:
+        at = rng.randrange(0, 256, 4)
+        word = rng.choice([0, 1, 2, 3, 0xFFFFFFFF, 0x7FFFFFFF, 0x80000000, holder, os.getpid()])
+        page[at : at + 4] = word.to_bytes(4, sys.byteorder)
+    else:
+        page[0:4] = rng.choice([holder, os.getpid(), 0x80000000 | holder]).to_bytes(
+            4, sys.byteorder
+        )
+
+
+SCRIBBLE_RUNS = [
+    pytest.param(1.0, [1], id="ci"),
+    pytest.param(3.0, [2, 3, 4, 5, 6], id="full", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("seconds,seeds", SCRIBBLE_RUNS)
+@pytest.mark.parametrize("backing", BACKINGS)
+def test_a_peer_scribbling_on_the_page_never_crashes_or_wedges_a_holder(
+    backing: Backing, seconds: float, seeds: list[int]
+) -> None:
+    """A peer writes random bytes over the shared page, round after round,
+    while a holder process calls every method.  The holder may see wrong
+    state or get clear errors (OSError, ValueError), but must not die of a
+    signal (SIGSEGV, SIGBUS, SIGABRT from a libc assertion), must keep
+    making calls, and must leave within a bounded time at Ctrl-C.  PROT_NONE
+    guard pages around its mapping catch a touch just outside the page."""
+    for seed in seeds:
+        with MaskFD(backing=backing) as m:
+            fds = tuple(os.dup(fd) for fd in m.fds())  # this process holds no MaskFD
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _HOLDER, str(seed), *map(str, fds)],
+                pass_fds=fds,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert proc.stdout is not None
+                assert select.select([proc.stdout], [], [], LIMIT)[0], "holder did not start"
+                assert proc.stdout.readline() == "ready\n"
+                rng = random.Random(seed)
+                rounds = 0
+                with mmap.mmap(fds[0], PAGE) as page:
+                    deadline = time.monotonic() + seconds
+                    while time.monotonic() < deadline and proc.poll() is None:
+                        _scribble(page, rng, proc.pid)
+                        rounds += 1
+                proc.send_signal(signal.SIGINT)
+                asked = time.monotonic()
+                out, err = proc.communicate(timeout=LIMIT)
+                left = time.monotonic() - asked
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        finally:
+            for fd in fds:
+                os.close(fd)
+        assert proc.returncode == 0, (
+            f"{backing} seed {seed}: holder ended with {proc.returncode} "
+            f"(negative: killed by that signal)\n{err[-3000:]}"
+        )
+        report = json.loads(out.splitlines()[-1])
+        print(f"{backing} seed {seed}: {rounds} scribbles, {left * 1000:.0f} ms to leave "
+              f"at Ctrl-C, {report}")
+        assert left < 2.0, f"{left:.2f} s to leave after Ctrl-C"
+        assert report["ops"] >= 50, report  # it kept making calls
