@@ -220,11 +220,28 @@ class MaskFD(FDOwner):
         _close(self._h)
 
     def __repr__(self) -> str:
-        if self._fd < 0:
-            return f"<{type(self).__name__} [closed]>"
-        events, data = self.read()
+        # Never raises of its own and never waits long: another thread may
+        # close the object at any point in here, and a stopped holder may
+        # keep the lock.  (An exception a signal handler raises in here
+        # still goes through; warn_unclosed copes with interpreter exit.)
+        name = type(self).__name__
+        fd, handle = self._fd, self._h  # the handle stays valid while held here
+        if fd < 0 or handle is None:
+            return f"<{name} [closed]>"
+        record = BY_KIND.get(lib.mfx_kind(handle))
+        out = _new("struct mfx_pair *")
+        for _ in range(3):  # a slice each: a stopped holder makes it "busy"
+            result = lib.mfx_get(handle, out)
+            if result != _EINTR:
+                break
+        if self._fd < 0 or result == -errno.EBADF:
+            return f"<{name} [closed]>"
+        backing = "?" if record is None else record.name
+        if result:
+            return f"<{name} fd={fd} backing={backing} [state busy]>"
+        events, data = out.events, out.data
         return (
-            f"<{type(self).__name__} fd={self._fd} backing={self.backing} "
+            f"<{name} fd={fd} backing={backing} "
             f"eventfd-mask: {events:x} ({event_names(events)}) data={data:#x}>"
         )
 
