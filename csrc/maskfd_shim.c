@@ -826,10 +826,14 @@ static int pipe_apply(struct mfx_handle *h, uint32_t want)
         }
         sh->hup_shown = 1;
     } else if (!want_hup && sh->hup_shown) {
-        int w = pipe_open_writer(h);
-        if (w < 0)
-            return w;
-        h->b = w;
+        /* A writer still open here means the state lied (someone wrote
+         * on the page): keep it, never open a second one over its number. */
+        if (h->b < 0) {
+            int w = pipe_open_writer(h);
+            if (w < 0)
+                return w;
+            h->b = w;
+        }
         sh->hup_shown = 0;
     }
     return 0;
