@@ -20,8 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/futex.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -50,17 +54,25 @@ struct mfx_stream_state {
 struct mfx_dgram_state {
     uint32_t in_queued;   /* 1 if a datagram is queued to A: IN shown */
     uint32_t fill_queued; /* datagrams from A queued at the peer (2: OUT not shown) */
-    socklen_t a_len;      /* A's autobound address, for the peer to reconnect to */
-    struct sockaddr_un a_addr;
 };
 
 struct mfx_pipe_state {
     uint32_t in_queued; /* 1 if a byte is in the pipe: IN shown */
 };
 
-/* The state every holder maps. */
+/* The state every holder maps.  Any holder can write anything into it (a
+ * bug, or a peer that means harm), so no word of it is trusted: nothing in
+ * it is a pointer, a length or a lock kind that libc would follow; indices
+ * are masked at each use; counts drive no loop; the lock is the shim's own
+ * futex word (mfx_lock); a state found out of range is repaired from what
+ * the kernel objects show (mfx_check).  What the shim must trust (the
+ * backing, the fds, A's address, who created the state) lives in the
+ * handle, in this process's own memory. */
 struct mfx_shared {
-    pthread_mutex_t lock; /* first: the tests read its holder from the futex word */
+    /* First, so that the tests read the holder from it: 0 when free, else
+     * the holder's thread id, with MFX_LOCK_WAITERS when someone may sleep
+     * on it (the FUTEX_TID_MASK / FUTEX_WAITERS layout). */
+    uint32_t lock;
     uint32_t magic, kind;
     /* The stored pair is slot[cur].  A change writes the new pair into the
      * other slot and stages it (next), makes the kernel objects show it,
@@ -82,8 +94,12 @@ struct mfx_shared {
         struct mfx_pipe_state pipe;
     } k;
     uint32_t shared;    /* held by more than one process */
-    int32_t owner;      /* pid of the creator (pipe: holds the writer) */
-    uint32_t recoveries; /* times a holder died inside a change */
+    uint32_t recoveries; /* times a holder died inside a change, or the
+                            state was found corrupt and repaired */
+    /* The inode numbers of the handed-out end and of its peer (a pipe's
+     * two ends share one), so that mfx_attach adopts this state's own
+     * kernel objects only, never another socket, pipe or file. */
+    uint64_t a_ino, b_ino;
 };
 
 struct mfx_backing_ops;
@@ -92,7 +108,17 @@ struct mfx_handle {
     struct efx_owner *owner; /* the lifecycle core: every locked call enters it */
     struct mfx_shared *sh;
     const struct mfx_backing_ops *ops;
-    int memfd, a, b, closed;
+    int memfd, a, b;
+    /* closed: no call starts on the fds any more (each looks once it has
+     * the lock); fds_closed: they are closed. */
+    int closed, fds_closed;
+    /* The process that created the state with this handle, 0 if adopted (a
+     * forked child inherits the number, which is then not its own): the
+     * pipe's writer is its. */
+    pid_t creator;
+    /* dgram: A's autobound address, for the peer to reconnect to. */
+    socklen_t a_len;
+    struct sockaddr_un a_addr;
 };
 
 /* One backing: its operations and its facts.  Every function is called
@@ -110,6 +136,9 @@ struct mfx_backing_ops {
     int peer_travels;
     /* Create the kernel objects into h->a and h->b: 0, or -errno. */
     int (*open)(struct mfx_handle *h);
+    /* Learn from adopted fds (h->a, h->b) what the handle keeps in this
+     * process's own memory: 0, or -errno (-EINVAL: not this backing's). */
+    int (*adopt)(struct mfx_handle *h);
     /* Make the kernel objects show want (plus documented extras), updating
      * the state fields: 0, or -errno (the fields say what they reached). */
     int (*apply)(struct mfx_handle *h, uint32_t want);
@@ -126,6 +155,9 @@ struct mfx_backing_ops {
      * extras (no syscall made for them): wake the fd's waiters without
      * changing what it shows.  0, or -errno. */
     int (*edge)(struct mfx_handle *h, uint32_t gained);
+    /* Bring its part of the shared state back into the values it can
+     * have (any holder can write anything there): 1 if it had to. */
+    int (*clamp)(struct mfx_shared *sh);
 };
 
 #define RX_BYTE 1u
@@ -168,11 +200,16 @@ static int mfx_test_die_after(int steps)
 
 static int neg_errno(void) { return errno ? -errno : -EIO; }
 
+/* At most this many reads empty a queue: a queue that keeps filling is
+ * someone else writing into it (a holder of the peer), and must not keep a
+ * change, with the lock held, from ending. */
+#define MFX_MAX_READS 64
+
 /* Drain A's receive queue (never blocks: every fd is O_NONBLOCK). */
 static int mfx_drain(struct mfx_shared *sh, int fd, int sock)
 {
     char buf[256];
-    for (;;) {
+    for (int i = 0; i < MFX_MAX_READS; i++) {
         ssize_t n = sock ? SYS(sh, recv(fd, buf, sizeof buf, MSG_DONTWAIT))
                          : SYS(sh, read(fd, buf, sizeof buf));
         if (n == 0 || (n < 0 && errno == EAGAIN))
@@ -182,12 +219,13 @@ static int mfx_drain(struct mfx_shared *sh, int fd, int sock)
         if (n > 0 && n < (ssize_t)sizeof buf && !sock)
             return 0;
     }
+    return 0;
 }
 
 /* Drain every byte or datagram queued to fd (recovery only). */
 static void mfx_drain_all(struct mfx_shared *sh, int fd, int sock)
 {
-    for (;;) {
+    for (int i = 0; i < MFX_MAX_READS; i++) {
         ssize_t n = sock ? SYS(sh, recv(fd, mfx_fill, FILL_LEN, MSG_DONTWAIT))
                          : SYS(sh, read(fd, mfx_fill, FILL_LEN));
         if (n == 0 || (n < 0 && errno != EINTR))
@@ -236,6 +274,9 @@ static int sock_edge_after_hup(struct mfx_handle *h)
 /* --- stream: one end of an AF_UNIX stream socketpair -------------------- */
 
 static int stream_open(struct mfx_handle *h) { return sock_open(h, SOCK_STREAM); }
+
+/* The stream and the pipe keep nothing beside their fds. */
+static int mfx_adopt_nothing(struct mfx_handle *h) { return 0; }
 
 static int stream_rx(struct mfx_handle *h, uint32_t want)
 {
@@ -300,8 +341,8 @@ static int stream_out(struct mfx_handle *h, uint32_t want)
                      and frees it: OUT shows then */
     if (fill) {
         /* One send larger than the buffer takes what fits and leaves A
-         * unwritable; loop only if a reader freed room meanwhile. */
-        for (;;) {
+         * unwritable; again only if a reader freed room meanwhile. */
+        for (int i = 0; i < MFX_MAX_READS; i++) {
             ssize_t n = SYS(sh, send(h->a, mfx_fill, FILL_LEN, MSG_DONTWAIT | MSG_NOSIGNAL));
             if ((n >= 0 && n < FILL_LEN) || (n < 0 && errno == EAGAIN))
                 break;
@@ -427,19 +468,71 @@ static int stream_recover(struct mfx_handle *h, uint32_t *want)
     return 0;
 }
 
-/* PRI gaining IN: a normal byte behind the OOB one (IN is shown already;
- * clearing PRI drains both). */
-static int stream_edge(struct mfx_handle *h, uint32_t gained)
+/* An edge for IN (or PRI) that A shows already: new data must reach A,
+ * since only that wakes its readers with IN in the key.  The bytes sent
+ * for edges must not pile up: each one is charged to the peer's send
+ * buffer until A reads it, and a few hundred of them (an IN set and
+ * cleared again and again while PRI shows) made the peer's send fail with
+ * EAGAIN after the change was stored (issue 18, item 10).  So every edge
+ * takes back what the one before left.
+ *
+ * With the out-of-band byte queued, the new byte is another out-of-band
+ * one: the kernel then makes it the mark and the old one normal data ahead
+ * of it, and one recv takes the normal bytes ahead of the mark and stops
+ * there.  A recv that starts at the mark would drop it (PRI gone), hence
+ * SIOCATMARK first (a kernel without it: the old byte is known to be
+ * there).  Without it, a byte ahead of the new one: recv takes back as
+ * many bytes as were queued before the send. */
+static int stream_edge_in(struct mfx_handle *h)
 {
     struct mfx_shared *sh = h->sh;
-    if (sh->hup_shown)
-        return sock_edge_after_hup(h);
-    if (gained & POLLIN) {
-        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+    struct mfx_stream_state *st = &sh->k.stream;
+    char buf[256];
+    if (st->queued & RX_OOB) {
+        if (SYS(sh, send(h->b, "!", 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
             return neg_errno();
-        sh->k.stream.queued |= RX_BYTE;
+        int at_mark = 0;
+        if (SYS(sh, ioctl(h->a, SIOCATMARK, &at_mark)) || !at_mark) {
+            if (SYS(sh, recv(h->a, buf, sizeof buf, MSG_DONTWAIT)) < 0) {
+                st->queued |= RX_BYTE; /* left queued: harmless, IN shows */
+                return 0;
+            }
+        }
+        st->queued = RX_OOB;
+        return 0;
     }
+    int before = 0;
+    if (SYS(sh, ioctl(h->a, FIONREAD, &before)))
+        before = 0;
+    if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+        return neg_errno();
+    st->queued |= RX_BYTE;
+    if (before > 0)
+        (void)SYS(sh, recv(h->a, buf, (size_t)before < sizeof buf ? (size_t)before : sizeof buf,
+                           MSG_DONTWAIT));
     return 0;
+}
+
+static int stream_edge(struct mfx_handle *h, uint32_t gained)
+{
+    if (h->sh->hup_shown)
+        return sock_edge_after_hup(h);
+    if (gained & POLLIN)
+        return stream_edge_in(h);
+    return 0;
+}
+
+static int stream_clamp(struct mfx_shared *sh)
+{
+    struct mfx_stream_state *st = &sh->k.stream;
+    if (st->queued <= (RX_BYTE | RX_OOB) && st->send_full <= 1 && st->err_spent <= 1 &&
+        st->no_oob <= 1)
+        return 0;
+    st->queued &= RX_BYTE | RX_OOB;
+    st->send_full = !!st->send_full;
+    st->err_spent = !!st->err_spent;
+    st->no_oob = !!st->no_oob;
+    return 1;
 }
 
 static const struct mfx_backing_ops mfx_stream_ops = {
@@ -449,18 +542,30 @@ static const struct mfx_backing_ops mfx_stream_ops = {
     .owner_only_bits = 0,
     .peer_travels = 1,
     .open = stream_open,
+    .adopt = mfx_adopt_nothing,
     .apply = stream_apply,
     .shown = stream_shown,
     .limits = stream_limits,
     .recover = stream_recover,
     .edge = stream_edge,
+    .clamp = stream_clamp,
 };
 
 /* --- dgram: one end of an AF_UNIX datagram socketpair ------------------- */
 
+/* A's autobound address into the handle (creation and adoption). */
+static int dgram_learn_address(struct mfx_handle *h)
+{
+    h->a_len = sizeof h->a_addr;
+    if (getsockname(h->a, (struct sockaddr *)&h->a_addr, &h->a_len))
+        return neg_errno();
+    if (h->a_len > sizeof h->a_addr || h->a_len <= sizeof(sa_family_t))
+        return -EINVAL; /* not autobound: not a MaskFD's A */
+    return 0;
+}
+
 static int dgram_open(struct mfx_handle *h)
 {
-    struct mfx_dgram_state *dg = &h->sh->k.dgram;
     int r = sock_open(h, SOCK_DGRAM);
     if (r)
         return r;
@@ -469,10 +574,7 @@ static int dgram_open(struct mfx_handle *h)
     sa_family_t family = AF_UNIX;
     if (bind(h->a, (struct sockaddr *)&family, sizeof family))
         return neg_errno();
-    dg->a_len = sizeof dg->a_addr;
-    if (getsockname(h->a, (struct sockaddr *)&dg->a_addr, &dg->a_len))
-        return neg_errno();
-    return 0;
+    return dgram_learn_address(h);
 }
 
 static int dgram_rx(struct mfx_handle *h, uint32_t want)
@@ -504,16 +606,18 @@ static int dgram_out(struct mfx_handle *h, uint32_t want)
         if (sh->hup_shown || sh->err_shown || (want & POLLERR))
             return 0; /* (raising ERR below purges the fill anyway) */
         /* Two queued one-byte datagrams take A past a quarter of the
-         * minimum send buffer, where poll stops reporting OUT. */
-        while (dg->fill_queued < 2) {
+         * minimum send buffer, where poll stops reporting OUT.  (The count
+         * is read once: the loop must not follow a shared word.) */
+        uint32_t queued = dg->fill_queued;
+        for (; queued < 2; queued++) {
             if (SYS(sh, send(h->a, "o", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
                 return neg_errno();
-            dg->fill_queued++;
+            dg->fill_queued = queued + 1;
         }
     } else if (dg->fill_queued >= 2) {
         if (SYS(sh, recv(h->b, buf, sizeof buf, MSG_DONTWAIT)) < 0)
             return neg_errno();
-        dg->fill_queued--;
+        dg->fill_queued = 1;
     }
     return 0;
 }
@@ -534,7 +638,7 @@ static int dgram_err_hup(struct mfx_handle *h, uint32_t want)
             return neg_errno();
         dg->fill_queued = 0;
         sh->err_shown = 1;
-        if (SYS(sh, connect(h->b, (struct sockaddr *)&dg->a_addr, dg->a_len)))
+        if (SYS(sh, connect(h->b, (struct sockaddr *)&h->a_addr, h->a_len)))
             return neg_errno();
     } else if (!(want & POLLERR) && sh->err_shown) {
         int r = sock_take_err(h);
@@ -599,7 +703,7 @@ static int dgram_recover(struct mfx_handle *h, uint32_t *want)
     int err;
     socklen_t len = sizeof err;
     if (h->b >= 0)
-        (void)SYS(sh, connect(h->b, (struct sockaddr *)&dg->a_addr, dg->a_len));
+        (void)SYS(sh, connect(h->b, (struct sockaddr *)&h->a_addr, h->a_len));
     if (SYS(sh, poll(&pfd, 1, 0)) < 0)
         return -1;
     sh->hup_shown = !!(pfd.revents & POLLHUP);
@@ -632,6 +736,16 @@ static int dgram_edge(struct mfx_handle *h, uint32_t gained)
     return 0;
 }
 
+static int dgram_clamp(struct mfx_shared *sh)
+{
+    struct mfx_dgram_state *dg = &sh->k.dgram;
+    if (dg->in_queued <= 1 && dg->fill_queued <= 2)
+        return 0;
+    dg->in_queued = !!dg->in_queued;
+    dg->fill_queued = dg->fill_queued > 2 ? 2 : dg->fill_queued;
+    return 1;
+}
+
 static const struct mfx_backing_ops mfx_dgram_ops = {
     .name = "dgram",
     .kind = MFX_DGRAM,
@@ -639,11 +753,13 @@ static const struct mfx_backing_ops mfx_dgram_ops = {
     .owner_only_bits = 0,
     .peer_travels = 1,
     .open = dgram_open,
+    .adopt = dgram_learn_address,
     .apply = dgram_apply,
     .shown = dgram_shown,
     .limits = dgram_limits,
     .recover = dgram_recover,
     .edge = dgram_edge,
+    .clamp = dgram_clamp,
 };
 
 /* --- pipe: the read end of a pipe ---------------------------------------- */
@@ -672,7 +788,7 @@ static int pipe_apply(struct mfx_handle *h, uint32_t want)
     struct mfx_pipe_state *pp = &sh->k.pipe;
     int want_in = !!(want & POLLIN), want_hup = !!(want & POLLHUP);
     /* getpid() is a real syscall: ask only when HUP changes. */
-    if (want_hup != (int)sh->hup_shown && sh->owner != getpid())
+    if (want_hup != !!sh->hup_shown && h->creator != getpid())
         return -EPERM;
     if (want_in != (int)pp->in_queued) {
         if (want_in) {
@@ -711,10 +827,14 @@ static int pipe_apply(struct mfx_handle *h, uint32_t want)
         }
         sh->hup_shown = 1;
     } else if (!want_hup && sh->hup_shown) {
-        int w = pipe_open_writer(h);
-        if (w < 0)
-            return w;
-        h->b = w;
+        /* A writer still open here means the state lied (someone wrote
+         * on the page): keep it, never open a second one over its number. */
+        if (h->b < 0) {
+            int w = pipe_open_writer(h);
+            if (w < 0)
+                return w;
+            h->b = w;
+        }
         sh->hup_shown = 0;
     }
     return 0;
@@ -743,13 +863,21 @@ static int pipe_recover(struct mfx_handle *h, uint32_t *want)
     sh->hup_shown = !!(pfd.revents & POLLHUP);
     mfx_drain_all(sh, h->a, 0);
     sh->k.pipe.in_queued = 0;
-    if (sh->owner != getpid())
+    if (h->creator != getpid())
         *want = (*want & ~(uint32_t)POLLHUP) | (sh->hup_shown ? POLLHUP : 0);
     return 0;
 }
 
 /* A pipe shows no extra bit: no edge is ever owed. */
 static int pipe_edge(struct mfx_handle *h, uint32_t gained) { return 0; }
+
+static int pipe_clamp(struct mfx_shared *sh)
+{
+    if (sh->k.pipe.in_queued <= 1)
+        return 0;
+    sh->k.pipe.in_queued = 1;
+    return 1;
+}
 
 static const struct mfx_backing_ops mfx_pipe_ops = {
     .name = "pipe",
@@ -758,11 +886,13 @@ static const struct mfx_backing_ops mfx_pipe_ops = {
     .owner_only_bits = POLLHUP, /* the creator holds the writer */
     .peer_travels = 0,          /* the writer stays with its creator */
     .open = pipe_open,
+    .adopt = mfx_adopt_nothing,
     .apply = pipe_apply,
     .shown = pipe_shown,
     .limits = pipe_limits,
     .recover = pipe_recover,
     .edge = pipe_edge,
+    .clamp = pipe_clamp,
 };
 
 /* The backings by their kind number. */
@@ -781,20 +911,220 @@ static const struct mfx_backing_ops *mfx_backing_of(uint32_t kind)
 
 static void mfx_resync(struct mfx_handle *h);
 
+/* Whether close() has begun: looked at once the lock is held.  Sequentially
+ * consistent, like the lock's taking and mfx_close's store and load, so
+ * that a close without the lock and a call taking it cannot miss each
+ * other (mfx_close). */
+static int mfx_closed(const struct mfx_handle *h)
+{
+    return __atomic_load_n(&h->closed, __ATOMIC_SEQ_CST);
+}
+
+/* The committed and the staged slot: shared words, masked at every use so
+ * that no value a holder wrote can index outside the pair. */
+static uint32_t mfx_cur(const struct mfx_shared *sh)
+{
+    return __atomic_load_n(&sh->cur, __ATOMIC_ACQUIRE) & 1u;
+}
+
+static uint32_t mfx_next(const struct mfx_shared *sh)
+{
+    return __atomic_load_n(&sh->next, __ATOMIC_ACQUIRE) & 1u;
+}
+
+/* Under the lock: bring every shared word back into the values it can have.
+ * A state out of range was written by something else than the shim (a
+ * peer scribbling on the page): keep the committed pair (its event bits
+ * masked), drop a staged one (a change in flight cannot be told from a
+ * lie), count it as a recovery and make the kernel objects show the pair
+ * again (mfx_resync). */
+static void mfx_check(struct mfx_handle *h)
+{
+    struct mfx_shared *sh = h->sh;
+    int bad = h->ops->clamp(sh);
+    if (!bad && sh->cur <= 1 && sh->next <= 1 && !(sh->slot[0].events & ~MFX_VALID) &&
+        !(sh->slot[1].events & ~MFX_VALID) && sh->need_resync <= 1 && sh->hup_shown <= 1 &&
+        sh->err_shown <= 1 && sh->shared <= 1)
+        return;
+    uint32_t cur = mfx_cur(sh);
+    sh->cur = sh->next = cur;
+    sh->slot[0].events &= MFX_VALID;
+    sh->slot[1].events &= MFX_VALID;
+    sh->hup_shown = !!sh->hup_shown;
+    sh->err_shown = !!sh->err_shown;
+    sh->shared = 1; /* whatever it said: another process has had the page */
+    sh->recoveries++;
+    sh->need_resync = 1;
+}
+
+/* --- the lock ---------------------------------------------------------------
+ *
+ * A futex word holding the holder's thread id, not a pthread mutex: glibc's
+ * robust process-shared mutex keeps its kind, its owner and the pointers of
+ * its robust list in the shared page, and a holder that finds them
+ * scribbled follows those pointers (SIGSEGV) or takes the priority-protect
+ * path and fails an assertion (SIGABRT).  Here the word is the only shared
+ * input, and any value is safe: free (0), this very thread (which is
+ * waiting, so holds nothing: a lie), a thread that is gone, or a live
+ * thread, which is waited for in slices that Ctrl-C can cut.
+ *
+ * A holder killed inside a change leaves its id in the word.  A waiter that
+ * has waited MFX_CHECK_NS asks whether that thread still lives (kill(tid,
+ * 0), and /proc/<tid>/stat for a zombie), and takes the lock over from a
+ * dead one: the recovery that the robust mutex's EOWNERDEAD gave.  An id
+ * reused by a new thread before anyone noticed (the pid space wrapping)
+ * keeps the lock until that thread ends; processes in different pid
+ * namespaces must not share a MaskFD (their ids name other threads). */
+
+#define MFX_LOCK_WAITERS 0x80000000u /* FUTEX_WAITERS */
+#define MFX_LOCK_TID 0x3fffffffu     /* FUTEX_TID_MASK */
+
 /* One slice of waiting for the lock: a caller that does not get it within
  * a slice returns -EINTR to Python, which runs its signal handlers (a
  * raising one leaves at once) and calls again.  Short enough for Ctrl-C to
- * feel immediate, long enough that ordinary contention never sees it. */
+ * feel immediate, long enough that ordinary contention never sees it.  A
+ * signal that interrupts the wait returns at once. */
 #define MFX_SLICE_NS 20000000L
+/* How long a waiter waits before asking whether the holder still lives,
+ * and again after each such wait. */
+#define MFX_CHECK_NS 2000000L
 
-/* Take the state's lock: 0, or -errno (-EINTR after a slice).  A holder
- * that died inside a change (the robust mutex reports EOWNERDEAD) may have
- * left the kernel objects anywhere between the old and the new pair: make
- * them show the stored pair again before going on (mfx_resync). */
-static int mfx_lock_state(struct mfx_handle *h);
+/* This thread's id, cached (gettid is a syscall); a forked child's thread
+ * has another, so the child drops the cache. */
+static __thread uint32_t mfx_tid_cache;
+static pthread_once_t mfx_tid_once = PTHREAD_ONCE_INIT;
+
+static void mfx_forget_tid(void) { mfx_tid_cache = 0; }
+
+static void mfx_tid_init(void) { pthread_atfork(NULL, NULL, mfx_forget_tid); }
+
+static uint32_t mfx_tid(void)
+{
+    uint32_t tid = mfx_tid_cache;
+    if (!tid) {
+        pthread_once(&mfx_tid_once, mfx_tid_init);
+        tid = mfx_tid_cache = (uint32_t)syscall(SYS_gettid) & MFX_LOCK_TID;
+    }
+    return tid;
+}
+
+static long mfx_futex(uint32_t *word, int op, uint32_t val, const struct timespec *timeout)
+{
+    return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
+}
+
+/* 1 if no live thread has the id tid (it exited, or is a zombie). */
+static int mfx_thread_gone(uint32_t tid)
+{
+    if (kill((pid_t)tid, 0) && errno == ESRCH)
+        return 1;
+    char path[32], buf[256];
+    snprintf(path, sizeof path, "/proc/%u/stat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT || errno == ESRCH; /* gone since the kill */
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    int err = errno;
+    close(fd);
+    if (n <= 0)
+        return n < 0 && err == ESRCH;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the state follows the name */
+    return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X' || p[2] == 'x');
+}
+
+static long mfx_elapsed_ns(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - since->tv_sec) * 1000000000L + (now.tv_nsec - since->tv_nsec);
+}
+
+/* The contended path of mfx_lock: 0 with the lock (*took_over: from a dead
+ * holder or a lie), or -EINTR after a slice or a signal. */
+static int mfx_lock_wait(uint32_t *word, uint32_t me, int *took_over)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    long checked = 0;
+    for (;;) {
+        uint32_t v = __atomic_load_n(word, __ATOMIC_RELAXED);
+        uint32_t tid = v & MFX_LOCK_TID;
+        if (tid == 0 || tid == me) {
+            /* Free (exactly 0, or a stray bit nobody owns), or naming this
+             * thread, which is here waiting: take it, with the waiters bit
+             * (others may sleep on it). */
+            if (__atomic_compare_exchange_n(word, &v, me | MFX_LOCK_WAITERS, 0,
+                                            __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+                *took_over = v != 0;
+                return 0;
+            }
+            continue;
+        }
+        uint32_t sleeping = v | MFX_LOCK_WAITERS;
+        if (v != sleeping && !__atomic_compare_exchange_n(word, &v, sleeping, 0,
+                                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            continue;
+        long spent = mfx_elapsed_ns(&start);
+        if (spent >= MFX_SLICE_NS)
+            return -EINTR;
+        long until = checked + MFX_CHECK_NS;
+        if (until > MFX_SLICE_NS)
+            until = MFX_SLICE_NS;
+        if (spent < until) {
+            struct timespec t = {0, until - spent};
+            if (mfx_futex(word, FUTEX_WAIT, sleeping, &t) && errno == EINTR)
+                return -EINTR; /* a signal: let Python run its handler */
+            spent = mfx_elapsed_ns(&start);
+        }
+        if (spent - checked >= MFX_CHECK_NS) {
+            checked = spent;
+            if (__atomic_load_n(word, __ATOMIC_RELAXED) == sleeping && mfx_thread_gone(tid) &&
+                __atomic_compare_exchange_n(word, &sleeping, me | MFX_LOCK_WAITERS, 0,
+                                            __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+                *took_over = 1;
+                return 0;
+            }
+        }
+    }
+}
+
+static void mfx_unlock_state(struct mfx_shared *sh)
+{
+    uint32_t v = __atomic_exchange_n(&sh->lock, 0, __ATOMIC_RELEASE);
+    if (v != mfx_tid_cache) /* waiters (or a word someone else wrote): wake one */
+        mfx_futex(&sh->lock, FUTEX_WAKE, 1, NULL);
+}
+
+/* Take the state's lock: 0, or -EINTR (after a slice, or a signal).  A
+ * holder that died inside a change may have left the kernel objects
+ * anywhere between the old and the new pair, and a state that was written
+ * over may say anything: make the kernel objects show the stored pair
+ * again before going on (mfx_resync). */
+static int mfx_lock_state(struct mfx_handle *h)
+{
+    struct mfx_shared *sh = h->sh;
+    uint32_t me = mfx_tid(), free = 0;
+    if (!__atomic_compare_exchange_n(&sh->lock, &free, me, 0, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_RELAXED)) {
+        int took_over = 0;
+        int r = mfx_lock_wait(&sh->lock, me, &took_over);
+        if (r)
+            return r;
+        if (took_over) {
+            sh->recoveries++;
+            sh->need_resync = 1;
+        }
+    }
+    mfx_check(h);
+    if (sh->need_resync && !mfx_closed(h))
+        mfx_resync(h); /* clears need_resync once done */
+    return 0;
+}
 
 /* Enter the owner, then take the state's lock: 0, or -errno (-EBADF once
- * closed: the caller reports the object closed).  mfx_unlock undoes both. */
+ * closed: the caller reports the object closed).  mfx_unlock undoes both,
+ * so no fd of this handle is closed while a locked call uses it. */
 static int mfx_lock(struct mfx_handle *h)
 {
     if (h->owner && efxo_enter(h->owner))
@@ -807,39 +1137,9 @@ static int mfx_lock(struct mfx_handle *h)
 
 static void mfx_unlock(struct mfx_handle *h)
 {
-    pthread_mutex_unlock(&h->sh->lock);
+    mfx_unlock_state(h->sh);
     if (h->owner)
         efxo_leave(h->owner);
-}
-
-static int mfx_lock_state(struct mfx_handle *h)
-{
-    struct mfx_shared *sh = h->sh;
-    int r = pthread_mutex_trylock(&sh->lock);
-    if (r == EBUSY) {
-        struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_nsec += MFX_SLICE_NS;
-        if (t.tv_nsec >= 1000000000L) {
-            t.tv_sec++;
-            t.tv_nsec -= 1000000000L;
-        }
-        r = pthread_mutex_timedlock(&sh->lock, &t);
-        if (r == ETIMEDOUT)
-            return -EINTR;
-    }
-    if (r == EOWNERDEAD) {
-        r = pthread_mutex_consistent(&sh->lock);
-        if (r)
-            return -r;
-        sh->recoveries++;
-        sh->need_resync = 1;
-    } else if (r) {
-        return -r;
-    }
-    if (sh->need_resync && !h->closed)
-        mfx_resync(h); /* clears need_resync once done */
-    return 0;
 }
 
 /* --- creation ---------------------------------------------------------- */
@@ -850,19 +1150,16 @@ static struct mfx_shared *mfx_map(int memfd)
     return p == MAP_FAILED ? NULL : p;
 }
 
-static int mfx_init_lock(struct mfx_shared *sh)
+/* The seals every MaskFD state carries from its creation on: no holder
+ * can shrink the memfd (every other holder's next access to the page would
+ * be SIGBUS) or grow it, and none can add a seal (F_SEAL_FUTURE_WRITE would
+ * make the next adopter's mapping fail). */
+#define MFX_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+static uint64_t mfx_ino(int fd)
 {
-    pthread_mutexattr_t attr;
-    int r = pthread_mutexattr_init(&attr);
-    if (r)
-        return r;
-    r = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    if (!r)
-        r = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    if (!r)
-        r = pthread_mutex_init(&sh->lock, &attr);
-    pthread_mutexattr_destroy(&attr);
-    return r;
+    struct stat st;
+    return fstat(fd, &st) ? 0 : (uint64_t)st.st_ino;
 }
 
 static int mfx_new(int kind, struct mfx_handle **out)
@@ -876,20 +1173,19 @@ static int mfx_new(int kind, struct mfx_handle **out)
     int r = 0;
     h->memfd = h->a = h->b = -1;
     h->ops = ops;
-    h->memfd = memfd_create("eventfd_ext-maskfd", MFD_CLOEXEC);
-    if (h->memfd < 0 || ftruncate(h->memfd, STATE_SIZE))
+    h->memfd = memfd_create("eventfd_ext-maskfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (h->memfd < 0 || ftruncate(h->memfd, STATE_SIZE) ||
+        fcntl(h->memfd, F_ADD_SEALS, MFX_SEALS))
         goto fail_errno;
     h->sh = mfx_map(h->memfd);
     if (!h->sh)
         goto fail_errno;
-    if ((r = mfx_init_lock(h->sh))) {
-        r = -r;
-        goto fail;
-    }
+    h->creator = getpid(); /* the page is new: all zero, the lock free */
     if ((r = ops->open(h)))
         goto fail;
     h->sh->kind = (uint32_t)ops->kind;
-    h->sh->owner = getpid();
+    h->sh->a_ino = mfx_ino(h->a);
+    h->sh->b_ino = mfx_ino(h->b);
     /* The patch's fd starts with no events, but a fresh socket is
      * writable: fill its send buffer. */
     if ((r = ops->apply(h, 0)))
@@ -912,17 +1208,78 @@ fail:
     return r;
 }
 
+/* 0 if memfd is a MaskFD state no holder can resize: a sealed file at
+ * least a page long; -EINVAL otherwise, or another -errno. */
+static int mfx_check_memfd(int memfd)
+{
+    struct stat st;
+    if (fstat(memfd, &st))
+        return neg_errno();
+    if (!S_ISREG(st.st_mode) || st.st_size < STATE_SIZE)
+        return -EINVAL;
+    int seals = fcntl(memfd, F_GET_SEALS);
+    if (seals < 0)
+        return errno == EBADF ? -EBADF : -EINVAL; /* not a memfd */
+    return (seals & MFX_SEALS) == MFX_SEALS ? 0 : -EINVAL;
+}
+
+/* 0 if fd is this state's end (a: the handed-out one) of its kernel
+ * object: the right type and the inode recorded at creation. */
+static int mfx_check_end(const struct mfx_backing_ops *ops, uint64_t ino, int fd, int a)
+{
+    struct stat st;
+    if (fstat(fd, &st))
+        return neg_errno();
+    if (ino == 0 || (uint64_t)st.st_ino != ino)
+        return -EINVAL;
+    if (ops->kind == MFX_PIPE) {
+        int fl = fcntl(fd, F_GETFL);
+        if (!S_ISFIFO(st.st_mode) || fl < 0)
+            return -EINVAL;
+        return (fl & O_ACCMODE) == (a ? O_RDONLY : O_WRONLY) ? 0 : -EINVAL;
+    }
+    int type = 0, domain = 0;
+    socklen_t len = sizeof type;
+    if (!S_ISSOCK(st.st_mode) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len))
+        return -EINVAL;
+    len = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) || domain != AF_UNIX)
+        return -EINVAL;
+    return type == (ops->kind == MFX_STREAM ? SOCK_STREAM : SOCK_DGRAM) ? 0 : -EINVAL;
+}
+
 static int mfx_attach(int memfd, int a, int b, struct mfx_handle **out)
 {
+    int r = mfx_check_memfd(memfd);
+    if (r)
+        return r;
     struct mfx_handle *h = calloc(1, sizeof *h);
     if (!h)
         return -ENOMEM;
     h->sh = mfx_map(memfd);
-    h->ops = h->sh && h->sh->magic == MFX_MAGIC ? mfx_backing_of(h->sh->kind) : NULL;
-    if (!h->ops) {
-        int r = h->sh ? -EINVAL : neg_errno();
-        if (h->sh)
-            munmap(h->sh, STATE_SIZE);
+    if (!h->sh) {
+        r = neg_errno();
+        free(h);
+        return r;
+    }
+    /* Each shared word read once: another holder may change it meanwhile. */
+    uint32_t magic = __atomic_load_n(&h->sh->magic, __ATOMIC_ACQUIRE);
+    uint32_t kind = __atomic_load_n(&h->sh->kind, __ATOMIC_RELAXED);
+    uint64_t a_ino = __atomic_load_n(&h->sh->a_ino, __ATOMIC_RELAXED);
+    uint64_t b_ino = __atomic_load_n(&h->sh->b_ino, __ATOMIC_RELAXED);
+    h->ops = magic == MFX_MAGIC ? mfx_backing_of(kind) : NULL;
+    if (!h->ops)
+        r = -EINVAL;
+    else if (!(r = mfx_check_end(h->ops, a_ino, a, 1)) && b >= 0)
+        /* The pipe's writer stays with its creator: its last close is HUP. */
+        r = h->ops->peer_travels ? mfx_check_end(h->ops, b_ino, b, 0) : -EINVAL;
+    if (!r) {
+        h->a = a;
+        h->b = b;
+        r = h->ops->adopt(h);
+    }
+    if (r) {
+        munmap(h->sh, STATE_SIZE);
         free(h);
         return r;
     }
@@ -941,7 +1298,7 @@ static int mfx_limits(struct mfx_handle *h)
     int r = mfx_lock(h);
     if (r)
         return r;
-    if (h->closed) {
+    if (mfx_closed(h)) {
         r = -EBADF;
     } else {
         h->ops->limits(h, &s, &c);
@@ -964,18 +1321,19 @@ static void mfx_resync(struct mfx_handle *h)
     /* A change in flight is rolled forward when the kernel objects can
      * show it (a step the dead holder made may not be undoable: a stream
      * ERR taken, a shutdown), else back. */
-    int staged = sh->next != sh->cur;
-    uint32_t want = sh->slot[staged ? sh->next : sh->cur].events;
+    uint32_t cur = mfx_cur(sh), next = mfx_next(sh);
+    int staged = next != cur;
+    uint32_t want = sh->slot[staged ? next : cur].events & MFX_VALID;
     if (ops->recover(h, &want))
         return;
     if (staged) {
-        uint32_t cant_set, cant_clear, old = sh->slot[sh->cur].events;
+        uint32_t cant_set, cant_clear, old = sh->slot[cur].events & MFX_VALID;
         ops->limits(h, &cant_set, &cant_clear);
         (void)cant_clear; /* a bit it cannot clear now stays as an extra */
         if (!(want & ~ops->shown(sh) & cant_set) && !ops->apply(h, want)) {
-            __atomic_store_n(&sh->cur, sh->next, __ATOMIC_RELEASE); /* forward */
+            __atomic_store_n(&sh->cur, next, __ATOMIC_RELEASE); /* forward */
         } else {
-            __atomic_store_n(&sh->next, sh->cur, __ATOMIC_RELEASE); /* back */
+            __atomic_store_n(&sh->next, cur, __ATOMIC_RELEASE); /* back */
             want = old;
         }
     }
@@ -991,7 +1349,7 @@ static void mfx_resync(struct mfx_handle *h)
  * a staged pair forward or back). */
 static void mfx_stage(struct mfx_shared *sh, uint32_t events, uint64_t data)
 {
-    uint32_t next = !sh->cur;
+    uint32_t next = !mfx_cur(sh);
     sh->slot[next].events = events;
     sh->slot[next].data = data;
     mfx_step();
@@ -1002,7 +1360,7 @@ static void mfx_stage(struct mfx_shared *sh, uint32_t events, uint64_t data)
 /* Commit the staged pair with one store. */
 static void mfx_commit(struct mfx_shared *sh)
 {
-    __atomic_store_n(&sh->cur, sh->next, __ATOMIC_RELEASE);
+    __atomic_store_n(&sh->cur, mfx_next(sh), __ATOMIC_RELEASE);
     mfx_step();
 }
 
@@ -1023,12 +1381,12 @@ static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bi
     int r = mfx_lock(h);
     if (r)
         return r;
-    if (h->closed) {
+    if (mfx_closed(h)) {
         r = -EBADF;
         goto out;
     }
-    struct mfx_pair *cur = &sh->slot[sh->cur];
-    uint32_t old = cur->events, want = (old & ~clear_bits) | set_bits;
+    struct mfx_pair *cur = &sh->slot[mfx_cur(sh)];
+    uint32_t old = cur->events & MFX_VALID, want = (old & ~clear_bits) | set_bits;
     if (!set_data)
         data = cur->data;
     if (want != old) {
@@ -1047,7 +1405,7 @@ static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bi
         r = ops->apply(h, want);
         if (r == -EBUSY) {
             ops->apply(h, old); /* undo the bits changed before the refusal */
-            __atomic_store_n(&sh->next, sh->cur, __ATOMIC_RELEASE);
+            __atomic_store_n(&sh->next, mfx_cur(sh), __ATOMIC_RELEASE);
             r = mfx_refused(EBUSY, want & ~old & ops->last_close_bits);
             goto out;
         }
@@ -1059,7 +1417,7 @@ static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bi
                           cur->data);
                 mfx_commit(sh);
             } else {
-                __atomic_store_n(&sh->next, sh->cur, __ATOMIC_RELEASE);
+                __atomic_store_n(&sh->next, mfx_cur(sh), __ATOMIC_RELEASE);
             }
             /* The backing refused before any syscall: name the bits. */
             if (r == -EPERM)
@@ -1099,10 +1457,11 @@ static int mfx_get(struct mfx_handle *h, struct mfx_pair *out)
     int r = mfx_lock(h);
     if (r)
         return r;
-    if (h->closed) {
+    if (mfx_closed(h)) {
         r = -EBADF;
     } else {
-        *out = h->sh->slot[h->sh->cur];
+        *out = h->sh->slot[mfx_cur(h->sh)];
+        out->events &= MFX_VALID;
     }
     mfx_unlock(h);
     return r;
@@ -1145,7 +1504,10 @@ static int mfx_mark_shared(struct mfx_handle *h, int in_child)
 
 static void mfx_close_fds(struct mfx_handle *h)
 {
-    h->closed = 1;
+    __atomic_store_n(&h->closed, 1, __ATOMIC_SEQ_CST);
+    if (h->fds_closed)
+        return;
+    h->fds_closed = 1;
     close(h->a);
     if (h->b >= 0)
         close(h->b);
@@ -1153,14 +1515,36 @@ static void mfx_close_fds(struct mfx_handle *h)
     h->a = h->b = h->memfd = -1;
 }
 
+/* 1 if tid is a thread of this process. */
+static int mfx_thread_here(uint32_t tid)
+{
+    char path[40];
+    snprintf(path, sizeof path, "/proc/self/task/%u", tid);
+    return access(path, F_OK) == 0;
+}
+
 static int mfx_close(struct mfx_handle *h)
 {
+    /* First: from here on no call of this handle starts a change (each
+     * looks at closed once it has the lock). */
+    __atomic_store_n(&h->closed, 1, __ATOMIC_SEQ_CST);
     int r = mfx_lock(h);
-    if (r)
-        return r;
-    if (!h->closed)
+    if (!r) {
         mfx_close_fds(h);
-    mfx_unlock(h);
+        mfx_unlock(h);
+        return 0;
+    }
+    /* Not had within a slice (or a signal came).  A thread of this process
+     * holding it is inside a change on these fds: wait for it (-EINTR: call
+     * again).  Anything else (another process, stopped or not, or a word
+     * someone wrote) uses none of this process's fds: close them without
+     * the lock, rather than wait for a peer that may never let go.  A
+     * thread here that takes the lock later finds closed set (the store
+     * above comes before this load, and its lock before its look). */
+    uint32_t tid = __atomic_load_n(&h->sh->lock, __ATOMIC_SEQ_CST) & MFX_LOCK_TID;
+    if (tid && tid != mfx_tid() && mfx_thread_here(tid))
+        return r;
+    mfx_close_fds(h);
     return 0;
 }
 
@@ -1168,8 +1552,7 @@ static int mfx_free(struct mfx_handle *h)
 {
     if (!h)
         return 0;
-    if (!h->closed)
-        mfx_close_fds(h); /* nothing else can use the handle any more */
+    mfx_close_fds(h); /* nothing else can use the handle any more */
     munmap(h->sh, STATE_SIZE);
     free(h);
     return 0;
@@ -1180,15 +1563,17 @@ static int mfx_free(struct mfx_handle *h)
 static int mfxo_release(struct efx_owner *o, int close_fds)
 {
     struct mfx_handle *h = o->mask;
-    /* No call of this process is in flight.  Under the state's lock if it
-     * comes within one slice (no other process's change then sees the
-     * kernel objects change half way); a holder stopped with the lock must
-     * not keep this close from finishing. */
-    int r = mfx_lock_state(h);
-    if (!h->closed)
-        mfx_close_fds(h);
-    if (!r)
-        pthread_mutex_unlock(&h->sh->lock);
+    /* No call of this process is in flight (the core saw to it), so a
+     * holder of the lock is another process, whose changes use its own
+     * fds: take the lock if it is free, never wait for it (a stopped peer
+     * may never let go). */
+    __atomic_store_n(&h->closed, 1, __ATOMIC_SEQ_CST);
+    uint32_t free = 0;
+    int locked = __atomic_compare_exchange_n(&h->sh->lock, &free, mfx_tid(), 0,
+                                             __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+    mfx_close_fds(h);
+    if (locked)
+        mfx_unlock_state(h->sh);
     return 0;
 }
 

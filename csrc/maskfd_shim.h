@@ -2,9 +2,15 @@
  *
  * A MaskFD is a handle (one per process) on a state record kept in a shared
  * memfd mapping: the stored (events, data) pair, what the kernel objects
- * currently show, and a process-shared robust mutex.  Every change takes the
- * lock, makes the kernel objects show the new bits (at most a few syscalls,
- * none when no bit changes) and stores the pair, all in one crossing.
+ * currently show, and a process-shared lock (a futex word holding the
+ * holder's thread id).  Every change takes the lock, makes the kernel
+ * objects show the new bits (at most a few syscalls, none when no bit
+ * changes) and stores the pair, all in one crossing.
+ *
+ * Every holder can write anything into the page: no value there can make
+ * the shim crash, wait where a signal cannot reach it, or touch memory
+ * outside the page; at worst the pair or what the fd shows is wrong, or a
+ * call fails with an errno.
  *
  * Calling convention: the project rule written in eventfd_shim.h (every
  * function returns int, >= 0 on success and -errno on failure, never errno;
@@ -31,12 +37,18 @@ struct mfx_pair {
 };
 
 /* A new MaskFD of the given backing (events 0, data 0) in *out; 0, or
- * -errno after closing whatever it had opened. */
+ * -errno after closing whatever it had opened.  Its memfd is sealed
+ * against shrinking, growing and further seals from the start, so that no
+ * holder can make another's page access fault (SIGBUS). */
 int mfx_new(int kind, struct mfx_handle **out);
 
 /* A handle on fds received from another process (memfd, handed-out fd,
  * peer fd or -1) in *out; takes ownership of the fds only on success.
- * 0, or -errno (-EINVAL: not a MaskFD state). */
+ * 0, or -errno, the fds left as they were.  -EINVAL: not a MaskFD state
+ * (a memfd without the seals mfx_new puts on, smaller than the state, or
+ * without its magic and kind), or fds that are not this state's own ends
+ * (type and inode number), or a pipe's writer (it stays with its
+ * creator). */
 int mfx_attach(int memfd, int a, int b, struct mfx_handle **out);
 
 /* Replace the bits in clear_bits by those in set_bits (set wins), and the
@@ -87,8 +99,9 @@ int mfx_peer_fd(struct mfx_handle *h);     /* peer socket / pipe writer, or -1 *
 int mfx_memfd(struct mfx_handle *h);
 /* Syscalls made by mfx_change on this state, in every process, into *out. */
 int mfx_syscalls(struct mfx_handle *h, uint64_t *out);
-/* Times a holder died holding the lock and the next caller recovered the
- * state (the kernel objects made to show the stored pair again). */
+/* Times a holder died holding the lock, or the state was found written
+ * over (out of range), and the next caller recovered it (the kernel objects
+ * made to show the stored pair again). */
 int mfx_recoveries(struct mfx_handle *h);
 
 /* Record that the state is held by more than one process (lock-free, for
@@ -102,10 +115,13 @@ int mfx_mark_shared(struct mfx_handle *h, int in_child);
  * the owner's. */
 int mfx_own(struct mfx_handle *h, efx_owner_t **out);
 
-/* Close the fds (under the lock, so no change is half done); 0 or -EINTR.
- * The mapping stays until mfx_free, so a racing call sees EBADF, never
- * freed memory.  mfx_free closes them without the lock if still open (it
- * runs once nothing else can use the handle). */
+/* Close the fds (under the lock, so no change of this process is half
+ * done); 0 or -EINTR (a thread of this process holds the lock: call
+ * again).  A lock held by anyone else for a slice does not keep it waiting:
+ * that holder uses none of these fds.  The mapping stays until mfx_free, so
+ * a racing call sees EBADF, never freed memory.  mfx_free closes them
+ * without the lock if still open (it runs once nothing else can use the
+ * handle). */
 int mfx_close(struct mfx_handle *h);
 int mfx_free(struct mfx_handle *h);
 

@@ -350,6 +350,32 @@ def test_raising_handler_gets_out_of_a_wait_for_a_stopped_holder(entry: str) -> 
             assert_shows(m)
 
 
+@pytest.mark.parametrize("backing", BACKINGS)
+def test_close_does_not_wait_for_a_stopped_holder_in_another_process(backing: Backing) -> None:
+    """close() needs the lock only against this process's own threads: a
+    holder in another process, stopped for good (or a lie written into the
+    lock word), uses none of this process's fds.  It waited for it forever
+    (ValueError-free, but a close() that never returns)."""
+    with MaskFD(backing=backing) as m:
+        fds = [m.fileno(), lib.mfx_memfd(m._m)]
+        pid = fork_looping(lambda: (m.write(IN, 1), m.write(0, 2)))  # type: ignore[arg-type, func-returns-value]
+        try:
+            assert stop_while_holding(m, pid), "the child never held the lock"
+            closer = threading.Thread(target=m.close, daemon=True)
+            started = time.monotonic()
+            closer.start()
+            closer.join(LIMIT / 2)
+            elapsed = time.monotonic() - started
+            assert not closer.is_alive(), "close() waited for the stopped holder"
+            assert elapsed < 1.0, f"close() took {elapsed:.2f} s"
+            assert m.closed
+            for fd in fds:
+                with pytest.raises(OSError):
+                    os.fstat(fd)
+        finally:
+            kill_and_reap(pid)  # lets a close() still waiting go, on a red run
+
+
 # -- 9: subclasses travel to multiprocessing children -------------------------
 
 

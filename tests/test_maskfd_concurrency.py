@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import array
 import errno
+import fcntl
 import multiprocessing
 import os
 import random
 import select
 import signal
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +21,16 @@ import pytest
 
 from eventfd_ext import MaskFD
 from eventfd_ext._backings import Backing
-from maskfd_helpers import ERR, HUP, IN, OUT, assert_shows, by_poll
+from maskfd_helpers import (
+    ERR,
+    HUP,
+    IN,
+    OUT,
+    PRI,
+    assert_shows,
+    by_poll,
+    kernel_has_unix_oob,
+)
 
 WAIT_MS = 10_000  # a wakeup that takes longer than this is a lost one
 
@@ -157,6 +169,81 @@ def test_writer_threads_leave_read_and_readiness_in_agreement() -> None:
         # one more write from here: still exact
         m.write(IN, 99)
         assert by_poll(m.fileno()) == IN
+
+
+def queued_bytes(fd: int) -> int:
+    """Bytes queued to the handed-out fd (FIONREAD)."""
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return buf[0]
+
+
+needs_oob = pytest.mark.skipif(not kernel_has_unix_oob(), reason="needs AF_UNIX MSG_OOB")
+
+
+@needs_oob
+def test_stored_changes_never_fail_under_concurrent_changes() -> None:
+    """Issue 18 item 10: 12 threads change IN, OUT and PRI of one stream
+    MaskFD at once.  Every change is stored, so none may raise (it was
+    BlockingIOError: each IN gained while PRI showed queued one more byte
+    for its edge, until the peer's send buffer was full), and afterwards
+    what the fd shows is the stored bits (PRI's documented IN aside), with
+    no pile of bytes behind them."""
+    rounds = 400
+    with MaskFD(PRI) as m:
+        errors: list[BaseException] = []
+        start = threading.Barrier(12)
+
+        def changer(seed: int) -> None:
+            rng = random.Random(seed)
+            start.wait(10)
+            try:
+                for i in range(rounds):
+                    if seed == 0 and i % 100 == 99:
+                        m.clear(PRI)  # drains the queue; PRI comes back at once
+                        m.set(PRI)
+                    bit = rng.choice([IN, IN, IN, OUT])
+                    m.set(bit)
+                    m.clear(bit)
+                    if seed % 4 == 1:
+                        m.update(set=IN | OUT, data=i)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=changer, args=(s,)) for s in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+            assert not t.is_alive()
+        assert not errors, errors[:3]
+        assert_shows(m)
+        events = m.read().events
+        assert by_poll(m.fileno()) == events | IN  # PRI brings IN, nothing else
+        assert queued_bytes(m.fileno()) <= 2
+        m.write(0)
+        assert by_poll(m.fileno()) == 0 and queued_bytes(m.fileno()) == 0
+
+
+@needs_oob
+def test_every_in_gained_beside_pri_is_an_edge_without_growing_the_queue() -> None:
+    """While PRI shows (and with it IN), each set(IN) must still be an edge
+    for an EPOLLET waiter on IN, and its cost must not pile up: 2,000 cycles
+    (far past the ~280 that filled the peer's send buffer) keep at most 2
+    bytes queued, and every one is stored without error."""
+    with MaskFD(PRI) as m, select.epoll() as ep:
+        ep.register(m.fileno(), select.EPOLLIN | select.EPOLLET)
+        ep.poll(0)
+        for i in range(2000):
+            m.set(IN)
+            ready = ep.poll(0)
+            assert ready and ready[0][1] & IN, f"cycle {i}: no edge"
+            assert queued_bytes(m.fileno()) <= 2, f"cycle {i}"
+            m.clear(IN)
+            assert by_poll(m.fileno()) == IN | PRI  # IN: PRI's documented extra
+        assert m.read().events == PRI
+        m.clear(PRI)
+        assert by_poll(m.fileno()) == 0 and queued_bytes(m.fileno()) == 0
 
 
 def test_close_racing_with_writers_is_safe() -> None:

@@ -151,6 +151,56 @@ class MaskFD(FDOwner):
         self._m = handle
         _live.add(self)
 
+    @classmethod
+    def from_fds(cls, memfd: int, fd: int, peer: int | None = None) -> MaskFD:
+        """Adopt a MaskFD's fds received from another process (``subprocess``
+        ``pass_fds=m.fds()``, SCM_RIGHTS): ``MaskFD.from_fds(*fds)``.  The
+        object then owns them and will close them; it is the same MaskFD as
+        the sender's (one stored pair, one fd showing it).
+
+        Anything else is refused with ValueError, and the fds are left open:
+        a memfd without the seals every MaskFD's memfd carries (shrinking it
+        would make every holder die of SIGBUS), smaller than the state, or
+        without a MaskFD state in it; fds that are not that state's own ends
+        (type and inode); a ``pipe`` MaskFD's writer (it stays with its
+        creator, whose close is HUP).  A memfd that cannot be mapped
+        read-write gives the mapping's OSError.  Only fd numbers are taken:
+        an object with ``fileno()`` still owns its fd."""
+        numbers = [memfd, fd] if peer is None else [memfd, fd, peer]
+        fds = _core.as_fd_numbers("from_fds() takes fd numbers", *numbers)
+        if len(set(fds)) != len(fds):
+            raise ValueError(f"from_fds() needs distinct fds, not {fds}")
+        out = _new("struct mfx_handle **")
+        result = lib.mfx_attach(fds[0], fds[1], fds[2] if len(fds) > 2 else -1, out)
+        if result == -errno.EINVAL:
+            raise ValueError(
+                f"fds {', '.join(map(str, fds))} are not a MaskFD's sealed memfd and its "
+                "own ends (a pipe's writer stays with its creator)"
+            )
+        if result:
+            _core.raise_errno(-result)
+        self = cls.__new__(cls)
+        self._adopt(out[0])
+        return self
+
+    def fds(self) -> tuple[int, ...]:
+        """The fds that make this MaskFD, for ``subprocess`` ``pass_fds``;
+        the other process adopts them with ``MaskFD.from_fds(*fds)``:
+        ``(memfd, fileno())``, and the peer when it goes with the MaskFD
+        (``stream``, ``dgram``; a ``pipe``'s writer stays here).  Still owned
+        by this object.  ValueError once closed, never -1.
+
+        The state counts as shared from here on, as after a fork: another
+        process may hold the peer, so a ``stream`` ERR is refused."""
+        handle = self._handle()
+        lib.mfx_mark_shared(handle, 0)
+        memfd, fd, peer = lib.mfx_memfd(handle), lib.mfx_fd(handle), lib.mfx_peer_fd(handle)
+        if memfd < 0 or fd < 0:  # closed by another thread meanwhile
+            self._raise_closed()
+        if peer >= 0 and lib.mfx_peer_travels(handle) == 1:
+            return memfd, fd, peer
+        return memfd, fd
+
     @property
     def backing(self) -> Backing:
         """``"stream"``, ``"dgram"`` or ``"pipe"``: the IPC object behind the fd."""
@@ -160,12 +210,28 @@ class MaskFD(FDOwner):
         return BY_KIND[lib.mfx_kind(self._handle())]  # fixed per handle: no lock
 
     def __repr__(self) -> str:
-        try:
-            fd, (events, data), backing = self.fileno(), self.read(), self.backing
-        except ValueError:
-            return f"<{type(self).__name__} [closed]>"
+        # Never raises of its own and never waits long: another thread may
+        # close the object at any point in here, and a stopped holder may
+        # keep the lock.  (An exception a signal handler raises in here
+        # still goes through; warn_unclosed copes with interpreter exit.)
+        name = type(self).__name__
+        fd, handle = lib.efx_owner_fd(self._h), self._m  # valid while the object is
+        if fd < 0:
+            return f"<{name} [closed]>"
+        record = BY_KIND.get(lib.mfx_kind(handle))
+        out = _new("struct mfx_pair *")
+        for _ in range(3):  # a slice each: a stopped holder makes it "busy"
+            result = lib.mfx_get(handle, out)
+            if result != _EINTR:
+                break
+        if result == -errno.EBADF:
+            return f"<{name} [closed]>"
+        backing = "?" if record is None else record.name
+        if result:
+            return f"<{name} fd={fd} backing={backing} [state busy]>"
+        events, data = out.events, out.data
         return (
-            f"<{type(self).__name__} fd={fd} backing={backing} "
+            f"<{name} fd={fd} backing={backing} "
             f"eventfd-mask: {events:x} ({event_names(events)}) data={data:#x}>"
         )
 
