@@ -760,7 +760,7 @@ def test_nothing_warned_sees_a_warning_raised_in_del() -> None:
     class AlwaysWarns(EventFD):
         __slots__ = ()
 
-        def __del__(self, _unused: object = None) -> None:
+        def __del__(self, _warn_unclosed: object = None, _lib: object = None) -> None:
             warnings.warn("from __del__", ResourceWarning, stacklevel=1)
 
     with pytest.raises(AssertionError, match="ResourceWarning: from __del__"):

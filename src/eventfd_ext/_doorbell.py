@@ -15,7 +15,6 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from typing import Any
 
 from . import _aio, _core
 from ._constants import OVERFLOW
@@ -155,7 +154,8 @@ class Doorbell(FDOwner):
             )
             if on
         )
-        return f"<{type(self).__name__} fd={lib.efx_owner_fd(self._h)} count={info[_INFO_COUNT]}{modes}>"
+        fd = lib.efx_owner_fd(self._h)
+        return f"<{type(self).__name__} fd={fd} count={info[_INFO_COUNT]}{modes}>"
 
     # -- modes ----------------------------------------------------------
 

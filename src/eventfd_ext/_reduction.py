@@ -20,7 +20,7 @@ from collections.abc import Callable
 from multiprocessing import reduction as _mp_reduction
 from typing import Any
 
-from . import _core, _maskfd
+from . import _core
 from ._doorbell import Doorbell
 from ._eventfd import EventFD
 from ._maskfd import MaskFD

@@ -243,7 +243,7 @@ def _adopt(memfd: Any, efd: Any, **kwargs: Any) -> Doorbell:
     """Doorbell.from_fds; one that wrongly adopts gives the fds back, so
     that only its own case fails (not the fixture, closing them again)."""
     bell = Doorbell.from_fds(memfd, efd, **kwargs)
-    bell._fd = bell._memfd = -1
+    bell._close(detach=True)
     return bell
 
 
