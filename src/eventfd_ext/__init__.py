@@ -19,7 +19,14 @@ from ._dropin import eventfd, eventfd_read, eventfd_write
 from ._eventfd import EventFD
 from ._maskabi import EFD_MASK_SIZE, MaskState, pack_mask, unpack_mask
 from ._maskfd import MaskFD
-from ._passing import recv_doorbell, recv_eventfd, send_doorbell, send_eventfd
+from ._passing import (
+    recv_doorbell,
+    recv_eventfd,
+    recv_maskfd,
+    send_doorbell,
+    send_eventfd,
+    send_maskfd,
+)
 
 __all__ = [
     "EFD_CLOEXEC",
@@ -39,8 +46,10 @@ __all__ = [
     "eventfd_read",
     "eventfd_write",
     "recv_doorbell",
+    "recv_maskfd",
     "recv_eventfd",
     "send_doorbell",
+    "send_maskfd",
     "send_eventfd",
 ]
 

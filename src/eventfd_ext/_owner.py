@@ -137,6 +137,17 @@ class FDOwner:
             f"multiprocessing Pipe or Queue, which carry the fd itself{self._OTHER_WAYS}"
         )
 
+    # -- passing to other processes ---------------------------------------
+    # Every owner has fds() (the fds that make it, still its own) and the
+    # classmethod from_fds(*fds, **modes) that adopts them; _modes() is what
+    # from_fds needs beside the fds to rebuild this object's modes.
+
+    def fds(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _modes(self) -> dict[str, Any]:
+        return {}
+
     # -- for subclasses ---------------------------------------------------
 
     def _fail(self, result: int) -> NoReturn:

@@ -1,14 +1,14 @@
-"""Passing an EventFD or a Doorbell to another process over a UNIX socket
-(SCM_RIGHTS): :func:`send_eventfd` / :func:`recv_eventfd` and
-:func:`send_doorbell` / :func:`recv_doorbell` carry the kernel objects
+"""Passing an EventFD, a Doorbell or a MaskFD to another process over a
+UNIX socket (SCM_RIGHTS): ``send_X`` / ``recv_X`` carry the kernel objects
 themselves (not a copy of the count).  multiprocessing has its own way:
-``_reduction``.
+``_reduction``.  Both use the protocol every owner shares: ``fds()`` here,
+``from_fds(*fds, **modes)`` there.
 
 Each message is one byte of ordinary data (stream sockets cannot send
-ancillary data alone) with the fds as SCM_RIGHTS: one eventfd, or a
-Doorbell's memfd then its eventfd.  The byte marks the kind, so that a
-receiver of one kind refuses a message sent as the other instead of
-adopting its fds; any other byte is taken, as recv_eventfd always did.
+ancillary data alone) with the owner's ``fds()`` as SCM_RIGHTS.  The byte
+marks the kind, so that a receiver of one kind refuses a message sent as
+another instead of adopting its fds; any other byte is taken, as
+recv_eventfd always did.
 """
 
 from __future__ import annotations
@@ -22,8 +22,17 @@ from typing import NamedTuple, TypeVar
 
 from ._doorbell import Doorbell, _spin_ns
 from ._eventfd import EventFD
+from ._maskfd import MaskFD
+from ._owner import FDOwner
 
-__all__ = ["recv_doorbell", "recv_eventfd", "send_doorbell", "send_eventfd"]
+__all__ = [
+    "recv_doorbell",
+    "recv_eventfd",
+    "recv_maskfd",
+    "send_doorbell",
+    "send_eventfd",
+    "send_maskfd",
+]
 
 _T = TypeVar("_T")
 
@@ -32,16 +41,18 @@ class _Kind(NamedTuple):
     """What one sender's messages carry, and the names its errors give."""
 
     marker: bytes  # the one byte of ordinary data
-    fds: int  # how many fds ride with it
+    fds: tuple[int, ...]  # how many fds may ride with it
     cls: type
     what: str
     sender: str
     receiver: str
 
 
-_EVENTFD = _Kind(b"E", 1, EventFD, "an EventFD", "send_eventfd", "recv_eventfd")
-_DOORBELL = _Kind(b"D", 2, Doorbell, "a Doorbell", "send_doorbell", "recv_doorbell")
-_KINDS = {kind.marker: kind for kind in (_EVENTFD, _DOORBELL)}
+_EVENTFD = _Kind(b"E", (1,), EventFD, "an EventFD", "send_eventfd", "recv_eventfd")
+_DOORBELL = _Kind(b"D", (2,), Doorbell, "a Doorbell", "send_doorbell", "recv_doorbell")
+# A pipe MaskFD's writer stays with its creator: two fds, else three.
+_MASKFD = _Kind(b"M", (2, 3), MaskFD, "a MaskFD", "send_maskfd", "recv_maskfd")
+_KINDS = {kind.marker: kind for kind in (_EVENTFD, _DOORBELL, _MASKFD)}
 
 # Room for a few fds, so that a message with too many is reported as such
 # (the kernel closes those that do not fit, and sets MSG_CTRUNC).
@@ -61,8 +72,7 @@ def send_eventfd(sock: socket.socket, efd: EventFD) -> None:
     TypeError for anything but an EventFD (a Doorbell has
     :func:`send_doorbell`), ValueError if it is closed.
     """
-    _check_type(efd, _EVENTFD)
-    socket.send_fds(sock, [_EVENTFD.marker], [efd.fileno()])
+    _send(sock, efd, _EVENTFD)
 
 
 def send_doorbell(sock: socket.socket, bell: Doorbell) -> None:
@@ -75,13 +85,23 @@ def send_doorbell(sock: socket.socket, bell: Doorbell) -> None:
     with SOCK_STREAM, SOCK_SEQPACKET and SOCK_DGRAM sockets.  TypeError for
     anything but a Doorbell, ValueError if it is closed.
     """
-    _check_type(bell, _DOORBELL)
-    socket.send_fds(sock, [_DOORBELL.marker], list(bell.fds()))
+    _send(sock, bell, _DOORBELL)
 
 
-def _check_type(obj: object, kind: _Kind) -> None:
-    if not isinstance(obj, kind.cls):
-        raise TypeError(f"{kind.sender}() expected {kind.what}, got {type(obj).__name__}")
+def send_maskfd(sock: socket.socket, mask: MaskFD) -> None:
+    """Send *mask* over the connected UNIX socket *sock* (SCM_RIGHTS): its
+    ``fds()`` (the shared state's memfd, the fd it shows, and the peer
+    when it travels); the peer gets the same MaskFD with
+    :func:`recv_maskfd`.  *mask* stays open and usable here; from now on
+    its state counts as shared (as after a fork).  TypeError for anything
+    but a MaskFD, ValueError if it is closed."""
+    _send(sock, mask, _MASKFD)
+
+
+def _send(sock: socket.socket, owner: FDOwner, kind: _Kind) -> None:
+    if not isinstance(owner, kind.cls):
+        raise TypeError(f"{kind.sender}() expected {kind.what}, got {type(owner).__name__}")
+    socket.send_fds(sock, [kind.marker], list(owner.fds()))
 
 
 # -- receiving ------------------------------------------------------------
@@ -122,6 +142,14 @@ def recv_doorbell(
     )
 
 
+def recv_maskfd(sock: socket.socket) -> MaskFD:
+    """Receive one MaskFD sent with :func:`send_maskfd` over *sock*: the
+    same MaskFD as the sender's (one stored pair).  Errors and timeout as
+    :func:`recv_eventfd`; ValueError also for fds that ``MaskFD.from_fds``
+    refuses, every fd the message carried being then closed."""
+    return _recv(sock, _MASKFD, MaskFD.from_fds)
+
+
 def _recv(sock: socket.socket, kind: _Kind, adopt: Callable[..., _T]) -> _T:
     """Receive one message of *kind* and return ``adopt(*fds)``; if the
     message is refused or adopting fails, close every fd it carried."""
@@ -146,11 +174,12 @@ def _recv(sock: socket.socket, kind: _Kind, adopt: Callable[..., _T]) -> _T:
                 f"the message carries {sent_as.what} (sent with {sent_as.sender}); "
                 f"receive it with {sent_as.receiver}"
             )
-        if len(fds) != kind.fds or flags & socket.MSG_CTRUNC:
+        if len(fds) not in kind.fds or flags & socket.MSG_CTRUNC:
             carried = f"more than {len(fds)}" if flags & socket.MSG_CTRUNC else len(fds)
+            sends = " or ".join(map(str, kind.fds))
             raise ValueError(
                 f"wrong number of file descriptors in the message: {carried}, "
-                f"where {kind.sender} sends {kind.fds}"
+                f"where {kind.sender} sends {sends}"
             )
         return adopt(*fds)  # ValueError: not the kind's fds
     except BaseException:
