@@ -1,10 +1,13 @@
 """CI as named steps: each nox session runs alone (``nox -s NAME``) and says
-what it proves.  ``.ci/run`` and the GitHub workflow run the same sessions.
+what it proves.  ``.ci/run`` and the GitHub workflow run the same sessions
+(the workflow leaves tests-3.14 and tests-3.14t to cibuildwheel's test step).
 
-Interpreters are found under pyenv (``$(pyenv root)/versions/3.X.*/bin/python3``)
-or on PATH (GitHub's setup-python: ``python3.X``).  A missing one fails the
-session; it is skipped only when EFX_OPTIONAL_PYTHONS (e.g. "3.10,3.13") names
-its version.
+Interpreters are found under pyenv (``$(pyenv root)/versions/3.X.*/bin/python3``),
+then, for a version whose source tarball ``../shared/cpython`` holds (3.14 and
+the free-threaded 3.14t), built there once per machine by its ``build.sh``
+(into /opt/cpython), then on PATH (GitHub's setup-python: ``python3.X``,
+``python3.Xt``).  A missing one fails the session; it is skipped only when
+EFX_OPTIONAL_PYTHONS (e.g. "3.10,3.13") names its version.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ import xml.etree.ElementTree as ET
 import nox
 
 ROOT = pathlib.Path(__file__).resolve().parent
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+# "3.14t": the free-threaded build (no GIL), a version of its own here.
+PYTHONS = ["3.10", "3.11", "3.12", "3.13", "3.14", "3.14t"]
+# build.sh and the CPython source tarballs beside it (a read-only copy on CI).
+SHARED_CPYTHON = ROOT.parent / "shared" / "cpython"
 # The Python of the single-interpreter sessions (sanitize, docs, plot,
 # bench-smoke): this machine's default, and the one the sanitizer figures use.
 MAIN_PYTHON = "3.11"
@@ -56,9 +62,13 @@ FORMATTED = ["noxfile.py", "setup.py", "docs/api/conf.py"]
 
 
 def _is_cpython(path: str, version: str) -> bool:
-    """`path` runs and is CPython `version` (pyenv's shims are on PATH for
-    every version, and fail for those not selected)."""
-    probe = "import sys; print(sys.implementation.name, '%d.%d' % sys.version_info[:2])"
+    """`path` runs and is CPython `version` ("3.14t": the free-threaded
+    build, "3.14": the default one; pyenv's shims are on PATH for every
+    version, and fail for those not selected)."""
+    probe = (
+        "import sys, sysconfig; print(sys.implementation.name, '%d.%d' % sys.version_info[:2]"
+        " + ('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))"
+    )
     try:
         out = subprocess.run([path, "-c", probe], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
@@ -66,41 +76,74 @@ def _is_cpython(path: str, version: str) -> bool:
     return out.returncode == 0 and out.stdout.split() == ["cpython", version]
 
 
-def find_python(version: str) -> str | None:
-    """The newest CPython `version` under pyenv, else one on PATH, else None.
+def _shared_release(version: str) -> str | None:
+    """The newest release of `version` ("3.14" or "3.14t") whose source
+    ../shared/cpython holds, as build.sh takes it ("3.14.7", "3.14.7t")."""
+    minor, t = version.rstrip("t"), "t" if version.endswith("t") else ""
+    pattern = re.compile(rf"cpython-({re.escape(minor)}\.(\d+))\.tar\.xz$")
+    found = [m for p in SHARED_CPYTHON.glob("cpython-*.tar.xz") if (m := pattern.search(p.name))]
+    if not (SHARED_CPYTHON / "build.sh").is_file() or not found:
+        return None
+    return max(found, key=lambda m: int(m.group(2))).group(1) + t
 
-    pyenv first: its builds carry the test package (tests/test_cpython_os.py
-    runs CPython's own EventfdTests), which Debian's python3.X lacks.
+
+def find_python(version: str, session: nox.Session | None = None) -> str | None:
+    """The newest CPython `version` under pyenv, else one ../shared/cpython's
+    build.sh builds (with `session`: once per machine, 2-5 minutes; it
+    reuses a finished build), else one on PATH, else None.
+
+    pyenv and build.sh first: their builds carry the test package
+    (tests/test_cpython_os.py runs CPython's own EventfdTests), which
+    Debian's python3.X lacks.
     """
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     pyenv = shutil.which("pyenv")
     if pyenv:
         out = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False)
         root = out.stdout.strip() or root
-    pattern = re.compile(rf"/{re.escape(version)}\.(\d+)/bin/python3$")
+    minor, t = version.rstrip("t"), "t" if version.endswith("t") else ""
+    pattern = re.compile(rf"/{re.escape(minor)}\.(\d+){t}/bin/python3$")
     candidates = [
         c
-        for c in glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", "python3"))
+        for c in glob.glob(os.path.join(root, "versions", f"{minor}.*{t}", "bin", "python3"))
         if pattern.search(c)
     ]
     # Newest patch release first: 3.10.13 before 3.10.9.
     candidates.sort(key=lambda c: int(pattern.search(c).group(1)), reverse=True)  # type: ignore[union-attr]
-    for directory in os.environ.get("PATH", "").split(os.pathsep):
-        if "shims" not in directory:
-            candidates.append(os.path.join(directory, f"python{version}"))
     for candidate in candidates:
         if os.access(candidate, os.X_OK) and _is_cpython(candidate, version):
+            return candidate
+    release = _shared_release(version)
+    if release is not None and session is not None:
+        # Its last line of output is the python's path (progress goes before it).
+        printed = session.run(
+            "bash", str(SHARED_CPYTHON / "build.sh"), release, silent=True, external=True
+        )
+        built = str(printed).strip().splitlines()[-1] if printed else ""
+        if os.access(built, os.X_OK) and _is_cpython(built, version):
+            return built
+        session.error(
+            f"{SHARED_CPYTHON}/build.sh {release} printed {built!r}, not a CPython {version}"
+        )
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(directory, f"python{version}")
+        if "shims" in directory or not os.access(candidate, os.X_OK):
+            continue
+        if _is_cpython(candidate, version):
             return candidate
     return None
 
 
 def require_python(session: nox.Session, version: str) -> str:
-    python = find_python(version)
+    python = find_python(version, session)
     if python is None:
         optional = os.environ.get("EFX_OPTIONAL_PYTHONS", "").replace(" ", "").split(",")
         if version in optional:
             session.skip(f"CPython {version} is nowhere here and EFX_OPTIONAL_PYTHONS allows it")
-        session.error(f"CPython {version} is neither on PATH (python{version}) nor under pyenv")
+        session.error(
+            f"CPython {version} is neither on PATH (python{version}), nor under pyenv,"
+            f" nor buildable from {SHARED_CPYTHON}"
+        )
     return python
 
 
@@ -188,20 +231,29 @@ def wheel(session: nox.Session) -> None:
 
 
 def _tests(session: nox.Session, version: str) -> None:
-    whl = the_wheel(session)
+    free_threaded = version.endswith("t")
+    # No limited API on a free-threaded build, so no abi3 wheel: pip builds
+    # the package's own cp3XYt wheel from the sdist (setup.py), as a user's would.
+    package = build_dists(session)[0] if free_threaded else the_wheel(session)
     venv = fresh_venv(session, version, f"venv{version}")
     py = str(venv / "bin/python")
     # From the checkout: the src/ layout keeps the uncompiled package off
-    # sys.path, so the suite imports the wheel's copy.  Exit 5 (no tests)
+    # sys.path, so the suite imports the installed copy.  Exit 5 (no tests)
     # fails like any other non-zero status.
     pytest = ["-m", "pytest", "tests", "-p", "no:cacheprovider", "-q"]
     if version != COVERAGE_PYTHON:
-        pip_install(session, venv, f"{whl}[test]")
-        session.run(py, *pytest, external=True)
+        pip_install(session, venv, f"{package}[test]")
+        if free_threaded:
+            # The suite must run without the GIL, and no extension may turn
+            # it back on at import: PYTHON_GIL is left unset, not forced to
+            # 0, and tests/test_package.py checks sys._is_gil_enabled().
+            session.run(py, *pytest, env={"PYTHON_GIL": None}, external=True)
+        else:
+            session.run(py, *pytest, external=True)
         return
     # Branch coverage ([tool.coverage] in pyproject), on one interpreter:
     # it costs the suite about half its time again.
-    pip_install(session, venv, f"{whl}[test]", "coverage[toml]>=7.10")
+    pip_install(session, venv, f"{package}[test]", "coverage[toml]>=7.10")
     data = workdir(session, "coverage")
     data.mkdir()
     env = {"COVERAGE_FILE": str(data / ".coverage")}
@@ -216,8 +268,15 @@ for _version in PYTHONS:
         _tests(session, version)
 
     _session.__doc__ = (
-        f"The wheel in a fresh CPython {_version} venv, the suite from the checkout"
-        + (", branch coverage reported." if _version == COVERAGE_PYTHON else ".")
+        (
+            f"The package built from the sdist in a fresh free-threaded CPython {_version}"
+            " venv (its own wheel: no abi3 there), the suite from the checkout with the GIL off."
+        )
+        if _version.endswith("t")
+        else (
+            f"The wheel in a fresh CPython {_version} venv, the suite from the checkout"
+            + (", branch coverage reported." if _version == COVERAGE_PYTHON else ".")
+        )
     )
     nox.session(name=f"tests-{_version}")(_session)
 

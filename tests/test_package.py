@@ -7,6 +7,9 @@ import importlib.resources
 import os
 import pathlib
 import re
+import subprocess
+import sys
+import sysconfig
 
 import pytest
 
@@ -98,3 +101,42 @@ def test_hot_paths_make_no_cells() -> None:
     hot += [Doorbell.try_read, eventfd_read, eventfd_write]
     for function in hot:
         assert not function.__code__.co_cellvars, function.__qualname__
+
+
+# A free-threaded build (3.13t, 3.14t): no GIL unless an extension asks for it.
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def _gil_enabled() -> bool:
+    """Whether the GIL is on now (3.13 added the question; before, always)."""
+    return bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+
+
+def test_the_suite_runs_with_the_builds_gil() -> None:
+    """On a free-threaded build the suite runs without the GIL: nothing it
+    imported turned it back on, and PYTHON_GIL did not force it on."""
+    assert _gil_enabled() is not FREE_THREADED
+
+
+def test_importing_every_module_leaves_the_gil_off() -> None:
+    """Every module of the package, its cffi extensions included, imported
+    in a fresh interpreter with PYTHON_GIL unset (which would hide an
+    extension that does not declare itself free-threading safe: CPython
+    then turns the GIL on, and warns)."""
+    code = (
+        "import importlib, pkgutil, sys, eventfd_ext\n"
+        "for m in pkgutil.walk_packages(eventfd_ext.__path__, 'eventfd_ext.'):\n"
+        "    if not m.name.endswith('__main__'):\n"
+        "        importlib.import_module(m.name)\n"
+        "print(getattr(sys, '_is_gil_enabled', lambda: True)())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(not FREE_THREADED)]

@@ -1,16 +1,32 @@
 """Drop-in replacements for ``os.eventfd``, ``os.eventfd_read`` and
-``os.eventfd_write``, with the same signatures, defaults and exceptions.
+``os.eventfd_write``, with the same signatures, defaults and exceptions as the
+running interpreter's.
 
-The fast path is one shim call; everything else (fileno() objects, bad
-arguments, EINTR, errno) happens only after the shim reports a failure.
+Two paths, chosen by the arguments' exact types:
+
+* every argument an exact ``int``: one shim call on the raw number (the fast
+  path); only a failure goes on to Python code (EINTR, errno, or a number
+  out of the C type's range, which cffi refuses before any call is made);
+* anything else (an object with ``fileno()``, an int subclass or bool, an
+  ``__index__`` object, a float, a missing argument): the call is the
+  interpreter's own ``os`` function, made once with the arguments as given.
+  Its converters decide what is accepted and what the error says, whatever
+  the version (3.14 takes ``__index__`` objects and words its errors anew),
+  and they run before its read or write: a refused argument is never acted on.
+
+No argument is converted twice (a ``fileno()`` or ``__index__`` is called
+once per try), and no count is read or written twice: a retry follows only
+EINTR, when an eventfd's read or write moved nothing.  (Given an object
+whose fd is not an eventfd, os's glibc call reports a short read or write
+with whatever errno was left; a stale EINTR there would be retried.)
 """
 
 from __future__ import annotations
 
 import inspect
-import operator
+import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _core
 from ._constants import EFD_CLOEXEC
@@ -19,18 +35,18 @@ from ._shim import lib
 
 __all__ = ["eventfd", "eventfd_read", "eventfd_write"]
 
+_T = TypeVar("_T")
 _take = lib.efx_take
 _write = lib.efx_write
 _signal = lib.efx_signal
-# A required argument left out arrives as this default, so that the error
-# says what os's Argument Clinic says (Python's own wording differs).  The
-# test for it costs nothing on the fast path: the sentinel is not an int, so
-# it takes the branch that converts non-int arguments.
+_create = lib.efx_create
+_os_eventfd = os.eventfd
+_os_read = os.eventfd_read
+_os_write = os.eventfd_write
+# A required argument left out arrives as this default and is then left out
+# of the call to os, so that os says what is missing, in its own words.  It
+# is not an int: testing for it costs nothing on the fast path.
 _MISSING: Any = object()
-
-
-def _missing(function: str, name: str, position: int) -> Any:
-    raise TypeError(f"{function}() missing required argument {name!r} (pos {position})")
 
 
 def _signature(*names: str, **defaults: Any) -> inspect.Signature:
@@ -44,38 +60,58 @@ def _signature(*names: str, **defaults: Any) -> inspect.Signature:
     )
 
 
+def _by_os(function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """*function* (os's own) called with these arguments.
+
+    A signal that interrupts its read or write makes it raise
+    InterruptedError once the handlers have run and returned; the call is
+    then made again (PEP 475, as on the fast path), its arguments converted
+    anew (a closed EventFD's fileno() then raises ValueError).  An
+    InterruptedError raised by Python code it called (a fileno() method, a
+    signal handler) carries that code's frame and leaves as it came.
+    """
+    while True:
+        try:
+            return function(*args, **kwargs)
+        except InterruptedError as e:
+            if e.__traceback__ is None or e.__traceback__.tb_next is not None:
+                raise
+
+
+def _given(**arguments: Any) -> dict[str, Any]:
+    """The arguments that were given, for os to say which one is missing."""
+    return {name: v for name, v in arguments.items() if v is not _MISSING}
+
+
 def eventfd(initval: int = _MISSING, flags: int = EFD_CLOEXEC) -> int:
     """Create an eventfd with counter *initval* and return its fd number."""
+    if type(initval) is int and type(flags) is int:
+        try:
+            fd = _create(initval, flags)
+        except OverflowError:  # out of the C types' range: os says how
+            return _by_os(_os_eventfd, initval, flags)
+        if fd < 0:
+            _core.raise_errno(-fd)
+        return fd
     if initval is _MISSING:
-        _missing("eventfd", "initval", 1)
-    _core.check_initval(initval)
-    flags = operator.index(flags)  # CPython's int converter takes __index__
-    if not -(2**31) <= flags < 2**31:
-        raise OverflowError("Python int too large to convert to C int")
-    fd = lib.efx_create(initval, flags)
-    if fd < 0:
-        _core.raise_errno(-fd)
-    return fd
+        return _by_os(_os_eventfd, **_given(flags=flags))
+    return _by_os(_os_eventfd, initval, flags)
 
 
 def eventfd_read(fd: FileDescriptorLike = _MISSING) -> int:
     """Read and return the counter of eventfd *fd* (an int or has fileno())."""
     if type(fd) is not int:  # cffi would take any __int__ (Decimal) as an fd
         if fd is _MISSING:
-            _missing("eventfd_read", "fd", 1)
-        number = _core.as_fd(fd)
-        value = _take(number)
-        if value:
-            return value
-        return _core.read_again(number, None if isinstance(fd, int) else _unchanged(fd))
+            return _by_os(_os_read)
+        return _by_os(_os_read, fd)
     try:
         value = _take(fd)
-    except (TypeError, OverflowError):
-        return eventfd_read(_core.as_fd(fd))
+    except OverflowError:  # not a C int: nothing was read
+        return _by_os(_os_read, fd)
     if value:
         return value
-    if fd < 0:
-        _core.as_fd(fd)  # raises the ValueError os.eventfd_read gives
+    if fd < 0:  # read(2) refused it; os refuses it before reading
+        return _by_os(_os_read, fd)
     return _core.read_again(fd)
 
 
@@ -83,43 +119,23 @@ def eventfd_write(fd: FileDescriptorLike = _MISSING, value: int = _MISSING) -> N
     """Add *value* to the counter of eventfd *fd* (an int or has fileno())."""
     if type(fd) is not int or type(value) is not int:
         # cffi would take any __int__ (Decimal('1.5') -> 1) as a number.
-        if fd is _MISSING:
-            _missing("eventfd_write", "fd", 1)
-        if value is _MISSING:
-            _missing("eventfd_write", "value", 2)
-        number, value = _core.as_fd(fd), _core.check_value(value)
-        result = _signal(number) if value == 1 else _write(number, value)
-        if result:
-            check = None if isinstance(fd, int) else _unchanged(fd)
-            _core.retry_write(number, value, result, check)
+        if fd is _MISSING or value is _MISSING:
+            _by_os(_os_write, **_given(fd=fd, value=value))
+        else:
+            _by_os(_os_write, fd, value)
         return None
     try:
         # The one-argument call (METH_O, no argument tuple) makes the common
         # write of 1 11-13% cheaper per pair (measured 2026-12-02).
         result = _signal(fd) if value == 1 else _write(fd, value)
-    except (TypeError, OverflowError):
-        return eventfd_write(_core.as_fd(fd), _core.check_value(value))
+    except OverflowError:  # fd or value out of the C types' range: nothing written
+        _by_os(_os_write, fd, value)
+        return None
     if result:
-        if fd < 0:
-            _core.as_fd(fd)
+        if fd < 0:  # write(2) refused it; os refuses it before writing
+            _by_os(_os_write, fd, value)
         _core.retry_write(fd, value, result)
     return None
-
-
-def _unchanged(obj: object) -> Callable[[int], None]:
-    """For a call given an object with fileno(): before a retry (after a
-    signal), check that the object still gives the same fd, so that a retry
-    never reaches a file that took the number after the object was closed
-    (an EventFD's fileno() then raises its ValueError)."""
-
-    def check(fd: int) -> None:
-        if _core.as_fd(obj) != fd:
-            raise ValueError(
-                f"{type(obj).__name__}.fileno() is no longer {fd}: it was closed "
-                "or changed while the call waited"
-            )
-
-    return check
 
 
 eventfd.__signature__ = _signature("initval", "flags", flags=EFD_CLOEXEC)  # type: ignore[attr-defined]
