@@ -214,10 +214,9 @@ async def read(efd: EventFD) -> int:
     """Take the count of *efd* (1 in semaphore mode), waiting in the loop
     while it is zero; the body of ``EventFD.aread()``."""
     while True:
-        # fileno() on every round: an EventFD closed meanwhile raises
-        # ValueError here rather than reading a reused fd number.
-        fd = efd.fileno()
-        value = _core.read_nowait(fd, efd._check_open)
+        # Through the object: a close meanwhile raises ValueError here, and
+        # the take never reaches a number another file took since.
+        value = efd.try_read()
         if value:
             return value
-        await _wait(fd, _READ, efd._check_open)
+        await _wait(efd.fileno(), _READ, efd._check_open)

@@ -24,13 +24,13 @@ __all__ = [
     "as_fd",
     "check_initval",
     "check_value",
+    "deadline",
     "raise_errno",
     "read_again",
-    "read_nowait",
     "retry_write",
     "spin_ns",
     "timeout_ms",
-    "wait_readable",
+    "wait_ready",
 ]
 
 _U64_LIMIT = 1 << 64
@@ -134,58 +134,29 @@ def check_value(value: object) -> int:
     return value
 
 
-def read_again(fd: int, check: Callable[[int], None] | None = None, *, nowait: bool = False) -> int:
-    """Read the count after the hot read (``efx_take``) returned 0.
+def read_again(fd: int) -> int:
+    """Read the count of the raw eventfd *fd* after the drop-in's hot read
+    (``efx_take``) returned 0.
 
     That 0 says only that the read failed (it took nothing), not why: the
     read is made again through ``efx_read``, which returns its own errno (see
     csrc/eventfd_shim.h).  EINTR is retried once signal handlers have had
     their chance to run (the interpreter runs them at the loop's back edge,
-    so an exception raised by one leaves from here).  *check(fd)*, if given,
-    runs before each try and before an error is raised, and raises if the
-    fd's owner was closed meanwhile (its number may now be another file's).
-    With *nowait*, the read never blocks (RWF_NOWAIT) and EAGAIN returns 0
-    (a read never takes 0) instead of raising BlockingIOError.
+    so an exception raised by one leaves from here).
     """
     count = ffi.new("uint64_t *")  # per call: a signal handler may read too
-    read = lib.efx_read_nowait if nowait else lib.efx_read
     while True:
-        if check is not None:
-            check(fd)
-        result = read(fd, count)
+        result = lib.efx_read(fd, count)
         if not result:
             return int(count[0])
         if result != -errno.EINTR:
-            if check is not None:
-                check(fd)
-            if nowait and result == -errno.EAGAIN:
-                return 0
             raise_errno(-result)
 
 
-def read_nowait(fd: int, check: Callable[[int], None] | None = None) -> int:
-    """Take the count without ever blocking, whatever the fd's mode.
-
-    One RWF_NOWAIT read: returns the count (1 in semaphore mode), or 0 if the
-    count was zero.  The asyncio read is built on it, so that a blocking fd
-    whose count another reader took first cannot block the event loop.
-    *check* is as for read_again.
-    """
-    return read_again(fd, check, nowait=True)
-
-
-def retry_write(
-    fd: int, value: int, result: int, check: Callable[[int], None] | None = None
-) -> None:
-    """Finish a write whose first try returned -errno in *result*.
-
-    *check* is as for read_again.
-    """
-    while True:
-        if check is not None:
-            check(fd)
-        if result != -errno.EINTR:
-            break
+def retry_write(fd: int, value: int, result: int) -> None:
+    """Finish a drop-in write to the raw eventfd *fd* whose first try
+    returned -errno in *result*: EINTR wrote nothing, so it is retried."""
+    while result == -errno.EINTR:
         result = lib.efx_write(fd, value)
     if result:
         raise_errno(-result)
@@ -291,37 +262,3 @@ def timeout_ms(timeout: float | None) -> int:
     if timeout * 1000 >= _MAX_POLL_MS:  # also inf, which math.ceil refuses
         return _MAX_POLL_MS
     return math.ceil(timeout * 1000)
-
-
-def wait_readable(
-    fd: int,
-    timeout: float | None,
-    attempt: Callable[[int, int], int],
-    check: Callable[[int], None] | None = None,
-) -> int:
-    """Run *attempt(fd, ms)* until it succeeds or *timeout* expires.
-
-    *attempt* is a shim call that waits up to ms milliseconds and returns a
-    positive result, 0 on timeout, or -errno.  EINTR and timeouts longer than one poll(2) can express are
-    retried with the time left, measured on the monotonic clock.  Returns the
-    positive result, or 0 once the timeout has expired.  *check* is as for
-    read_again.
-    """
-    ms = timeout_ms(timeout)  # first: it validates timeout
-    deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-    while True:
-        result = attempt(fd, ms)
-        if result > 0:
-            return result
-        if check is not None:
-            check(fd)
-        if result < 0 and result != -errno.EINTR:
-            raise_errno(-result)
-        # Timeout or EINTR: signal handlers run at this back edge.
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return 0
-            ms = timeout_ms(left)
-        elif result == 0:
-            continue
