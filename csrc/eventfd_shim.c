@@ -160,6 +160,36 @@ static int efx_efd_poll(efx_owner_t *o, int events, int timeout_ms)
     return r;
 }
 
+static int efx_efd_wait_read(efx_owner_t *o, int timeout_ms, uint64_t *count)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    if (timeout_ms < 0) { /* no timeout: the fd's mode says whether to wait */
+        int fl = fcntl(o->fd, F_GETFL);
+        r = fl < 0 ? -errno : (fl & O_NONBLOCK) ? -EAGAIN : 0;
+    }
+    while (!r) {
+        r = efx_read_nowait(o->fd, count);
+        if (r != -EAGAIN) {
+            r = r ? r : 1;
+            break;
+        }
+        /* Empty: sleep until readable.  Taking in the same crossing loses
+         * nothing to a signal: poll returns at once with EINTR when one
+         * comes, before anything is taken. */
+        r = efxo_poll(o, o->fd, POLLIN, timeout_ms);
+        if (r > 0) {
+            r = 0; /* readable: read again (another reader may be first) */
+            continue;
+        }
+        /* 0: timed out (the caller looks at its deadline); -EINTR; -errno */
+        break;
+    }
+    efxo_leave(o);
+    return r;
+}
+
 static int64_t efx_now_ns(void)
 {
     struct timespec ts;

@@ -80,6 +80,12 @@ uint64_t efx_efd_take(efx_owner_t *o);
 /* Never blocks: 0 with *count; 1 when empty and the fd is blocking (the
  * caller waits); -EAGAIN when empty and non-blocking; -errno. */
 int efx_efd_read(efx_owner_t *o, uint64_t *count);
+/* A read that waits, in one crossing: take the count into *count, sleeping
+ * in poll(2) (close() wakes it) while it is zero.  1 with the count, 0 when
+ * timeout_ms passed, -EINTR (the caller runs handlers and calls again with
+ * the time left), -EAGAIN when timeout_ms < 0 and the fd is non-blocking
+ * (with a timeout it waits whatever the mode), -errno. */
+int efx_efd_wait_read(efx_owner_t *o, int timeout_ms, uint64_t *count);
 /* write(2) of the value: 0, or -errno; efx_efd_signal writes 1. */
 int efx_efd_write(efx_owner_t *o, uint64_t value);
 int efx_efd_signal(efx_owner_t *o);

@@ -25,9 +25,11 @@ __all__ = [
     "check_initval",
     "check_value",
     "deadline",
+    "left_ms",
     "raise_errno",
     "read_again",
     "retry_write",
+    "spin_first",
     "spin_ns",
     "timeout_ms",
     "wait_ready",
@@ -190,7 +192,8 @@ def deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + max(float(timeout), 0.0)
 
 
-def _left_ms(deadline: float | None) -> int:
+def left_ms(deadline: float | None) -> int:
+    """poll(2) milliseconds until *deadline* (None: -1, forever)."""
     return -1 if deadline is None else timeout_ms(deadline - time.monotonic())
 
 
@@ -204,44 +207,55 @@ def wait_ready(
     """Wait until *owner* is ready (a count is pending), at most until
     *deadline*: True, or False once it passed.  Nothing is taken.
 
-    The one waiting loop of every owner.  First a spin of *spin* ns (< 0:
-    the shim's adaptive budget) in slices of at most SPIN_SLICE_NS, then
-    sleeps; all of it counts against the deadline.  Each step is one
-    crossing that looks without taking and returns to Python, so signal
-    handlers run between steps (a raising one leaves with the count still
-    in the counter) and EINTR is retried with the time left (PEP 475).
-    The steps are the shim's (h, spin_ns, limit_ns) and (h, ms, spun_ns);
-    a failure raises through ``owner._fail`` (ValueError once closed).
+    The one waiting loop of every owner: :func:`spin_first`, then sleeps;
+    all of it counts against the deadline.  Each step is one crossing that
+    looks without taking and returns to Python, so signal handlers run
+    between steps (a raising one leaves with the count still in the
+    counter) and EINTR is retried with the time left (PEP 475).  The steps
+    are the shim's (h, spin_ns, limit_ns) and (h, ms, spun_ns); a failure
+    raises through ``owner._fail`` (ValueError once closed).
     """
-    h = owner._h
     start = time.monotonic()
-    if spin and _left_ms(deadline):
-        spin_end = None if spin < 0 else start + spin / 1e9
-        while True:
-            now = time.monotonic()
-            limit = min(
-                SPIN_SLICE_NS / 1e9,
-                math.inf if spin_end is None else spin_end - now,
-                math.inf if deadline is None else deadline - now,
-            )
-            if limit <= 0:
-                break
-            result = spin_step(h, spin, int(limit * 1e9))
-            if result > 0:
-                return True
-            if result < 0:
-                owner._fail(result)
-            if spin_end is None:
-                break  # the adaptive budget fits one slice
-    spun = int((time.monotonic() - start) * 1e9)
+    if spin_first(owner, deadline, spin, spin_step):
+        return True
+    h, spun = owner._h, int((time.monotonic() - start) * 1e9)
     while True:
-        result = sleep_step(h, _left_ms(deadline), spun)
+        result = sleep_step(h, left_ms(deadline), spun)
         if result > 0:
             return True
         if result < 0 and result != -errno.EINTR:
             owner._fail(result)
         if deadline is not None and time.monotonic() >= deadline:
             return False
+
+
+def spin_first(
+    owner: Any, deadline: float | None, spin: int, spin_step: Callable[[Any, int, int], int]
+) -> bool:
+    """Spin *spin* ns (< 0: the shim's adaptive budget), never past
+    *deadline*, in slices of at most SPIN_SLICE_NS (a slice returns to
+    Python, so signal handlers run): True when a count is pending (not
+    taken), False when none came."""
+    if not spin or not left_ms(deadline):
+        return False
+    h = owner._h
+    spin_end = None if spin < 0 else time.monotonic() + spin / 1e9
+    while True:
+        now = time.monotonic()
+        limit = min(
+            SPIN_SLICE_NS / 1e9,
+            math.inf if spin_end is None else spin_end - now,
+            math.inf if deadline is None else deadline - now,
+        )
+        if limit <= 0:
+            return False
+        result = spin_step(h, spin, int(limit * 1e9))
+        if result > 0:
+            return True
+        if result < 0:
+            owner._fail(result)
+        if spin_end is None:
+            return False  # the adaptive budget fits one slice
 
 
 def timeout_ms(timeout: float | None) -> int:

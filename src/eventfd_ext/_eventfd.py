@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from typing import TypeVar
 
 from . import _aio, _core
@@ -211,13 +212,16 @@ class EventFD(FDOwner):
         self.fileno()  # a closed object says so before a bad timeout does
         deadline = _core.deadline(timeout)
         h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
+        # The spin looks without taking (a handler that raises after it
+        # leaves the count); then one crossing sleeps and takes.
+        _core.spin_first(self, deadline, self._spin, _spin_step)
         while True:
-            result = lib.efx_efd_read(h, count)
-            if not result:
+            result = lib.efx_efd_wait_read(h, _core.left_ms(deadline), count)
+            if result > 0:
                 return int(count[0])
-            if result < 0 and not (result == _EAGAIN and timeout is not None):
+            if result < 0 and result != -errno.EINTR:
                 self._fail(result)  # BlockingIOError for a non-blocking fd
-            if not _core.wait_ready(self, deadline, self._spin, _spin_step, _sleep_step):
+            if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"no count within {timeout} s")
 
     def write(self, value: int = 1) -> None:
