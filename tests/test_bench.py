@@ -220,7 +220,7 @@ def test_script_runs_where_python_m_would_import_the_source_tree(
 
 def test_quartiles_and_goal_rows() -> None:
     a = Result.time("per-call", "EventFD.write/read", "", floor=None)
-    b = Result.time("per-call", "shim in do-nothing defs", "", floor=None)
+    b = Result.time("per-call", "owner shim in do-nothing defs", "", floor=None)
     a.samples = [5.0, 1.0, 3.0, 2.0, 4.0]
     b.samples = [2.0, 2.0, 2.0]
     assert a.median == 3.0
@@ -229,10 +229,10 @@ def test_quartiles_and_goal_rows() -> None:
     rows = report.goal_rows([a, b])
     assert rows == [
         {
-            "goal": "EventFD pair vs do-nothing defs around the shim",
+            "goal": "EventFD pair vs do-nothing defs around its shim calls",
             "placement": "",
             "case": "EventFD.write/read",
-            "baseline": "shim in do-nothing defs",
+            "baseline": "owner shim in do-nothing defs",
             "ratio": 1.5,
             "limit": 1.10,
             "met": False,

@@ -102,6 +102,36 @@ def _shim() -> Channel:
     return Channel(names, _fds(a, b))
 
 
+def _owner_shim() -> Channel:
+    from eventfd_ext import EventFD
+    from eventfd_ext._shim import lib
+
+    # EventFD's own calls: each enters and leaves the object's lifecycle
+    # handle, and the read is RWF_NOWAIT (never blocks, so close() can
+    # always wake a waiting read): what the lifecycle costs below Python.
+    a, b = EventFD(), EventFD()
+    names = {"signal": lib.efx_efd_signal, "read": lib.efx_efd_take, "a": a._h, "b": b._h}
+    return Channel(names, _closer(a.close, b.close))
+
+
+def _owner_wrappers() -> Channel:
+    from eventfd_ext import EventFD
+    from eventfd_ext._shim import lib
+
+    signal, read = lib.efx_efd_signal, lib.efx_efd_take
+
+    # A frame around each of EventFD's calls and nothing else.
+    def bare_write(h: Any, value: int) -> object:
+        return signal(h)
+
+    def bare_read(h: Any) -> object:
+        return read(h)
+
+    a, b = EventFD(), EventFD()
+    names = {"write": bare_write, "read": bare_read, "a": a._h, "b": b._h}
+    return Channel(names, _closer(a.close, b.close))
+
+
 def _bare_wrappers() -> Channel:
     from eventfd_ext._shim import lib
 
@@ -233,6 +263,23 @@ def catalogue() -> list[Mechanism]:
             call="write(a, 1); read(a)",
             ping="write(a, 1); read(b)",
             pong="read(a); write(b, 1)",
+        ),
+        # The same for the calls EventFD makes through its lifecycle handle.
+        Mechanism(
+            "owner shim efx_efd_signal/take",
+            "eventfd",
+            _owner_shim,
+            call="signal(a); read(a)",
+            ping=None,
+            pong=None,
+        ),
+        Mechanism(
+            "owner shim in do-nothing defs",
+            "eventfd",
+            _owner_wrappers,
+            call="write(a, 1); read(a)",
+            ping=None,
+            pong=None,
         ),
         # The Doorbell: the count in shared memory, the eventfd only to wake
         # a sleeper; with its default adaptive spin, and never spinning.
