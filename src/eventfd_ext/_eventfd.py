@@ -22,6 +22,7 @@ _write = lib.efx_efd_write
 _signal = lib.efx_efd_signal
 _spin_step = lib.efx_efd_spin
 _sleep_step = lib.efx_efd_sleep
+_wait_read = lib.efx_efd_wait_read
 _EAGAIN = -errno.EAGAIN
 
 
@@ -209,6 +210,14 @@ class EventFD(FDOwner):
 
     def _read_waiting(self, timeout: float | None) -> int:
         # Its own function, so that read() makes no cells on the fast path.
+        if timeout is None and not self._spin:  # the common wait: one crossing
+            h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
+            while True:
+                result = _wait_read(h, -1, count)
+                if result > 0:
+                    return int(count[0])
+                if result != -errno.EINTR:
+                    self._fail(result)  # BlockingIOError for a non-blocking fd
         self.fileno()  # a closed object says so before a bad timeout does
         deadline = _core.deadline(timeout)
         h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
@@ -216,7 +225,7 @@ class EventFD(FDOwner):
         # leaves the count); then one crossing sleeps and takes.
         _core.spin_first(self, deadline, self._spin, _spin_step)
         while True:
-            result = lib.efx_efd_wait_read(h, _core.left_ms(deadline), count)
+            result = _wait_read(h, _core.left_ms(deadline), count)
             if result > 0:
                 return int(count[0])
             if result < 0 and result != -errno.EINTR:
