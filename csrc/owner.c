@@ -399,9 +399,26 @@ static void efxo_unref(struct efx_owner *o)
     }
 }
 
+/* The handle of an object whose own handle was freed (a finalized object
+ * that was resurrected): closed and released for good, so that every call
+ * says closed, and never freed. */
+static int efxo_release_nothing(struct efx_owner *o, int close_fds)
+{
+    return 0;
+}
+
+static const struct efxo_kind efxo_dead_kind = {0, efxo_release_nothing, NULL, NULL};
+static struct efx_owner efxo_dead = {
+    .state = EFXO_CLOSED | EFXO_RELEASED, .ops = &efxo_dead_kind, .fd = -1, .fd2 = -1};
+
+static efx_owner_t *efx_owner_dead(void)
+{
+    return &efxo_dead;
+}
+
 static int efx_owner_free(struct efx_owner *o)
 {
-    if (!o)
+    if (!o || o == &efxo_dead)
         return 0;
     /* The Python object is gone, so no call can be in flight: an object
      * never closed is released now (fds closed). */

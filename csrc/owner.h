@@ -12,9 +12,10 @@
  *   - close() wakes every call of this object that sleeps (in poll, or in
  *     the Doorbell's futex), and each returns -EFX_ECLOSED;
  *   - a forked child does not inherit its parent's calls in flight.
- * The handle's memory lives until the Python object is collected
- * (efx_owner_free, through ffi.gc), so a late call never touches freed
- * memory.
+ * The handle's memory lives until the Python object is finalized (its
+ * __del__ calls efx_owner_free; ffi.gc would not do: in cyclic garbage the
+ * finalizers run in any order, and the handle could go first), so a late
+ * call never touches freed memory.
  *
  * Calling convention as in eventfd_shim.h: >= 0, or -errno, or
  * -EFX_ECLOSED (above every errno).
@@ -48,6 +49,9 @@ int efx_owner_leave(efx_owner_t *o);
  * length, or -errno, or -EFX_ECLOSED. */
 int efx_owner_fdinfo(efx_owner_t *o, char *buf, int size);
 
-/* For ffi.gc: closes the fds of an object never closed, then frees the
- * handle once no watch token refers to it.  0. */
+/* For the object's finalizer: closes the fds of an object never closed,
+ * then frees the handle once no watch token refers to it.  0. */
 int efx_owner_free(efx_owner_t *o);
+/* A handle closed for good and never freed: what a finalized object holds
+ * after efx_owner_free, should it be resurrected and called again. */
+efx_owner_t *efx_owner_dead(void);

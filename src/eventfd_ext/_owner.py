@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any, ClassVar, NoReturn, TypeVar
 
 from . import _aio, _core
-from ._shim import ffi, lib
+from ._shim import lib
 
 __all__ = ["FDOwner"]
 
@@ -38,7 +38,6 @@ _Self = TypeVar("_Self", bound="FDOwner")
 
 _ECLOSED = -lib.EFX_ECLOSED
 _owner_fd = lib.efx_owner_fd
-_owner_free: Callable[[Any], Any] = lib.efx_owner_free  # ffi.gc ignores its result
 
 
 class FDOwner:
@@ -46,7 +45,7 @@ class FDOwner:
 
     __slots__ = ("_h", "__weakref__")
 
-    _h: Any  # efx_owner_t *, freed (its fds closed if still open) with the object
+    _h: Any  # efx_owner_t *, freed (its fds closed if still open) by __del__
     #: Called with every subclass when it is defined (multiprocessing's
     #: pickler matches exact classes, so each one registers; see _reduction).
     _subclass_hooks: ClassVar[list[Callable[[type[FDOwner]], None]]] = []
@@ -64,7 +63,7 @@ class FDOwner:
         half-built: no handle, so nothing to close and nothing to warn of."""
         if result:
             _core.raise_errno(-result)
-        self._h = ffi.gc(out[0], _owner_free)
+        self._h = out[0]
 
     # -- the fd ---------------------------------------------------------
 
@@ -118,17 +117,18 @@ class FDOwner:
     # The default keeps what __del__ needs: at interpreter exit it can run
     # after this module's globals have become None.
     def __del__(self, _warn_unclosed: Any = _core.warn_unclosed, _lib: Any = lib) -> None:
+        # The one owner of the handle's memory.  No call is in flight (it
+        # would hold the object) and no coroutine waits (likewise).  A
+        # subclass that overrides __del__ calls this one.
         h = getattr(self, "_h", None)
-        if h is None or _lib.efx_owner_closed(h):
-            return  # half-built, or closed: nothing to say
+        if h is None:
+            return  # half-built: nothing was made
         try:
-            _warn_unclosed(self, _lib.efx_owner_fd(h))
+            if not _lib.efx_owner_closed(h):
+                _warn_unclosed(self, _lib.efx_owner_fd(h))
         finally:
-            # Now, not when the handle is freed: a warning raised as an
-            # error keeps this frame (and so the handle) alive in its
-            # traceback.  No coroutine waits: one would hold the object.
-            if _lib.efx_owner_close(h, 0) >= 0:
-                _lib.efx_owner_leave(h)
+            self._h = _lib.efx_owner_dead()  # resurrected, it says closed
+            _lib.efx_owner_free(h)  # closes what is still open
 
     def __reduce__(self) -> NoReturn:
         raise TypeError(
