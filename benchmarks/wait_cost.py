@@ -89,9 +89,8 @@ def main() -> None:
         for name, (read, write) in ops.items():
             times[name].append(round_trip(read, write, args.rounds, args.cpu))
     base = statistics.median(times["read(2)"])
-    print(
-        f"process ping-pong on CPU {args.cpu}: {args.runs} runs of {args.rounds:,} round trips, medians"
-    )
+    runs = f"{args.runs} runs of {args.rounds:,} round trips"
+    print(f"process ping-pong on CPU {args.cpu}: {runs}, medians")
     for name, values in times.items():
         median = statistics.median(values)
         print(f"  {name:20s} {median:6.2f} us  {median / base:5.2f}x read(2)")
