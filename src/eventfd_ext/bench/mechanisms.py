@@ -94,60 +94,40 @@ def _eventfd_object() -> Channel:
     return Channel({"a": a, "b": b}, _closer(a.close, b.close))
 
 
-def _shim() -> Channel:
+def _in_defs(signal: Callable[[Any], object], read: Callable[[Any], object]) -> dict[str, Any]:
+    """The least a Python function over a shim call can cost: a frame around
+    the call and nothing else (no error handling at all)."""
+
+    def bare_write(target: Any, value: int) -> object:
+        return signal(target)
+
+    def bare_read(target: Any) -> object:
+        return read(target)
+
+    return {"write": bare_write, "read": bare_read}
+
+
+def _raw_fd_channel(wrapped: bool) -> Channel:
+    # The drop-ins' calls, on raw fd numbers.
     from eventfd_ext._shim import lib
 
     a, b = os.eventfd(0), os.eventfd(0)
-    names = {"signal": lib.efx_signal, "read": lib.efx_take, "a": a, "b": b}
-    return Channel(names, _fds(a, b))
+    calls = {"signal": lib.efx_signal, "read": lib.efx_take}
+    names = _in_defs(calls["signal"], calls["read"]) if wrapped else calls
+    return Channel({**names, "a": a, "b": b}, _fds(a, b))
 
 
-def _owner_shim() -> Channel:
-    from eventfd_ext import EventFD
-    from eventfd_ext._shim import lib
-
+def _owner_channel(wrapped: bool) -> Channel:
     # EventFD's own calls: each enters and leaves the object's lifecycle
     # handle, and the read is RWF_NOWAIT (never blocks, so close() can
     # always wake a waiting read): what the lifecycle costs below Python.
-    a, b = EventFD(), EventFD()
-    names = {"signal": lib.efx_efd_signal, "read": lib.efx_efd_take, "a": a._h, "b": b._h}
-    return Channel(names, _closer(a.close, b.close))
-
-
-def _owner_wrappers() -> Channel:
     from eventfd_ext import EventFD
     from eventfd_ext._shim import lib
 
-    signal, read = lib.efx_efd_signal, lib.efx_efd_take
-
-    # A frame around each of EventFD's calls and nothing else.
-    def bare_write(h: Any, value: int) -> object:
-        return signal(h)
-
-    def bare_read(h: Any) -> object:
-        return read(h)
-
     a, b = EventFD(), EventFD()
-    names = {"write": bare_write, "read": bare_read, "a": a._h, "b": b._h}
-    return Channel(names, _closer(a.close, b.close))
-
-
-def _bare_wrappers() -> Channel:
-    from eventfd_ext._shim import lib
-
-    signal, read = lib.efx_signal, lib.efx_take
-
-    # The least a Python function over the shim can cost: a frame around the
-    # call and nothing else (no error handling at all).
-    def bare_write(fd: int, value: int) -> object:
-        return signal(fd)
-
-    def bare_read(fd: int) -> object:
-        return read(fd)
-
-    a, b = os.eventfd(0), os.eventfd(0)
-    names = {"write": bare_write, "read": bare_read, "a": a, "b": b}
-    return Channel(names, _fds(a, b))
+    calls = {"signal": lib.efx_efd_signal, "read": lib.efx_efd_take}
+    names = _in_defs(calls["signal"], calls["read"]) if wrapped else calls
+    return Channel({**names, "a": a._h, "b": b._h}, _closer(a.close, b.close))
 
 
 def _pipe() -> Channel:
@@ -251,7 +231,7 @@ def catalogue() -> list[Mechanism]:
         Mechanism(
             "shim lib.efx_signal/take",
             "eventfd",
-            _shim,
+            lambda: _raw_fd_channel(wrapped=False),
             call="signal(a); read(a)",
             ping="signal(a); read(b)",
             pong="read(a); signal(b)",
@@ -259,7 +239,7 @@ def catalogue() -> list[Mechanism]:
         Mechanism(
             "shim in do-nothing defs",
             "eventfd",
-            _bare_wrappers,
+            lambda: _raw_fd_channel(wrapped=True),
             call="write(a, 1); read(a)",
             ping="write(a, 1); read(b)",
             pong="read(a); write(b, 1)",
@@ -268,7 +248,7 @@ def catalogue() -> list[Mechanism]:
         Mechanism(
             "owner shim efx_efd_signal/take",
             "eventfd",
-            _owner_shim,
+            lambda: _owner_channel(wrapped=False),
             call="signal(a); read(a)",
             ping=None,
             pong=None,
@@ -276,7 +256,7 @@ def catalogue() -> list[Mechanism]:
         Mechanism(
             "owner shim in do-nothing defs",
             "eventfd",
-            _owner_wrappers,
+            lambda: _owner_channel(wrapped=True),
             call="write(a, 1); read(a)",
             ping=None,
             pong=None,
