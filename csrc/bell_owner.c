@@ -34,7 +34,15 @@ static void efxd_free(struct efx_owner *o)
     efx_bell_detach(o->bell);
 }
 
-static const struct efxo_kind efxd_kind = {EFX_KIND_DOORBELL, efxd_release, efxd_wake, efxd_free};
+static int efxd_fds(struct efx_owner *o, int *out)
+{
+    out[0] = o->fd2; /* the memfd, then the eventfd: from_fds's order */
+    out[1] = o->fd;
+    return 2;
+}
+
+static const struct efxo_kind efxd_kind = {EFX_KIND_DOORBELL, efxd_release, efxd_wake, efxd_free,
+                                           efxd_fds};
 
 static int efxd_cancelled(void *o)
 {

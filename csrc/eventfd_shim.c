@@ -90,7 +90,13 @@ static int efxe_release(struct efx_owner *o, int close_fds)
     return err;
 }
 
-static const struct efxo_kind efxe_kind = {EFX_KIND_EVENTFD, efxe_release, NULL, NULL};
+static int efxe_fds(struct efx_owner *o, int *out)
+{
+    out[0] = o->fd;
+    return 1;
+}
+
+static const struct efxo_kind efxe_kind = {EFX_KIND_EVENTFD, efxe_release, NULL, NULL, efxe_fds};
 
 static int efx_efd_adopt(int fd, efx_owner_t **out)
 {

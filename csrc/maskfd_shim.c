@@ -1294,6 +1294,8 @@ static int mfx_attach(int memfd, int a, int b, struct mfx_handle **out)
 
 static int mfx_limits(struct mfx_handle *h)
 {
+    if (!h)
+        return -EBADF; /* a finalized MaskFD (resurrected): closed */
     uint32_t s, c;
     int r = mfx_lock(h);
     if (r)
@@ -1374,6 +1376,8 @@ static int mfx_refused(int err, uint32_t bits)
 static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bits,
                       int set_data, uint64_t data)
 {
+    if (!h)
+        return -EBADF; /* a finalized MaskFD (resurrected): closed */
     if ((clear_bits | set_bits) & ~(uint32_t)MFX_VALID)
         return -EINVAL;
     struct mfx_shared *sh = h->sh;
@@ -1454,6 +1458,8 @@ static int mfx_clear(struct mfx_handle *h, uint32_t bits)
 
 static int mfx_get(struct mfx_handle *h, struct mfx_pair *out)
 {
+    if (!h)
+        return -EBADF; /* a finalized MaskFD (resurrected): closed */
     int r = mfx_lock(h);
     if (r)
         return r;
@@ -1469,25 +1475,31 @@ static int mfx_get(struct mfx_handle *h, struct mfx_pair *out)
 
 /* --- bookkeeping ------------------------------------------------------- */
 
-static int mfx_kind(struct mfx_handle *h) { return h->ops->kind; }
-static int mfx_peer_travels(struct mfx_handle *h) { return h->ops->peer_travels; }
-static int mfx_fd(struct mfx_handle *h) { return h->closed ? -1 : h->a; }
-static int mfx_peer_fd(struct mfx_handle *h) { return h->closed ? -1 : h->b; }
-static int mfx_memfd(struct mfx_handle *h) { return h->closed ? -1 : h->memfd; }
+static int mfx_kind(struct mfx_handle *h) { return h ? h->ops->kind : -EBADF; }
+static int mfx_peer_travels(struct mfx_handle *h) { return h ? h->ops->peer_travels : -EBADF; }
+static int mfx_fd(struct mfx_handle *h) { return !h || h->closed ? -1 : h->a; }
+static int mfx_peer_fd(struct mfx_handle *h) { return !h || h->closed ? -1 : h->b; }
+static int mfx_memfd(struct mfx_handle *h) { return !h || h->closed ? -1 : h->memfd; }
 
 static int mfx_syscalls(struct mfx_handle *h, uint64_t *out)
 {
+    if (!h)
+        return -EBADF; /* a finalized MaskFD (resurrected): closed */
     *out = __atomic_load_n(&h->sh->syscalls, __ATOMIC_RELAXED);
     return 0;
 }
 
 static int mfx_recoveries(struct mfx_handle *h)
 {
+    if (!h)
+        return -EBADF; /* a finalized MaskFD (resurrected): closed */
     return (int)(__atomic_load_n(&h->sh->recoveries, __ATOMIC_RELAXED) & 0x7fffffff);
 }
 
 static int mfx_mark_shared(struct mfx_handle *h, int in_child)
 {
+    if (!h)
+        return -EBADF; /* a finalized MaskFD (resurrected): closed */
     if (h->closed)
         return -EBADF;
     __atomic_store_n(&h->sh->shared, 1, __ATOMIC_RELEASE);
@@ -1525,6 +1537,8 @@ static int mfx_thread_here(uint32_t tid)
 
 static int mfx_close(struct mfx_handle *h)
 {
+    if (!h)
+        return -EBADF; /* a finalized MaskFD (resurrected): closed */
     /* First: from here on no call of this handle starts a change (each
      * looks at closed once it has the lock). */
     __atomic_store_n(&h->closed, 1, __ATOMIC_SEQ_CST);
@@ -1582,7 +1596,19 @@ static void mfxo_free(struct efx_owner *o)
     mfx_free(o->mask);
 }
 
-static const struct efxo_kind mfxo_kind = {EFX_KIND_MASKFD, mfxo_release, NULL, mfxo_free};
+static int mfxo_fds(struct efx_owner *o, int *out)
+{
+    struct mfx_handle *h = o->mask;
+    int n = 0;
+    out[n++] = h->memfd;
+    out[n++] = h->a;
+    if (h->b >= 0 && h->ops->peer_travels) /* a pipe's writer stays here */
+        out[n++] = h->b;
+    return n;
+}
+
+static const struct efxo_kind mfxo_kind = {EFX_KIND_MASKFD, mfxo_release, NULL, mfxo_free,
+                                           mfxo_fds};
 
 static int mfx_own(struct mfx_handle *h, efx_owner_t **out)
 {

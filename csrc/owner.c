@@ -65,6 +65,9 @@ struct efxo_kind {
     void (*wake)(struct efx_owner *o);
     /* Free the kind's own memory, once nothing refers to the handle. */
     void (*free)(struct efx_owner *o);
+    /* The fds that make the object, in from_fds's order, into out (room
+     * for 3): how many.  Called inside a call (entered). */
+    int (*fds)(struct efx_owner *o, int *out);
 };
 
 /* A call asleep in poll(2), listed in its owner so that close() can wake
@@ -365,6 +368,48 @@ static int efx_owner_leave(struct efx_owner *o)
     return efxo_leave(o);
 }
 
+static int efx_owner_fds(struct efx_owner *o, int *out, int dup)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    int n = o->ops->fds(o, out);
+    /* Duplicated inside the call, so that a close() racing it cannot
+     * have the numbers go to other files first. */
+    for (int i = 0; dup && i < n; i++) {
+        int d = fcntl(out[i], F_DUPFD_CLOEXEC, 0);
+        if (d < 0) {
+            r = -errno;
+            while (i--)
+                close(out[i]);
+            break;
+        }
+        out[i] = d;
+    }
+    efxo_leave(o);
+    return r ? r : n;
+}
+
+/* Wait, up to timeout_ms, until the calls in flight other than the closer
+ * itself have left (they were woken): so that once close() returns no call
+ * of the object is left to close a number the caller may have reused.  0,
+ * or -ETIMEDOUT (a call stuck where nothing wakes it: the documented EventFD
+ * write at the maximum). */
+static int efx_owner_settle(struct efx_owner *o, int timeout_ms)
+{
+    struct timespec nap = {0, 20000};
+    int64_t naps = (int64_t)timeout_ms * 50;
+    for (int64_t i = 0;; i++) {
+        uint64_t s = atomic_load_explicit(&o->state, memory_order_acquire);
+        if ((s & EFXO_CALLS_MASK) <= 1 ||
+            ((s >> EFXO_GEN_SHIFT) & EFXO_GEN_MASK) != efxo_gen())
+            return 0;
+        if (i >= naps)
+            return -ETIMEDOUT;
+        nanosleep(&nap, NULL);
+    }
+}
+
 static int efx_owner_fdinfo(struct efx_owner *o, char *buf, int size)
 {
     int r = efxo_enter(o);
@@ -407,7 +452,7 @@ static int efxo_release_nothing(struct efx_owner *o, int close_fds)
     return 0;
 }
 
-static const struct efxo_kind efxo_dead_kind = {0, efxo_release_nothing, NULL, NULL};
+static const struct efxo_kind efxo_dead_kind = {0, efxo_release_nothing, NULL, NULL, NULL};
 static struct efx_owner efxo_dead = {
     .state = EFXO_CLOSED | EFXO_RELEASED, .ops = &efxo_dead_kind, .fd = -1, .fd2 = -1};
 

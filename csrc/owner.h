@@ -41,9 +41,19 @@ int efx_owner_kind(efx_owner_t *o);
  * fds open, as a call in flight, until efx_owner_leave(o): the asyncio
  * support lets its loops unregister the fd first. */
 int efx_owner_close(efx_owner_t *o, int detach);
+/* After efx_owner_close: wait up to timeout_ms until the woken calls have
+ * left, so that none is left to close a number after close() returns.  0,
+ * or -ETIMEDOUT (a call nothing can wake; it closes the fd as it leaves). */
+int efx_owner_settle(efx_owner_t *o, int timeout_ms);
 /* Leave: 0, or the -errno of a close(2) that failed if this was the last
  * call out (EBADF: the fd was closed behind the object's back). */
 int efx_owner_leave(efx_owner_t *o);
+
+/* The fds that make the object, in from_fds's order (room for 3), as
+ * they are, or (dup) duplicated close-on-exec inside the call, so that a
+ * close() racing it cannot hand over another file's number: how many, or
+ * -errno, or -EFX_ECLOSED. */
+int efx_owner_fds(efx_owner_t *o, int *out, int dup);
 
 /* /proc/self/fdinfo of the pollable fd into buf (NUL-terminated): the
  * length, or -errno, or -EFX_ECLOSED. */

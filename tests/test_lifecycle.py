@@ -412,3 +412,117 @@ def test_a_half_built_object_never_warns(owner: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "unclosed" not in result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# -- what the outside tests found ------------------------------------------
+
+
+@pytest.mark.parametrize("owner", OWNERS)
+def test_an_object_resurrected_after_its_finalizer_says_closed(owner: str) -> None:
+    """A reference cycle whose other member saves the object in its __del__
+    brings it back after its own __del__ freed the handle: every call then
+    raises ValueError (in a child: a crash must not take pytest down)."""
+    code = textwrap.dedent(
+        f"""
+        import gc
+        from eventfd_ext import {owner} as cls
+        saved = []
+        class Holder:
+            def __del__(self):
+                saved.append(self.things)
+        things = [cls()]
+        holder = Holder()
+        holder.things = things
+        things.append(holder)
+        del things, holder
+        import warnings; warnings.simplefilter("ignore")
+        gc.collect()
+        obj = saved.pop()[0]
+        if "{owner}" == "MaskFD":
+            calls = [lambda: obj.update(set=1), lambda: obj.write(1, 2), lambda: obj.set(1),
+                     lambda: obj.clear(1), lambda: obj.write_bytes(bytes(12)), obj.read]
+        else:
+            calls = [lambda: obj.write(1), obj.try_read, lambda: obj.read(timeout=0)]
+        for call in calls + [obj.fileno, obj.fds]:
+            try:
+                call()
+            except ValueError:
+                continue
+            raise SystemExit(f"{{call}} did not raise ValueError")
+        assert "closed" in repr(obj)
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("owner", OWNERS)
+def test_an_object_made_without_init_says_closed(owner: str) -> None:
+    cls: Any = OWNERS[owner]
+    obj = cls.__new__(cls)
+    assert "closed" in repr(obj)
+    assert obj.closed
+    for call in (obj.fileno, obj.fds):
+        with pytest.raises(ValueError):
+            call()
+    obj.close()  # nothing to close
+
+
+def test_a_number_reused_after_close_returns_is_never_closed_by_a_woken_call() -> None:
+    """close() returns only once the calls it woke have left: a caller that
+    reuses the number at once (dup2 onto it) keeps its file."""
+    for _ in range(20):
+        ev = EventFD()
+        number = ev.fileno()
+        thread, outcome = _run_until_blocked(ev.read)
+        ev.close()
+        sentinel = os.eventfd(77)  # takes the number if it is free already
+        if sentinel != number:
+            os.dup2(sentinel, number)
+            os.close(sentinel)
+        thread.join(WAKE_BOUND)
+        try:
+            assert isinstance(outcome[0], ValueError)
+            assert os.eventfd_read(number) == 77, "the woken call closed the reused number"
+        finally:
+            os.close(number)
+
+
+def test_pickling_for_multiprocessing_racing_close_never_carries_another_file() -> None:
+    """The fds travel as duplicates made inside one call of the object: a
+    close() racing the pickling, with the number taken at once, makes the
+    pickling fail with ValueError, never carry the new file."""
+    from multiprocessing.reduction import ForkingPickler
+
+    for _ in range(300):
+        ev = EventFD(5)
+        pickled: list[bytes] = []
+        errors: list[BaseException] = []
+
+        def dump(
+            ev: EventFD = ev, pickled: list[bytes] = pickled, errors: list[Any] = errors
+        ) -> None:
+            try:
+                pickled.append(bytes(ForkingPickler.dumps(ev)))
+            except ValueError:
+                pass
+            except BaseException as e:
+                errors.append(e)
+
+        thread = threading.Thread(target=dump)
+        thread.start()
+        ev.close()
+        taken = [os.eventfd(99) for _ in range(2)]
+        thread.join()
+        try:
+            assert not errors, errors
+            for data in pickled:
+                with ForkingPickler.loads(data) as copy:
+                    assert copy.peek() == 5, "the pickle carried the file that took the number"
+        finally:
+            for fd in taken:
+                os.close(fd)

@@ -128,16 +128,6 @@ class Doorbell(FDOwner):
         self._own(result, out)
         return self
 
-    def fds(self) -> tuple[int, int]:
-        """The two fds that make this Doorbell, ``(memfd, eventfd)``: the
-        shared page holding the counter, and the wake-up channel
-        (``fileno()``).  For ``subprocess`` ``pass_fds``; the child adopts
-        them with :meth:`from_fds`.  Still owned by this object."""
-        memfd: int = lib.efx_db_memfd(self._h)
-        if memfd < 0:
-            self._raise_closed()
-        return memfd, self.fileno()
-
     def _modes(self) -> dict[str, object]:
         return {"nonblocking": self._nonblocking, "spin": self.spin}
 

@@ -110,12 +110,6 @@ class EventFD(FDOwner):
         self._own(lib.efx_efd_adopt(fd, out), out)
         return self
 
-    def fds(self) -> tuple[int]:
-        """The fds that make this object, ``(eventfd,)``: for ``subprocess``
-        ``pass_fds``; the child adopts them with :meth:`from_fds`.  Still
-        owned by this object."""
-        return (self.fileno(),)
-
     @classmethod
     def from_fds(cls: type[_E], fd: int, *, spin: float = 0.0) -> _E:
         """:meth:`from_fd`, in the protocol every owner shares with

@@ -192,14 +192,18 @@ class MaskFD(FDOwner):
 
         The state counts as shared from here on, as after a fork: another
         process may hold the peer, so a ``stream`` ERR is refused."""
-        handle = self._handle()
-        lib.mfx_mark_shared(handle, 0)
-        memfd, fd, peer = lib.mfx_memfd(handle), lib.mfx_fd(handle), lib.mfx_peer_fd(handle)
-        if memfd < 0 or fd < 0:  # closed by another thread meanwhile
-            self._raise_closed()
-        if peer >= 0 and lib.mfx_peer_travels(handle) == 1:
-            return memfd, fd, peer
-        return memfd, fd
+        lib.mfx_mark_shared(self._handle(), 0)
+        return super().fds()
+
+    def _dup_fds(self) -> list[int]:
+        lib.mfx_mark_shared(self._handle(), 0)  # as fds(): another process will hold them
+        return super()._dup_fds()
+
+    def __del__(self, _base: Any = FDOwner.__del__, _null: Any = ffi.NULL) -> None:
+        try:
+            _base(self)
+        finally:
+            self._m = _null  # freed with the handle: a resurrected MaskFD says closed
 
     @property
     def backing(self) -> Backing:
@@ -215,9 +219,10 @@ class MaskFD(FDOwner):
         # keep the lock.  (An exception a signal handler raises in here
         # still goes through; warn_unclosed copes with interpreter exit.)
         name = type(self).__name__
-        fd, handle = lib.efx_owner_fd(self._h), self._m  # valid while the object is
+        fd = lib.efx_owner_fd(self._h)
         if fd < 0:
             return f"<{name} [closed]>"
+        handle = self._m  # valid while the object is
         record = BY_KIND.get(lib.mfx_kind(handle))
         out = _new("struct mfx_pair *")
         for _ in range(3):  # a slice each: a stopped holder makes it "busy"

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any, ClassVar, NoReturn, TypeVar
 
 from . import _aio, _core
-from ._shim import lib
+from ._shim import ffi, lib
 
 __all__ = ["FDOwner"]
 
@@ -38,6 +38,11 @@ _Self = TypeVar("_Self", bound="FDOwner")
 
 _ECLOSED = -lib.EFX_ECLOSED
 _owner_fd = lib.efx_owner_fd
+#: The handle of an object not (yet, or any more) built: closed for good.
+_DEAD = lib.efx_owner_dead()
+#: How long close() waits for the calls it woke to leave (they take well
+#: under a millisecond; only a call nothing can wake takes longer).
+_SETTLE_MS = 1000
 
 
 class FDOwner:
@@ -56,6 +61,11 @@ class FDOwner:
         super().__init_subclass__(**kwargs)
         for hook in FDOwner._subclass_hooks:
             hook(cls)
+
+    def __new__(cls: type[_Self], *args: Any, **kwargs: Any) -> _Self:
+        self = super().__new__(cls)
+        self._h = _DEAD  # until built: every call says closed, nothing warns
+        return self
 
     def _own(self, result: int, out: Any) -> None:
         """Take the handle a shim's create or adopt call made (*result* 0)
@@ -94,6 +104,9 @@ class FDOwner:
         fd: int = lib.efx_owner_close(h, detach)
         if fd < 0:
             return -1
+        # The calls it woke leave first, so that none is left to close a
+        # number once close() has returned (Go's FD.Close waits likewise).
+        lib.efx_owner_settle(h, _SETTLE_MS)
         def leave() -> None:  # the last call out closes: EBADF if closed behind our back
             result = lib.efx_owner_leave(h)
             if result:
@@ -121,7 +134,7 @@ class FDOwner:
         # would hold the object) and no coroutine waits (likewise).  A
         # subclass that overrides __del__ calls this one.
         h = getattr(self, "_h", None)
-        if h is None:
+        if h is None or h == _lib.efx_owner_dead():
             return  # half-built: nothing was made
         try:
             if not _lib.efx_owner_closed(h):
@@ -143,7 +156,24 @@ class FDOwner:
     # from_fds needs beside the fds to rebuild this object's modes.
 
     def fds(self) -> tuple[int, ...]:
-        raise NotImplementedError
+        """The fds that make this object, in :meth:`from_fds`'s order: for
+        ``subprocess`` ``pass_fds``; the child adopts them with
+        ``from_fds(*fds)``.  Still owned by this object; ValueError once
+        closed, never -1."""
+        return tuple(self._fds(dup=False))
+
+    def _dup_fds(self) -> list[int]:
+        """Duplicates of :meth:`fds`, made inside one call of the object (a
+        close() racing it cannot hand over a number another file took);
+        the caller closes them.  For passing the object on."""
+        return self._fds(dup=True)
+
+    def _fds(self, dup: bool) -> list[int]:
+        out = ffi.new("int[3]")
+        n: int = lib.efx_owner_fds(self._h, out, dup)
+        if n < 0:
+            self._fail(n)
+        return [int(out[i]) for i in range(n)]
 
     def _modes(self) -> dict[str, Any]:
         return {}

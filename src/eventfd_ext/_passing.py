@@ -101,7 +101,12 @@ def send_maskfd(sock: socket.socket, mask: MaskFD) -> None:
 def _send(sock: socket.socket, owner: FDOwner, kind: _Kind) -> None:
     if not isinstance(owner, kind.cls):
         raise TypeError(f"{kind.sender}() expected {kind.what}, got {type(owner).__name__}")
-    socket.send_fds(sock, [kind.marker], list(owner.fds()))
+    fds = owner._dup_fds()  # made inside one call of the object: no racing close
+    try:
+        socket.send_fds(sock, [kind.marker], fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 # -- receiving ------------------------------------------------------------

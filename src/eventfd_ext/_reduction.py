@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from multiprocessing import reduction as _mp_reduction
+from multiprocessing.context import get_spawning_popen
+from multiprocessing.util import Finalize
 from typing import Any
 
 from ._owner import FDOwner
@@ -56,7 +58,20 @@ def _restore(owner: FDOwner, state: dict[str, Any] | None) -> None:
 def _reduce(owner: FDOwner) -> _Reduced:
     # DupFd hands each fd to the child process being started (spawn,
     # forkserver) or, for a Pipe/Queue, to multiprocessing's resource sharer.
-    dupfds = tuple(_mp_reduction.DupFd(fd) for fd in owner.fds())
+    fds = owner._dup_fds()  # ours, made inside one call of the object
+    popen = get_spawning_popen()
+    if popen is not None:
+        # spawn and forkserver pass the numbers when they launch the child:
+        # ours stay open until that Popen goes.
+        for fd in fds:
+            Finalize(popen, os.close, (fd,))
+        dupfds = tuple(_mp_reduction.DupFd(fd) for fd in fds)
+    else:
+        try:
+            dupfds = tuple(_mp_reduction.DupFd(fd) for fd in fds)  # each dups again
+        finally:
+            for fd in fds:
+                os.close(fd)
     return _rebuild, (type(owner), dupfds, owner._modes(), _state(owner))
 
 
