@@ -10,6 +10,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -856,8 +857,10 @@ def test_spinning_read_gets_a_count_written_later(timeout: float | None, sleeps_
 
 
 def test_spinning_read_on_a_nonblocking_fd_raises_at_once() -> None:
-    with EventFD(nonblocking=True, spin=1.0) as efd:  # 1 s would show
+    with EventFD(nonblocking=True, spin=1.0) as efd:
+        start = time.monotonic()
         with pytest.raises(BlockingIOError):
             efd.read()
+        assert time.monotonic() - start < 0.5, "a non-blocking fd spun its 1 s budget"
         with pytest.raises(TimeoutError):
             efd.read(timeout=0)

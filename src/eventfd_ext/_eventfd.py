@@ -215,6 +215,12 @@ class EventFD(FDOwner):
         self.fileno()  # a closed object says so before a bad timeout does
         deadline = _core.deadline(timeout)
         h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
+        if timeout is None:  # a non-blocking fd raises at once, never spins
+            result = lib.efx_efd_read(h, count)
+            if not result:
+                return int(count[0])
+            if result < 0:
+                self._fail(result)
         # The spin looks without taking (a handler that raises after it
         # leaves the count); then one crossing sleeps and takes.
         _core.spin_first(self, deadline, self._spin, _spin_step)
