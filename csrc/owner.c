@@ -248,6 +248,17 @@ static void efxo_unlock_sleepers(struct efx_owner *o)
     atomic_store_explicit(&o->sleepers_lock, efxo_gen() << 1, memory_order_release);
 }
 
+static void efxo_unlist(struct efx_owner *o, struct efxo_sleeper *me)
+{
+    efxo_lock_sleepers(o);
+    for (struct efxo_sleeper **p = &o->sleepers; *p; p = &(*p)->next)
+        if (*p == me) {
+            *p = me->next;
+            break;
+        }
+    efxo_unlock_sleepers(o);
+}
+
 /* List this thread as a sleeper of o: its wake fd, or -errno, or
  * -EFX_ECLOSED (then not listed: close() may have passed already). */
 static int efxo_sleep_begin(struct efx_owner *o, struct efxo_sleeper *me)
@@ -263,13 +274,7 @@ static int efxo_sleep_begin(struct efx_owner *o, struct efxo_sleeper *me)
     /* close() sets CLOSED, then walks the list under the lock: either it
      * finds us there, or we see CLOSED here. */
     if (efxo_closed(o)) {
-        efxo_lock_sleepers(o);
-        for (struct efxo_sleeper **p = &o->sleepers; *p; p = &(*p)->next)
-            if (*p == me) {
-                *p = me->next;
-                break;
-            }
-        efxo_unlock_sleepers(o);
+        efxo_unlist(o, me);
         return -EFX_ECLOSED;
     }
     return w;
@@ -277,13 +282,7 @@ static int efxo_sleep_begin(struct efx_owner *o, struct efxo_sleeper *me)
 
 static void efxo_sleep_end(struct efx_owner *o, struct efxo_sleeper *me)
 {
-    efxo_lock_sleepers(o);
-    for (struct efxo_sleeper **p = &o->sleepers; *p; p = &(*p)->next)
-        if (*p == me) {
-            *p = me->next;
-            break;
-        }
-    efxo_unlock_sleepers(o);
+    efxo_unlist(o, me);
     /* A wake written for us is only written while we are listed: drain
      * it, so that the thread's next sleep (on any object) is not cut. */
     uint64_t token;
@@ -341,11 +340,6 @@ static int efx_owner_fd(struct efx_owner *o)
 static int efx_owner_closed(struct efx_owner *o)
 {
     return efxo_closed(o);
-}
-
-static int efx_owner_kind(struct efx_owner *o)
-{
-    return o->ops->kind;
 }
 
 static int efx_owner_close(struct efx_owner *o, int detach)

@@ -22,9 +22,6 @@
  */
 
 #define EFX_ECLOSED ...
-#define EFX_KIND_EVENTFD ...
-#define EFX_KIND_DOORBELL ...
-#define EFX_KIND_MASKFD ...
 
 typedef struct efx_owner efx_owner_t;
 
@@ -32,8 +29,6 @@ typedef struct efx_owner efx_owner_t;
 int efx_owner_fd(efx_owner_t *o);
 /* 1 once close() or detach() has begun, else 0. */
 int efx_owner_closed(efx_owner_t *o);
-/* EFX_KIND_EVENTFD, EFX_KIND_DOORBELL or EFX_KIND_MASKFD. */
-int efx_owner_kind(efx_owner_t *o);
 
 /* Begin closing (detach: give the fds up instead of closing them): new
  * calls fail, sleepers are woken.  Returns the fd if this call closed it,

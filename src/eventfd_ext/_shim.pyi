@@ -35,15 +35,10 @@ class _FFI:
 
 class _Lib:
     EFX_ECLOSED: int
-    EFX_KIND_EVENTFD: int
-    EFX_KIND_DOORBELL: int
-    EFX_KIND_MASKFD: int
     @staticmethod
     def efx_owner_fd(o: _Owner, /) -> int: ...
     @staticmethod
     def efx_owner_closed(o: _Owner, /) -> int: ...
-    @staticmethod
-    def efx_owner_kind(o: _Owner, /) -> int: ...
     @staticmethod
     def efx_owner_close(o: _Owner, detach: int, /) -> int: ...
     @staticmethod
