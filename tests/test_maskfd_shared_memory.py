@@ -472,8 +472,10 @@ def test_a_peer_scribbling_on_the_page_never_crashes_or_wedges_a_holder(
             f"(negative: killed by that signal)\n{err[-3000:]}"
         )
         report = json.loads(out.splitlines()[-1])
-        print(f"{backing} seed {seed}: {rounds} scribbles, {left * 1000:.0f} ms to leave "
-              f"at Ctrl-C, {report}")
+        print(
+            f"{backing} seed {seed}: {rounds} scribbles, {left * 1000:.0f} ms to leave "
+            f"at Ctrl-C, {report}"
+        )
         assert left < 2.0, f"{left:.2f} s to leave after Ctrl-C"
         assert report["ops"] >= 50, report  # it kept making calls
 

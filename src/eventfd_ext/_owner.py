@@ -107,6 +107,7 @@ class FDOwner:
         # The calls it woke leave first, so that none is left to close a
         # number once close() has returned (Go's FD.Close waits likewise).
         lib.efx_owner_settle(h, _SETTLE_MS)
+
         def leave() -> None:  # the last call out closes: EBADF if closed behind our back
             result = lib.efx_owner_leave(h)
             if result:

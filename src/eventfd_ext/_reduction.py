@@ -95,6 +95,7 @@ def _rebuild(
 
 # -- registration ----------------------------------------------------------------
 
+
 def _register(cls: type[FDOwner]) -> None:
     """Register *cls* with multiprocessing's pickler (which matches exact
     classes); the base itself owns nothing."""
