@@ -1,6 +1,6 @@
 """CI as named steps: each nox session runs alone (``nox -s NAME``) and says
-what it proves.  ``.ci/run`` and the GitHub workflow run the same sessions
-(the workflow leaves tests-3.14 and tests-3.14t to cibuildwheel's test step).
+what it proves.  ``.ci/run`` runs every session of ``nox.options.sessions``,
+and the GitHub workflow runs the same list, one job each (``.ci/matrix.py``).
 
 Interpreters are found under pyenv (``$(pyenv root)/versions/3.X.*/bin/python3``),
 then, for a version whose source tarball ``../shared/cpython`` holds (3.14 and
@@ -36,6 +36,11 @@ MAIN_PYTHON = "3.11"
 # The tests session that also measures branch coverage.
 COVERAGE_PYTHON = "3.11"
 
+# The development tools' pinned versions, for every pip that nox runs (the
+# venvs' pips inherit it from the environment).
+CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
+os.environ.setdefault("PIP_CONSTRAINT", str(CONSTRAINTS))
+
 nox.options.error_on_missing_interpreters = True
 # Venvs and builds live outside the checkout (--envdir overrides): .ci/sanitize
 # copies the tree, and a tree holding venvs would be slow to copy.
@@ -49,6 +54,7 @@ nox.options.sessions = [
     "wheel",
     *(f"tests-{v}" for v in PYTHONS),
     "sanitize",
+    "tsan",
     "docs",
     "bench-smoke",
     "plot",
