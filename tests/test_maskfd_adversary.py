@@ -76,6 +76,27 @@ def stop_while_holding(m: MaskFD, pid: int) -> bool:
     return False
 
 
+def fork_stopped_holder(m: MaskFD) -> int:
+    """Fork a child that holds *m*'s lock and is stopped there, every time:
+    it writes its thread id into the lock word (the lock's whole state, so
+    this is a holder to every waiter) and stops itself.  Once continued it
+    exits, a holder that died holding the lock.  (A stop timed from outside,
+    as stop_while_holding does, can miss for seconds on a loaded machine.)"""
+    memfd = lib.mfx_memfd(m._m)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            with mmap.mmap(memfd, 4096) as page:
+                struct.pack_into("i", page, 0, os.getpid())
+            os.kill(os.getpid(), signal.SIGSTOP)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), status
+    assert lock_holder(m) == pid
+    return pid
+
+
 def kill_and_reap(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
@@ -314,10 +335,9 @@ def _entry_points(m: MaskFD) -> dict[str, Callable[[], object]]:
 @pytest.mark.parametrize("entry", list(_entry_points(MaskFD.__new__(MaskFD))))
 def test_raising_handler_gets_out_of_a_wait_for_a_stopped_holder(entry: str) -> None:
     with MaskFD(backing="stream") as m:
-        pid = fork_looping(lambda: (m.write(IN, 1), m.write(0, 2)))  # type: ignore[arg-type, func-returns-value]
+        pid = fork_stopped_holder(m)
         resume = None
         try:
-            assert stop_while_holding(m, pid), "the child never held the lock"
 
             def raise_alarm(signum: int, frame: Any) -> None:
                 raise Alarm
@@ -358,9 +378,8 @@ def test_close_does_not_wait_for_a_stopped_holder_in_another_process(backing: Ba
     (ValueError-free, but a close() that never returns)."""
     with MaskFD(backing=backing) as m:
         fds = [m.fileno(), lib.mfx_memfd(m._m)]
-        pid = fork_looping(lambda: (m.write(IN, 1), m.write(0, 2)))  # type: ignore[arg-type, func-returns-value]
+        pid = fork_stopped_holder(m)
         try:
-            assert stop_while_holding(m, pid), "the child never held the lock"
             closer = threading.Thread(target=m.close, daemon=True)
             started = time.monotonic()
             closer.start()
