@@ -29,6 +29,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "shlock.c"
+
 #define MFX_STREAM 1
 #define MFX_DGRAM 2
 #define MFX_PIPE 3
@@ -70,7 +72,7 @@ struct mfx_pipe_state {
  * handle, in this process's own memory. */
 struct mfx_shared {
     /* First, so that the tests read the holder from it: 0 when free, else
-     * the holder's thread id, with MFX_LOCK_WAITERS when someone may sleep
+     * the holder's thread id, with EFX_SHLOCK_WAITERS when someone may sleep
      * on it (the FUTEX_TID_MASK / FUTEX_WAITERS layout). */
     uint32_t lock;
     uint32_t magic, kind;
@@ -957,143 +959,11 @@ static void mfx_check(struct mfx_handle *h)
     sh->need_resync = 1;
 }
 
-/* --- the lock ---------------------------------------------------------------
- *
- * A futex word holding the holder's thread id, not a pthread mutex: glibc's
- * robust process-shared mutex keeps its kind, its owner and the pointers of
- * its robust list in the shared page, and a holder that finds them
- * scribbled follows those pointers (SIGSEGV) or takes the priority-protect
- * path and fails an assertion (SIGABRT).  Here the word is the only shared
- * input, and any value is safe: free (0), this very thread (which is
- * waiting, so holds nothing: a lie), a thread that is gone, or a live
- * thread, which is waited for in slices that Ctrl-C can cut.
- *
- * A holder killed inside a change leaves its id in the word.  A waiter that
- * has waited MFX_CHECK_NS asks whether that thread still lives (kill(tid,
- * 0), and /proc/<tid>/stat for a zombie), and takes the lock over from a
- * dead one: the recovery that the robust mutex's EOWNERDEAD gave.  An id
- * reused by a new thread before anyone noticed (the pid space wrapping)
- * keeps the lock until that thread ends; processes in different pid
- * namespaces must not share a MaskFD (their ids name other threads). */
-
-#define MFX_LOCK_WAITERS 0x80000000u /* FUTEX_WAITERS */
-#define MFX_LOCK_TID 0x3fffffffu     /* FUTEX_TID_MASK */
-
-/* One slice of waiting for the lock: a caller that does not get it within
- * a slice returns -EINTR to Python, which runs its signal handlers (a
- * raising one leaves at once) and calls again.  Short enough for Ctrl-C to
- * feel immediate, long enough that ordinary contention never sees it.  A
- * signal that interrupts the wait returns at once. */
-#define MFX_SLICE_NS 20000000L
-/* How long a waiter waits before asking whether the holder still lives,
- * and again after each such wait. */
-#define MFX_CHECK_NS 2000000L
-
-/* This thread's id, cached (gettid is a syscall); a forked child's thread
- * has another, so the child drops the cache. */
-static __thread uint32_t mfx_tid_cache;
-static pthread_once_t mfx_tid_once = PTHREAD_ONCE_INIT;
-
-static void mfx_forget_tid(void) { mfx_tid_cache = 0; }
-
-static void mfx_tid_init(void) { pthread_atfork(NULL, NULL, mfx_forget_tid); }
-
-static uint32_t mfx_tid(void)
-{
-    uint32_t tid = mfx_tid_cache;
-    if (!tid) {
-        pthread_once(&mfx_tid_once, mfx_tid_init);
-        tid = mfx_tid_cache = (uint32_t)syscall(SYS_gettid) & MFX_LOCK_TID;
-    }
-    return tid;
-}
-
-static long mfx_futex(uint32_t *word, int op, uint32_t val, const struct timespec *timeout)
-{
-    return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
-}
-
-/* 1 if no live thread has the id tid (it exited, or is a zombie). */
-static int mfx_thread_gone(uint32_t tid)
-{
-    if (kill((pid_t)tid, 0) && errno == ESRCH)
-        return 1;
-    char path[32], buf[256];
-    snprintf(path, sizeof path, "/proc/%u/stat", tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT || errno == ESRCH; /* gone since the kill */
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    int err = errno;
-    close(fd);
-    if (n <= 0)
-        return n < 0 && err == ESRCH;
-    buf[n] = 0;
-    const char *p = strrchr(buf, ')'); /* the state follows the name */
-    return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X' || p[2] == 'x');
-}
-
-static long mfx_elapsed_ns(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - since->tv_sec) * 1000000000L + (now.tv_nsec - since->tv_nsec);
-}
-
-/* The contended path of mfx_lock: 0 with the lock (*took_over: from a dead
- * holder or a lie), or -EINTR after a slice or a signal. */
-static int mfx_lock_wait(uint32_t *word, uint32_t me, int *took_over)
-{
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    long checked = 0;
-    for (;;) {
-        uint32_t v = __atomic_load_n(word, __ATOMIC_RELAXED);
-        uint32_t tid = v & MFX_LOCK_TID;
-        if (tid == 0 || tid == me) {
-            /* Free (exactly 0, or a stray bit nobody owns), or naming this
-             * thread, which is here waiting: take it, with the waiters bit
-             * (others may sleep on it). */
-            if (__atomic_compare_exchange_n(word, &v, me | MFX_LOCK_WAITERS, 0,
-                                            __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
-                *took_over = v != 0;
-                return 0;
-            }
-            continue;
-        }
-        uint32_t sleeping = v | MFX_LOCK_WAITERS;
-        if (v != sleeping && !__atomic_compare_exchange_n(word, &v, sleeping, 0,
-                                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-            continue;
-        long spent = mfx_elapsed_ns(&start);
-        if (spent >= MFX_SLICE_NS)
-            return -EINTR;
-        long until = checked + MFX_CHECK_NS;
-        if (until > MFX_SLICE_NS)
-            until = MFX_SLICE_NS;
-        if (spent < until) {
-            struct timespec t = {0, until - spent};
-            if (mfx_futex(word, FUTEX_WAIT, sleeping, &t) && errno == EINTR)
-                return -EINTR; /* a signal: let Python run its handler */
-            spent = mfx_elapsed_ns(&start);
-        }
-        if (spent - checked >= MFX_CHECK_NS) {
-            checked = spent;
-            if (__atomic_load_n(word, __ATOMIC_RELAXED) == sleeping && mfx_thread_gone(tid) &&
-                __atomic_compare_exchange_n(word, &sleeping, me | MFX_LOCK_WAITERS, 0,
-                                            __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
-                *took_over = 1;
-                return 0;
-            }
-        }
-    }
-}
+/* --- the lock: shlock.c's futex word (the holder's thread id) ------------- */
 
 static void mfx_unlock_state(struct mfx_shared *sh)
 {
-    uint32_t v = __atomic_exchange_n(&sh->lock, 0, __ATOMIC_RELEASE);
-    if (v != mfx_tid_cache) /* waiters (or a word someone else wrote): wake one */
-        mfx_futex(&sh->lock, FUTEX_WAKE, 1, NULL);
+    efx_shlock_release(&sh->lock);
 }
 
 /* Take the state's lock: 0, or -EINTR (after a slice, or a signal).  A
@@ -1104,17 +974,13 @@ static void mfx_unlock_state(struct mfx_shared *sh)
 static int mfx_lock_state(struct mfx_handle *h)
 {
     struct mfx_shared *sh = h->sh;
-    uint32_t me = mfx_tid(), free = 0;
-    if (!__atomic_compare_exchange_n(&sh->lock, &free, me, 0, __ATOMIC_SEQ_CST,
-                                     __ATOMIC_RELAXED)) {
-        int took_over = 0;
-        int r = mfx_lock_wait(&sh->lock, me, &took_over);
-        if (r)
-            return r;
-        if (took_over) {
-            sh->recoveries++;
-            sh->need_resync = 1;
-        }
+    int took_over;
+    int r = efx_shlock_take(&sh->lock, &took_over);
+    if (r)
+        return r;
+    if (took_over) {
+        sh->recoveries++;
+        sh->need_resync = 1;
     }
     mfx_check(h);
     if (sh->need_resync && !mfx_closed(h))
@@ -1555,8 +1421,8 @@ static int mfx_close(struct mfx_handle *h)
      * the lock, rather than wait for a peer that may never let go.  A
      * thread here that takes the lock later finds closed set (the store
      * above comes before this load, and its lock before its look). */
-    uint32_t tid = __atomic_load_n(&h->sh->lock, __ATOMIC_SEQ_CST) & MFX_LOCK_TID;
-    if (tid && tid != mfx_tid() && mfx_thread_here(tid))
+    uint32_t tid = __atomic_load_n(&h->sh->lock, __ATOMIC_SEQ_CST) & EFX_SHLOCK_TID;
+    if (tid && tid != efx_shlock_tid() && mfx_thread_here(tid))
         return r;
     mfx_close_fds(h);
     return 0;
@@ -1583,7 +1449,7 @@ static int mfxo_release(struct efx_owner *o, int close_fds)
      * may never let go). */
     __atomic_store_n(&h->closed, 1, __ATOMIC_SEQ_CST);
     uint32_t free = 0;
-    int locked = __atomic_compare_exchange_n(&h->sh->lock, &free, mfx_tid(), 0,
+    int locked = __atomic_compare_exchange_n(&h->sh->lock, &free, efx_shlock_tid(), 0,
                                              __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
     mfx_close_fds(h);
     if (locked)
