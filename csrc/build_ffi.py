@@ -7,7 +7,7 @@ their generated module so that their static functions inline into cffi's
 wrappers (one less call per crossing).
 
 - ``eventfd_ext._shim``: the product (the syscalls, MaskFD's transitions,
-  the Doorbell's shared counter).
+  the Doorbell's shared counter, the Channel's ring).
 - ``eventfd_ext.bench._floor``: the benchmark's C loops, built beside the
   bench that uses them, so that the product module holds only product code.
 """
@@ -40,7 +40,9 @@ def _module(name: str, shims: list[str]) -> FFI:
     return ffi
 
 
-ffi = _module("eventfd_ext._shim", ["owner", "eventfd_shim", "maskfd_shim", "bell_owner"])
+ffi = _module(
+    "eventfd_ext._shim", ["owner", "eventfd_shim", "maskfd_shim", "bell_owner", "channel"]
+)
 floor_ffi = _module("eventfd_ext.bench._floor", ["floor"])
 
 if __name__ == "__main__":

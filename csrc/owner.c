@@ -42,6 +42,7 @@
 #define EFX_KIND_EVENTFD 1
 #define EFX_KIND_DOORBELL 2
 #define EFX_KIND_MASKFD 3
+#define EFX_KIND_CHANNEL 4
 
 #define EFXO_CLOSED (UINT64_C(1) << 63)
 #define EFXO_DETACHED (UINT64_C(1) << 62)
@@ -52,6 +53,7 @@
 #define EFXO_FLAGS (EFXO_CLOSED | EFXO_DETACHED | EFXO_RELEASED)
 
 struct efx_bell;
+struct efx_chan;
 struct mfx_handle;
 struct efx_owner;
 
@@ -89,9 +91,10 @@ struct efx_owner {
     _Atomic uint64_t watching;
     const struct efxo_kind *ops;
     int fd;                  /* fileno() */
-    int fd2;                 /* Doorbell: the memfd; -1 otherwise */
-    struct efx_bell *bell;   /* Doorbell only */
+    int fd2;                 /* Doorbell, Channel: the memfd; -1 otherwise */
+    struct efx_bell *bell;   /* Doorbell, Channel */
     struct mfx_handle *mask; /* MaskFD only */
+    struct efx_chan *chan;   /* Channel only (its bell: the data Doorbell) */
 };
 typedef struct efx_owner efx_owner_t; /* the cdef's name */
 

@@ -1,12 +1,14 @@
 """Linux eventfd for Python: fast cffi bindings, an EventFD object, drop-in
 replacements for the ``os.eventfd*`` functions, Doorbell, an eventfd-like
 counter in shared memory that signals without a syscall when nobody sleeps,
-and MaskFD, a userspace emulation of the never-merged EFD_MASK flag."""
+MaskFD, a userspace emulation of the never-merged EFD_MASK flag, and
+Channel, a bounded queue of byte messages in shared memory woken by Doorbells."""
 
 import importlib.metadata as _metadata
 
 from . import _reduction  # noqa: F401  (registers the multiprocessing reductions)
 from ._backings import choose_backing
+from ._channel import Channel
 from ._constants import (
     EFD_CLOEXEC,
     EFD_MASK,
@@ -20,9 +22,11 @@ from ._eventfd import EventFD
 from ._maskabi import EFD_MASK_SIZE, MaskState, pack_mask, unpack_mask
 from ._maskfd import MaskFD
 from ._passing import (
+    recv_channel,
     recv_doorbell,
     recv_eventfd,
     recv_maskfd,
+    send_channel,
     send_doorbell,
     send_eventfd,
     send_maskfd,
@@ -33,6 +37,7 @@ __all__ = [
     "EFD_MASK",
     "EFD_NONBLOCK",
     "EFD_SEMAPHORE",
+    "Channel",
     "Doorbell",
     "EventFD",
     "EFD_MASK_EVENTS",
@@ -45,9 +50,11 @@ __all__ = [
     "eventfd",
     "eventfd_read",
     "eventfd_write",
+    "recv_channel",
     "recv_doorbell",
     "recv_maskfd",
     "recv_eventfd",
+    "send_channel",
     "send_doorbell",
     "send_maskfd",
     "send_eventfd",

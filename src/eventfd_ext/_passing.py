@@ -1,4 +1,4 @@
-"""Passing an EventFD, a Doorbell or a MaskFD to another process over a
+"""Passing an EventFD, a Doorbell, a MaskFD or a Channel to another process over a
 UNIX socket (SCM_RIGHTS): ``send_X`` / ``recv_X`` carry the kernel objects
 themselves (not a copy of the count).  multiprocessing has its own way:
 ``_reduction``.  Both use the protocol every owner shares: ``fds()`` here,
@@ -20,15 +20,18 @@ import socket
 from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
+from ._channel import Channel
 from ._doorbell import Doorbell, _spin_ns
 from ._eventfd import EventFD
 from ._maskfd import MaskFD
 from ._owner import FDOwner
 
 __all__ = [
+    "recv_channel",
     "recv_doorbell",
     "recv_eventfd",
     "recv_maskfd",
+    "send_channel",
     "send_doorbell",
     "send_eventfd",
     "send_maskfd",
@@ -52,7 +55,8 @@ _EVENTFD = _Kind(b"E", (1,), EventFD, "an EventFD", "send_eventfd", "recv_eventf
 _DOORBELL = _Kind(b"D", (2,), Doorbell, "a Doorbell", "send_doorbell", "recv_doorbell")
 # A pipe MaskFD's writer stays with its creator: two fds, else three.
 _MASKFD = _Kind(b"M", (2, 3), MaskFD, "a MaskFD", "send_maskfd", "recv_maskfd")
-_KINDS = {kind.marker: kind for kind in (_EVENTFD, _DOORBELL, _MASKFD)}
+_CHANNEL = _Kind(b"C", (3,), Channel, "a Channel", "send_channel", "recv_channel")
+_KINDS = {kind.marker: kind for kind in (_EVENTFD, _DOORBELL, _MASKFD, _CHANNEL)}
 
 # Room for a few fds, so that a message with too many is reported as such
 # (the kernel closes those that do not fit, and sets MSG_CTRUNC).
@@ -96,6 +100,15 @@ def send_maskfd(sock: socket.socket, mask: MaskFD) -> None:
     its state counts as shared (as after a fork).  TypeError for anything
     but a MaskFD, ValueError if it is closed."""
     _send(sock, mask, _MASKFD)
+
+
+def send_channel(sock: socket.socket, channel: Channel) -> None:
+    """Send *channel* over the connected UNIX socket *sock* (SCM_RIGHTS):
+    its ``fds()`` (the memfd holding the ring and its two eventfds); the
+    peer gets the same queue with :func:`recv_channel`.  *channel* stays
+    open and usable here; ``nonblocking`` and ``spin`` do not travel.
+    TypeError for anything but a Channel, ValueError if it is closed."""
+    _send(sock, channel, _CHANNEL)
 
 
 def _send(sock: socket.socket, owner: FDOwner, kind: _Kind) -> None:
@@ -153,6 +166,20 @@ def recv_maskfd(sock: socket.socket) -> MaskFD:
     :func:`recv_eventfd`; ValueError also for fds that ``MaskFD.from_fds``
     refuses, every fd the message carried being then closed."""
     return _recv(sock, _MASKFD, MaskFD.from_fds)
+
+
+def recv_channel(
+    sock: socket.socket, *, nonblocking: bool = False, spin: float | None = None
+) -> Channel:
+    """Receive one Channel sent with :func:`send_channel` over *sock*: the
+    same queue as the sender's; *nonblocking* and *spin* are this object's
+    own (as in :class:`Channel`).  Errors and timeout as
+    :func:`recv_eventfd`; ValueError also for fds that ``Channel.from_fds``
+    refuses, every fd the message carried being then closed."""
+    _spin_ns(spin)  # a bad spin fails before a message is taken off the socket
+    return _recv(
+        sock, _CHANNEL, functools.partial(Channel.from_fds, nonblocking=nonblocking, spin=spin)
+    )
 
 
 def _recv(sock: socket.socket, kind: _Kind, adopt: Callable[..., _T]) -> _T:

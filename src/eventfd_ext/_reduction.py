@@ -1,7 +1,7 @@
 """multiprocessing: how an fd owner travels to another process.
 
 Importing eventfd_ext registers a reduction with multiprocessing's own
-pickler, the way multiprocessing does for sockets: an EventFD, Doorbell or MaskFD given
+pickler, the way multiprocessing does for sockets: an EventFD, Doorbell, MaskFD or Channel given
 to a ``Process`` (spawn or forkserver) or sent through a multiprocessing
 ``Pipe``/``Queue`` arrives as the same kernel object (the fds themselves
 travel, as ``DupFd``), as an instance of the class that was sent (a subclass

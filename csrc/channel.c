@@ -1,0 +1,647 @@
+/* The Channel: a bounded queue of byte messages in one sealed memfd, its
+ * wake-ups through two Doorbells.  The layout and the record format are in
+ * channel_layout.h; the Python object's calls in channel.h.
+ *
+ * Included after bell_owner.c (the Doorbell protocol, doorbell.c, and the
+ * lifecycle core, owner.c): the module's list puts it there, and a C peer
+ * #includes bell_owner.c first (csrc/tests/chan_peer.c does).
+ *
+ * The ring is changed only under the shared lock (shlock.c), which a
+ * holder SIGKILLed inside a change leaves to the next caller: the new
+ * holder checks every word the dead one may have left half-written and
+ * repairs the ring from its records (efxc_repair), so a message is seen
+ * whole or not at all.  The lock is held for one copy; waiting is never
+ * done under it.
+ *
+ * Wake-ups are the Doorbell's store->load pairs (DOORBELL.md):
+ *   sender:   commit, data.count += 1 (efxb_write: FENCE, ring a sleeper)
+ *   receiver: data.sleepers++; FENCE; load data.count -> sleep?
+ * and for room, the Doorbell's own pair for writers at its maximum:
+ *   receiver: head += record; FENCE; load space.writers_waiting -> wake?
+ *   sender:   read room_seq; space.writers_waiting++; FENCE; load head
+ *             -> FUTEX_WAIT(room_seq)?
+ */
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "channel_layout.h"
+#include "shlock.c"
+
+#define EFX_CHAN_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW)
+#define EFX_CHAN_INFO_N 10
+
+/* One process's view of a Channel: the mapping and the fds (not owned). */
+struct efx_chan {
+    struct efx_chan_layout *shm;
+    unsigned char *ring;
+    uint64_t capacity; /* read once at attach: a scribble cannot change it */
+    struct efx_bell *data, *space; /* handles on the two pages in shm */
+    int memfd, data_efd, space_efd;
+};
+
+/* ---- the ring (under the lock) --------------------------------------- */
+
+static void efxc_copy_in(struct efx_chan *ch, uint64_t pos, const void *src, size_t n)
+{
+    uint64_t off = pos % ch->capacity;
+    size_t first = n < ch->capacity - off ? n : (size_t)(ch->capacity - off);
+    memcpy(ch->ring + off, src, first);
+    memcpy(ch->ring, (const unsigned char *)src + first, n - first);
+}
+
+static void efxc_copy_out(struct efx_chan *ch, uint64_t pos, void *dst, size_t n)
+{
+    uint64_t off = pos % ch->capacity;
+    size_t first = n < ch->capacity - off ? n : (size_t)(ch->capacity - off);
+    memcpy(dst, ch->ring + off, first);
+    memcpy((unsigned char *)dst + first, ch->ring, n - first);
+}
+
+/* The length of the record at pos, or -1 if its header is not a record
+ * that fits in the `used` bytes from pos. */
+static int64_t efxc_record_at(struct efx_chan *ch, uint64_t pos, uint64_t used)
+{
+    uint32_t hdr[2];
+    efxc_copy_out(ch, pos, hdr, sizeof hdr); /* 8 bytes at a multiple of 8: never wraps */
+    if (hdr[1] != ~hdr[0] || EFX_CHAN_RECORD_SIZE(hdr[0]) > used)
+        return -1;
+    return hdr[0];
+}
+
+static uint64_t efxc_shut(struct efx_chan *ch)
+{
+    return atomic_load_explicit(&ch->shm->flags, memory_order_relaxed) & EFX_CHAN_SHUTDOWN;
+}
+
+/* Wake senders waiting for room, and pollers of "space" (after a pop, a
+ * repair, a shutdown or a close).  The receiver's store->load pair. */
+static void efxc_wake_space(struct efx_chan *ch)
+{
+    struct efx_bell_layout *space = &ch->shm->space;
+    EFXB_STORE_LOAD();
+    if (atomic_load_explicit(&space->writers_waiting, memory_order_seq_cst))
+        efxb_wake_writers(ch->space);
+    if (atomic_load_explicit(&space->sleepers, memory_order_seq_cst) ||
+        atomic_load_explicit(&space->watchers, memory_order_seq_cst))
+        efxb_ring(ch->space);
+}
+
+/* Rebuild the ring's words from its records, after a holder died inside a
+ * change or a peer wrote over them: keep every whole record from head on,
+ * drop the rest, and make data.count say what is queued. */
+static void efxc_repair(struct efx_chan *ch)
+{
+    struct efx_chan_layout *shm = ch->shm;
+    uint64_t head = atomic_load_explicit(&shm->head, memory_order_relaxed) & ~(uint64_t)7;
+    uint64_t tail = atomic_load_explicit(&shm->tail, memory_order_relaxed);
+    if (tail % 8 || tail - head > ch->capacity)
+        tail = head;
+    uint64_t pos = head, n = 0;
+    while (pos < tail) {
+        int64_t len = efxc_record_at(ch, pos, tail - pos);
+        if (len < 0)
+            break;
+        pos += EFX_CHAN_RECORD_SIZE(len);
+        n++;
+    }
+    atomic_store_explicit(&shm->head, head, memory_order_relaxed);
+    atomic_store_explicit(&shm->tail, pos, memory_order_relaxed);
+    atomic_store_explicit(&shm->messages, n, memory_order_relaxed);
+    atomic_store_explicit(&shm->flags, (uint32_t)efxc_shut(ch), memory_order_relaxed);
+    atomic_store_explicit(&shm->data.count, n + efxc_shut(ch), memory_order_seq_cst);
+    atomic_fetch_add_explicit(&shm->recoveries, 1, memory_order_relaxed);
+    EFXB_STORE_LOAD(); /* when unsure, ring: a sleeper may have missed a count */
+    if (n + efxc_shut(ch))
+        efxb_ring(ch->data);
+    efxc_wake_space(ch);
+}
+
+/* Whether the ring's words agree with each other (cheap; every lock). */
+static int efxc_consistent(struct efx_chan *ch)
+{
+    struct efx_chan_layout *shm = ch->shm;
+    uint64_t head = atomic_load_explicit(&shm->head, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&shm->tail, memory_order_relaxed);
+    uint64_t n = atomic_load_explicit(&shm->messages, memory_order_relaxed);
+    uint64_t used = tail - head;
+    return !(head % 8) && !(tail % 8) && used <= ch->capacity &&
+           n <= used / EFX_CHAN_RECORD && !n == !used &&
+           atomic_load_explicit(&shm->data.count, memory_order_relaxed) == n + efxc_shut(ch);
+}
+
+/* Take the ring's lock: 0, or -EINTR (a slice passed or a signal came:
+ * call again).  The state is checked, and repaired if it needs it. */
+static int efxc_lock(struct efx_chan *ch)
+{
+    int took_over;
+    int r = efx_shlock_take(&ch->shm->lock, &took_over);
+    if (r)
+        return r;
+    if (took_over || !efxc_consistent(ch))
+        efxc_repair(ch);
+    return 0;
+}
+
+static void efxc_unlock(struct efx_chan *ch)
+{
+    efx_shlock_release(&ch->shm->lock);
+}
+
+/* A part of a message: a send gathers its parts into one record. */
+struct efx_chan_part {
+    const void *data;
+    size_t len;
+};
+
+/* Queue one message made of parts (total bytes in all): 0, -EAGAIN (no
+ * room now), -EPIPE (shut down), -EMSGSIZE (never fits), -EINTR. */
+static int efxc_push(struct efx_chan *ch, const struct efx_chan_part *parts, int nparts,
+                     uint64_t total)
+{
+    struct efx_chan_layout *shm = ch->shm;
+    if (total > UINT32_MAX || EFX_CHAN_RECORD_SIZE(total) > ch->capacity)
+        return -EMSGSIZE;
+    int r = efxc_lock(ch);
+    if (r)
+        return r;
+    uint64_t head = atomic_load_explicit(&shm->head, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&shm->tail, memory_order_relaxed);
+    uint64_t size = EFX_CHAN_RECORD_SIZE(total);
+    if (efxc_shut(ch)) {
+        r = -EPIPE;
+    } else if (size > ch->capacity - (tail - head)) {
+        r = -EAGAIN;
+    } else {
+        uint32_t hdr[2] = {(uint32_t)total, ~(uint32_t)total};
+        efxc_copy_in(ch, tail, hdr, sizeof hdr);
+        uint64_t pos = tail + EFX_CHAN_RECORD;
+        for (int i = 0; i < nparts; i++) {
+            efxc_copy_in(ch, pos, parts[i].data, parts[i].len);
+            pos += parts[i].len;
+        }
+        /* The commit: the record is visible to the next holder of the lock. */
+        atomic_store_explicit(&shm->tail, tail + size, memory_order_relaxed);
+        atomic_fetch_add_explicit(&shm->messages, 1, memory_order_relaxed);
+        /* count += 1, FENCE, ring a sleeper or a poller.  A failed ring (the
+         * eventfd closed behind our back) leaves the message queued; a
+         * sleeper finds it at its next wake-up. */
+        efxb_write(ch->data, 1, 0, NULL);
+    }
+    efxc_unlock(ch);
+    return r;
+}
+
+/* Take the oldest message into buf (size bytes): 0 and its length in
+ * *len; -EMSGSIZE and its length in *len when it does not fit (it stays
+ * queued); -EAGAIN when empty; -EPIPE when empty and shut down; -EINTR. */
+static int efxc_pop(struct efx_chan *ch, void *buf, size_t size, uint64_t *len)
+{
+    struct efx_chan_layout *shm = ch->shm;
+    int r = efxc_lock(ch);
+    if (r)
+        return r;
+    uint64_t head = atomic_load_explicit(&shm->head, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&shm->tail, memory_order_relaxed);
+    int64_t n = head == tail ? -1 : efxc_record_at(ch, head, tail - head);
+    if (head != tail && n < 0) { /* written over since the lock's check */
+        efxc_repair(ch);
+        head = atomic_load_explicit(&shm->head, memory_order_relaxed);
+        tail = atomic_load_explicit(&shm->tail, memory_order_relaxed);
+        n = head == tail ? -1 : efxc_record_at(ch, head, tail - head);
+    }
+    if (n < 0) {
+        r = efxc_shut(ch) ? -EPIPE : -EAGAIN;
+    } else {
+        *len = (uint64_t)n;
+        if ((uint64_t)n > size) {
+            r = -EMSGSIZE;
+        } else {
+            efxc_copy_out(ch, head + EFX_CHAN_RECORD, buf, (size_t)n);
+            atomic_store_explicit(&shm->head, head + EFX_CHAN_RECORD_SIZE(n),
+                                  memory_order_relaxed);
+            atomic_fetch_sub_explicit(&shm->messages, 1, memory_order_relaxed);
+            efxb_take(ch->data); /* count -= 1; rings on if more are queued */
+        }
+    }
+    efxc_unlock(ch);
+    if (!r)
+        efxc_wake_space(ch);
+    return r;
+}
+
+/* Mark the channel shut down (once): senders get -EPIPE from now on,
+ * receivers drain, then get -EPIPE.  0 or -EINTR. */
+static int efxc_shutdown(struct efx_chan *ch)
+{
+    int r = efxc_lock(ch);
+    if (r)
+        return r;
+    if (!efxc_shut(ch)) {
+        atomic_fetch_or_explicit(&ch->shm->flags, EFX_CHAN_SHUTDOWN, memory_order_relaxed);
+        efxb_write(ch->data, 1, 0, NULL); /* the end counts as one, for sleepers and pollers */
+    }
+    efxc_unlock(ch);
+    efxc_wake_space(ch);
+    return 0;
+}
+
+/* Whether a message of `size` record bytes would fit now, or the channel
+ * is shut down (a look without the lock: the words may be mid-change, and
+ * a wrong answer only costs one more try under the lock). */
+static int efxc_room(struct efx_chan *ch, uint64_t size)
+{
+    struct efx_chan_layout *shm = ch->shm;
+    uint64_t head = atomic_load_explicit(&shm->head, memory_order_seq_cst);
+    uint64_t tail = atomic_load_explicit(&shm->tail, memory_order_seq_cst);
+    uint64_t used = tail - head;
+    return used > ch->capacity || size <= ch->capacity - used || efxc_shut(ch);
+}
+
+/* Wait until a message of n bytes fits or the channel is shut down:
+ * spin up to spin_ns (bounded by the timeout and by EFX_CHAN_SPIN_SLICE_NS),
+ * then sleep on space's futex up to timeout_ms (< 0: no limit).  1 when
+ * there is room, 0 when none came, -EINTR, -ECANCELED (cancel fired). */
+#define EFX_CHAN_SPIN_SLICE_NS 1000000
+static int efxc_wait_room(struct efx_chan *ch, uint64_t n, int timeout_ms, int64_t spin_ns,
+                          const struct efxb_cancel *cancel)
+{
+    struct efx_bell_layout *space = &ch->shm->space;
+    uint64_t size = EFX_CHAN_RECORD_SIZE(n);
+    int64_t start = efxb_now_ns(), deadline = efxb_deadline(timeout_ms);
+    int64_t budget = efxb_budget(ch->data, spin_ns);
+    if (budget > EFX_CHAN_SPIN_SLICE_NS)
+        budget = EFX_CHAN_SPIN_SLICE_NS;
+    for (int turn = 1; !efxc_room(ch, size); turn++) {
+        if (budget <= 0)
+            goto sleep;
+        if (turn % EFX_BELL_SPIN_TURNS == 0) {
+            int64_t now = efxb_now_ns();
+            if (now - start >= budget || now >= deadline)
+                goto sleep;
+            if (efxb_cancelled(cancel))
+                return -ECANCELED;
+            sched_yield();
+        }
+        efxb_cpu_relax();
+    }
+    return 1;
+sleep:
+    for (;;) {
+        uint32_t seq = atomic_load_explicit(&space->room_seq, memory_order_seq_cst);
+        atomic_fetch_add_explicit(&space->writers_waiting, 1, memory_order_seq_cst);
+        EFXB_STORE_LOAD(); /* pairs with efxc_wake_space's */
+        int room = efxc_room(ch, size);
+        int64_t left = deadline == INT64_MAX ? 1 : deadline - efxb_now_ns();
+        int r = room ? 1 : left <= 0 ? 0 : efxb_cancelled(cancel) ? -ECANCELED : 2;
+        if (r == 2) {
+            struct timespec ts = {left / 1000000000, left % 1000000000};
+            atomic_fetch_add_explicit(&space->writer_waits, 1, memory_order_relaxed);
+            r = efxb_futex(&space->room_seq, FUTEX_WAIT, seq,
+                           deadline == INT64_MAX ? NULL : &ts);
+            r = r == -EINTR ? -EINTR : 2;
+        }
+        atomic_fetch_sub_explicit(&space->writers_waiting, 1, memory_order_seq_cst);
+        if (r != 2)
+            return r;
+        if (efxb_cancelled(cancel))
+            return -ECANCELED;
+    }
+}
+
+/* ---- creation -------------------------------------------------------- */
+
+static void efxc_init_bell(struct efx_bell_layout *bell, uint32_t flags)
+{
+    bell->magic = EFX_BELL_MAGIC;
+    bell->version = EFX_BELL_VERSION;
+    bell->size = EFX_BELL_SIZE;
+    bell->flags = flags;
+}
+
+static int efxc_bell_ok(const struct efx_bell_layout *bell, uint32_t flags)
+{
+    return bell->magic == EFX_BELL_MAGIC && bell->version == EFX_BELL_VERSION &&
+           bell->size == EFX_BELL_SIZE && bell->flags == flags;
+}
+
+static int efx_chan_detach(struct efx_chan *ch)
+{
+    if (ch) {
+        munmap(ch->shm, EFX_CHAN_HEADER + ch->capacity);
+        free(ch->data);
+        free(ch->space);
+        free(ch);
+    }
+    return 0;
+}
+
+/* A handle on the mapping shm (capacity ring bytes) and the fds. */
+static int efxc_new_handle(struct efx_chan_layout *shm, uint64_t capacity, int memfd,
+                           int data_efd, int space_efd, struct efx_chan **out)
+{
+    struct efx_chan *ch = calloc(1, sizeof *ch);
+    if (!ch)
+        return -ENOMEM;
+    ch->shm = shm;
+    ch->ring = (unsigned char *)shm + EFX_CHAN_HEADER;
+    ch->capacity = capacity;
+    ch->memfd = memfd;
+    ch->data_efd = data_efd;
+    ch->space_efd = space_efd;
+    if (efxb_new_handle(&shm->data, data_efd, &ch->data) ||
+        efxb_new_handle(&shm->space, space_efd, &ch->space)) {
+        free(ch->data);
+        free(ch);
+        return -ENOMEM;
+    }
+    *out = ch;
+    return 0;
+}
+
+/* A new Channel of capacity ring bytes (a multiple of 8 within the
+ * limits): its sealed memfd and two eventfds (EFD_CLOEXEC | EFD_NONBLOCK)
+ * into fds[0..2], owned by the caller.  0 or -errno (nothing left open). */
+static int efx_chan_create(uint64_t capacity, int fds[3], struct efx_chan **out)
+{
+    if (capacity % 8 || capacity < EFX_CHAN_MIN_CAPACITY || capacity > EFX_CHAN_MAX_CAPACITY)
+        return -EINVAL;
+    int err = 0, efd[2] = {-1, -1};
+    struct efx_chan_layout *shm = MAP_FAILED;
+    size_t size = EFX_CHAN_HEADER + capacity;
+    int memfd = memfd_create("eventfd_ext.channel", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (memfd < 0)
+        return -errno;
+    /* Sealed at its size for good: a holder that could shrink it would
+     * make every other holder's next access die of SIGBUS. */
+    if (ftruncate(memfd, (off_t)size) || fcntl(memfd, F_ADD_SEALS, EFX_CHAN_SEALS))
+        goto fail;
+    shm = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (shm == MAP_FAILED)
+        goto fail;
+    for (int i = 0; i < 2; i++)
+        if ((efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+            goto fail;
+    /* Zero-filled and not yet shared: plain stores of the non-zero fields. */
+    shm->magic = EFX_CHAN_MAGIC;
+    shm->version = EFX_CHAN_VERSION;
+    shm->header = EFX_CHAN_HEADER;
+    shm->capacity = capacity;
+    efxc_init_bell(&shm->data, EFX_BELL_SEMAPHORE);
+    efxc_init_bell(&shm->space, 0);
+    err = efxc_new_handle(shm, capacity, memfd, efd[0], efd[1], out);
+    if (err)
+        goto cleanup;
+    fds[0] = memfd;
+    fds[1] = efd[0];
+    fds[2] = efd[1];
+    return 0;
+fail:
+    err = -errno;
+cleanup:
+    if (shm != MAP_FAILED)
+        munmap(shm, size);
+    for (int i = 0; i < 2; i++)
+        if (efd[i] >= 0)
+            close(efd[i]);
+    close(memfd);
+    return err;
+}
+
+/* Map an existing Channel: -EINVAL when the memfd is not a sealed Channel
+ * of this build's layout (size, seals, magic, version, capacity, pages).
+ * The fds stay the caller's. */
+static int efx_chan_attach(int memfd, int data_efd, int space_efd, struct efx_chan **out)
+{
+    struct stat st;
+    if (fstat(memfd, &st))
+        return -errno;
+    if (!S_ISREG(st.st_mode) || st.st_size < (off_t)(EFX_CHAN_HEADER + EFX_CHAN_MIN_CAPACITY) ||
+        (uint64_t)st.st_size > EFX_CHAN_HEADER + EFX_CHAN_MAX_CAPACITY)
+        return -EINVAL;
+    int seals = fcntl(memfd, F_GET_SEALS);
+    if (seals < 0 || (seals & EFX_CHAN_SEALS) != EFX_CHAN_SEALS)
+        return -EINVAL; /* unsealed, any holder could shrink it under us */
+    size_t size = (size_t)st.st_size;
+    struct efx_chan_layout *shm = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (shm == MAP_FAILED)
+        return -errno;
+    uint64_t capacity = shm->capacity;
+    if (shm->magic != EFX_CHAN_MAGIC || shm->version != EFX_CHAN_VERSION ||
+        shm->header != EFX_CHAN_HEADER || capacity % 8 || capacity != size - EFX_CHAN_HEADER ||
+        !efxc_bell_ok(&shm->data, EFX_BELL_SEMAPHORE) || !efxc_bell_ok(&shm->space, 0)) {
+        munmap(shm, size);
+        return -EINVAL;
+    }
+    int r = efxc_new_handle(shm, capacity, memfd, data_efd, space_efd, out);
+    if (r)
+        munmap(shm, size);
+    return r;
+}
+
+/* ---- the Channel object: the ring behind the lifecycle core ---------- */
+
+static int efxc_release(struct efx_owner *o, int close_fds)
+{
+    int err = 0;
+    if (close_fds) {
+        efxo_close_fd(o->fd2, &err);
+        efxo_close_fd(o->fd, &err);
+        efxo_close_fd(o->chan->space_efd, &err);
+    }
+    return err;
+}
+
+static void efxc_owner_wake(struct efx_owner *o)
+{
+    efxb_wake_writers(o->chan->space); /* senders asleep waiting for room */
+}
+
+static void efxc_owner_free(struct efx_owner *o)
+{
+    efx_chan_detach(o->chan);
+}
+
+static int efxc_fds(struct efx_owner *o, int *out)
+{
+    out[0] = o->chan->memfd; /* from_fds's order */
+    out[1] = o->chan->data_efd;
+    out[2] = o->chan->space_efd;
+    return 3;
+}
+
+static const struct efxo_kind efxc_kind = {EFX_KIND_CHANNEL, efxc_release, efxc_owner_wake,
+                                           efxc_owner_free, efxc_fds};
+
+static int efxc_owner_new(struct efx_chan *ch, efx_owner_t **out)
+{
+    /* fileno() is data's eventfd: pollers wait for messages. */
+    struct efx_owner *o = efxo_new(&efxc_kind, ch->data_efd, ch->memfd);
+    if (!o)
+        return -ENOMEM;
+    o->chan = ch;
+    o->bell = ch->data; /* so that the Doorbell's steps (efx_db_*) wait on data */
+    *out = o;
+    return 0;
+}
+
+static int efx_ch_create(uint64_t capacity, efx_owner_t **out)
+{
+    int fds[3];
+    struct efx_chan *ch;
+    int r = efx_chan_create(capacity, fds, &ch);
+    if (r)
+        return r;
+    r = efxc_owner_new(ch, out);
+    if (r) {
+        efx_chan_detach(ch);
+        for (int i = 0; i < 3; i++)
+            close(fds[i]);
+    }
+    return r;
+}
+
+static int efx_ch_adopt(int memfd, int data_efd, int space_efd, uint64_t data_id,
+                        uint64_t space_id, efx_owner_t **out)
+{
+    struct efx_chan *ch;
+    int r = efx_chan_attach(memfd, data_efd, space_efd, &ch);
+    if (r)
+        return r;
+    uint64_t want[2] = {ch->shm->data.eventfd_id, ch->shm->space.eventfd_id};
+    if ((want[0] && data_id && want[0] != data_id) || (want[1] && space_id && want[1] != space_id)) {
+        efx_chan_detach(ch);
+        return -EXDEV; /* eventfds, but not this channel's */
+    }
+    r = efxc_owner_new(ch, out);
+    if (r)
+        efx_chan_detach(ch);
+    return r;
+}
+
+static int efx_ch_set_eventfd_ids(efx_owner_t *o, uint64_t data_id, uint64_t space_id)
+{
+    o->chan->shm->data.eventfd_id = data_id; /* before sharing: plain stores */
+    o->chan->shm->space.eventfd_id = space_id;
+    return 0;
+}
+
+static uint64_t efx_ch_capacity(efx_owner_t *o)
+{
+    return o->chan ? o->chan->capacity : 0;
+}
+
+static int efx_ch_sendv(efx_owner_t *o, const struct efx_chan_part *parts, int nparts)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < nparts; i++)
+        total += parts[i].len;
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    r = efxc_push(o->chan, parts, nparts, total);
+    efxo_leave(o);
+    return r;
+}
+
+static int efx_ch_send(efx_owner_t *o, const char *data, size_t len)
+{
+    struct efx_chan_part part = {data, len};
+    return efx_ch_sendv(o, &part, 1);
+}
+
+static int efx_ch_recv(efx_owner_t *o, char *buf, size_t size, uint64_t *len)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    /* Inside watch(), a poller may have been woken by the eventfd: its
+     * token goes before the message, as the Doorbell's take does. */
+    if (efxd_watching(o))
+        efxb_drain(o->bell);
+    r = efxc_pop(o->chan, buf, size, len);
+    efxo_leave(o);
+    return r;
+}
+
+static int efx_ch_shutdown(efx_owner_t *o)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    r = efxc_shutdown(o->chan);
+    efxo_leave(o);
+    return r;
+}
+
+static int efx_ch_wait_room(efx_owner_t *o, uint64_t n, int timeout_ms, int64_t spin_ns)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    struct efxb_cancel cancel = {efxd_cancelled, o, -1};
+    r = efxd_result(efxc_wait_room(o->chan, n, timeout_ms, spin_ns, &cancel));
+    efxo_leave(o);
+    return r;
+}
+
+static int efx_ch_space_fd(efx_owner_t *o)
+{
+    return efxo_closed(o) ? -EFX_ECLOSED : o->chan->space_efd;
+}
+
+static int efx_ch_space_watch(efx_owner_t *o, int delta)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    struct efx_bell_layout *space = &o->chan->shm->space;
+    if (delta > 0) {
+        /* The watcher's store->load pair with efxc_wake_space: room that
+         * is there already makes the fd readable at once. */
+        atomic_fetch_add_explicit(&space->watchers, 1, memory_order_seq_cst);
+        EFXB_STORE_LOAD();
+        if (efxc_room(o->chan, EFX_CHAN_RECORD))
+            efxb_ring(o->chan->space);
+    } else {
+        atomic_fetch_sub_explicit(&space->watchers, 1, memory_order_seq_cst);
+    }
+    efxo_leave(o);
+    return 0;
+}
+
+static int efx_ch_space_drain(efx_owner_t *o)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    r = efxb_drain(o->chan->space);
+    efxo_leave(o);
+    return r;
+}
+
+static int efx_ch_info(efx_owner_t *o, uint64_t *out, int n)
+{
+    int r = efxo_enter(o);
+    if (r)
+        return r;
+    struct efx_chan_layout *shm = o->chan->shm;
+    uint64_t v[EFX_CHAN_INFO_N] = {
+        o->chan->capacity,
+        atomic_load(&shm->head),
+        atomic_load(&shm->tail),
+        atomic_load(&shm->messages),
+        atomic_load(&shm->flags),
+        atomic_load(&shm->recoveries),
+        atomic_load(&shm->data.count),
+        atomic_load(&shm->space.writers_waiting),
+        atomic_load(&shm->data.sleepers),
+        atomic_load(&shm->space.watchers),
+    };
+    if (n > EFX_CHAN_INFO_N)
+        n = EFX_CHAN_INFO_N;
+    for (int i = 0; i < n; i++)
+        out[i] = v[i];
+    efxo_leave(o);
+    return n < 0 ? 0 : n;
+}
