@@ -282,12 +282,13 @@ class Channel(FDOwner):
         receivers get what is queued, then EOFError.  A close() from
         another thread wakes it with ValueError.
         """
+        deadline = None if timeout is None else _core.deadline(timeout)  # checked first
         buf = _new_raw("char[]", _FIRST_TRY)
         n = ffi.new("uint64_t *")
         result: int = _recv(self._h, buf, _FIRST_TRY, n)  # the hot path: no syscall
         if not result:
             return ffi.unpack(buf, n[0])
-        message = self._recv_again(result, n, _core.deadline(timeout), timeout, waits=True)
+        message = self._recv_again(result, n, deadline, timeout, waits=True)
         return cast(bytes, message)  # waits: never None
 
     def _recv_again(
