@@ -50,12 +50,13 @@ def page() -> Iterator[tuple[Channel, mmap.mmap]]:
 # -- death -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rounds", [12, pytest.param(200, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("rounds", [20, pytest.param(200, marks=pytest.mark.slow)])
 def test_a_sender_killed_mid_send_shows_no_torn_message_and_wedges_nobody(rounds: int) -> None:
     size = 1 << 20  # a copy long enough that the kill often lands inside it
     body = random.Random(0).randbytes(size)
     crc = struct.pack("<I", zlib.crc32(body))
     received = 0
+    buf = bytearray(size + 12)
     with Channel(4 * size, spin=0) as ch:
         for r in range(rounds):
 
@@ -64,11 +65,13 @@ def test_a_sender_killed_mid_send_shows_no_torn_message_and_wedges_nobody(rounds
                     ch.send(struct.pack("<Q", seq) + body + crc)
 
             c = Child(sender)
-            # Receive while it sends, then kill it at a random point.
+            # Receive while it sends (without checking: the checks would
+            # slow this side down until the sender only waits for room),
+            # then kill it at a random point.
             stop = time.monotonic() + random.uniform(0.002, 0.02)  # fault injection
             while time.monotonic() < stop:
-                if (m := ch.try_recv()) is not None:
-                    whole(m)
+                if ch._info()["messages"]:
+                    ch.recv_into(buf)
                     received += 1
             c.kill()
             c.close()
@@ -264,7 +267,7 @@ def test_random_scribbles_never_crash_or_hang_a_holder(
                 break
         except EOFError:
             break
-    record("channel_scribbles", {"operations": rounds, "recoveries": ch._info()["recoveries"]})
+    record("channel_scribbles", {"operations": rounds})  # its counters were scribbled too
 
 
 # -- leaks --------------------------------------------------------------------------
