@@ -14,11 +14,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import report, runner
+from . import channel, report, runner
 from .mechanisms import catalogue
 from .results import Result
 
-__all__ = ["FULL", "GROUPS", "QUICK", "main", "run"]
+__all__ = ["EXTRA_GROUPS", "FULL", "GROUPS", "QUICK", "main", "run"]
 
 #: The default run: a few minutes at most on a 2-CPU machine.
 FULL = runner.Config(
@@ -37,6 +37,9 @@ QUICK = runner.Config(
     signals=10_000,
 )
 GROUPS = ("per-call", "ping-pong", "throughput")
+#: Groups run only when --only names them (the Channel's section forks
+#: processes for every peer: minutes more).
+EXTRA_GROUPS = ("channel",)
 
 
 def _cpus(text: str) -> list[int]:
@@ -56,9 +59,11 @@ def _cpus(text: str) -> list[int]:
 
 def _groups(text: str) -> list[str]:
     groups = text.split(",")
-    unknown = set(groups) - set(GROUPS)
+    unknown = set(groups) - set(GROUPS + EXTRA_GROUPS)
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown group {sorted(unknown)}; choose from {GROUPS}")
+        raise argparse.ArgumentTypeError(
+            f"unknown group {sorted(unknown)}; choose from {GROUPS + EXTRA_GROUPS}"
+        )
     return groups
 
 
@@ -91,7 +96,8 @@ def parser(prog: str = "eventfd-ext-bench") -> argparse.ArgumentParser:
         type=_groups,
         default=list(GROUPS),
         metavar="GROUP[,GROUP]",
-        help=f"run only these groups of {', '.join(GROUPS)}",
+        help=f"run only these groups of {', '.join(GROUPS + EXTRA_GROUPS)} "
+        f"(default: {', '.join(GROUPS)})",
     )
     p.add_argument("--repetitions", type=int, metavar="N", help="repetitions of every case")
     return p
@@ -188,8 +194,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "eventfd-ext-bench") -> 
     info["pinned"] = cpus or "no"
     info["mode"] = "quick" if args.quick else "full"
     progress = _Progress()
+    figures: list[channel.Figure] = []
     try:
         results = run(config, cpus, args.only, progress)
+        if "channel" in args.only:
+            figures = channel.measure(channel.QUICK if args.quick else channel.FULL, cpus, progress)
     finally:
         progress.done()
     heading = (
@@ -205,6 +214,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "eventfd-ext-bench") -> 
             ],
             "goals": report.goal_rows(results),
         }
+        if figures:
+            doc["channel"] = {
+                "figures": [dataclasses.asdict(f) | {"median": f.median} for f in figures],
+                "goals": channel.goals(figures),
+            }
         text = json.dumps(doc, indent=2)
         if args.json == "-":
             print(text)
@@ -213,7 +227,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "eventfd-ext-bench") -> 
                 f.write(text + "\n")
     if args.json != "-":
         print(heading)
-        print(report.table(results))
+        if results:
+            print(report.table(results))
+        if figures:
+            print(channel.table(figures))
     if args.plot:
         report.plot(results, args.plot, heading)
         print(f"plot written to {args.plot}", file=sys.stderr)

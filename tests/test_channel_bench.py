@@ -1,0 +1,72 @@
+"""The benchmark's Channel section: its goals are computed against the
+right peer, and a tiny run measures every case with the peers installed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from _kernel import TIMEOUT
+from eventfd_ext.bench import channel as bench
+from eventfd_ext.bench.channel import Config, Figure
+
+
+def figure(case: str, what: str, *samples: float) -> Figure:
+    return Figure(case, what, "", list(samples))
+
+
+def test_goals_compare_with_the_fastest_peer_or_the_named_one() -> None:
+    rt, one_way, big = "round trip, 64 B, 2 CPUs", "one way, 64 B, 2 CPUs", "one way, 1 MiB, 2 CPUs"
+    figures = [
+        figure("Channel", rt, 1.0, 1.2, 0.8),
+        figure("multiprocessing.Pipe", rt, 40.0),
+        figure("pyzmq PAIR ipc://", rt, 20.0),  # the fastest peer: the one compared with
+        figure("Channel", one_way, 2000.0),
+        figure("multiprocessing.Pipe", one_way, 300.0),
+        figure("pyzmq PAIR ipc://", one_way, 1000.0),
+        figure("Channel", big, 3000.0),
+        figure("multiprocessing.Pipe", big, 1000.0),
+        figure("faster_fifo.Queue", big, 10_000.0),  # not the one this goal names
+        figure("Channel", "receiver CPU, a message every 1 ms", 12.0),
+        figure("spinning ring (the vLLM way)", "receiver CPU, a message every 1 ms", 99.0),
+    ]
+    rows = {
+        row["goal"].split(" ")[0] + row["goal"].split(" ")[1]: row for row in bench.goals(figures)
+    }
+    assert rows["roundtrip"]["against"] == "pyzmq PAIR ipc://"
+    assert rows["roundtrip"]["value"] == 1.0 / 20.0 and not rows["roundtrip"]["met"]
+    assert rows["one-way64"]["against"] == "pyzmq PAIR ipc://"
+    assert rows["one-way64"]["value"] == 2.0 and not rows["one-way64"]["met"]
+    assert rows["1MiB"]["against"] == "multiprocessing.Pipe"
+    assert rows["1MiB"]["value"] == 3.0 and rows["1MiB"]["met"]
+    assert rows["amessage"]["against"] is None  # the spinning anchor is not a peer
+    assert rows["amessage"]["value"] == 12.0 and not rows["amessage"]["met"]
+    assert "MISSED" in bench.table(figures) and "[met]" in bench.table(figures)
+
+
+def test_a_tiny_run_measures_every_case() -> None:
+    tiny = Config(repetitions=1, round_trips=20, messages=200, big_messages=2,
+                  idle_seconds=0.02, paced_messages=5)  # fmt: skip
+    figures = bench.measure(tiny, [0, 1] if len(__import__("os").sched_getaffinity(0)) > 1 else [0],
+                            lambda what, done, total: None)  # fmt: skip
+    whats = {f.what for f in figures}
+    assert len(whats) == 6
+    assert all(len(f.samples) == 1 and f.samples[0] >= 0 for f in figures)
+    assert {f.case for f in figures} >= {"Channel", "multiprocessing.Pipe", "multiprocessing.Queue"}
+    assert len(bench.goals(figures)) == 6
+
+
+def test_the_cli_runs_the_section_when_asked(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "eventfd_ext.bench", "--help"],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "channel" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "eventfd_ext.bench", "--only", "chanel"],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "'channel'" in bad.stderr
+    json.dumps(bench.GOALS[0].text)
