@@ -321,6 +321,62 @@ sleep:
     }
 }
 
+/* ---- the C peers' calls: a whole wait in one call ------------------------ */
+
+/* Send one message, waiting up to timeout_ms (< 0: no limit) for room,
+ * spinning first as the Doorbell's waits do (spin_ns: < 0 adaptive, 0
+ * never, > 0 that long): 0, -EAGAIN (no room in time), -EPIPE (shut down),
+ * -EMSGSIZE, -errno. */
+static int efx_chan_send(struct efx_chan *ch, const void *data, size_t len, int timeout_ms,
+                         int64_t spin_ns)
+{
+    int64_t deadline = efxb_deadline(timeout_ms);
+    struct efx_chan_part part = {data, len};
+    for (;;) {
+        int r = efxc_push(ch, &part, 1, len);
+        if (r == -EAGAIN) {
+            int left = efxb_left_ms(deadline);
+            if (left == 0)
+                return -EAGAIN;
+            r = efxc_wait_room(ch, len, left, spin_ns, NULL);
+            if (r < 0 && r != -EINTR)
+                return r;
+        } else if (r != -EINTR) {
+            return r;
+        }
+    }
+}
+
+/* Receive one message into buf, waiting up to timeout_ms (< 0: no limit;
+ * spin_ns as for efx_chan_send): 0 and its length in *len, -EAGAIN (none
+ * in time), -EPIPE (shut down and drained), -EMSGSIZE (*len: the length;
+ * it stays queued), -errno. */
+static int efx_chan_recv(struct efx_chan *ch, void *buf, size_t size, uint64_t *len,
+                         int timeout_ms, int64_t spin_ns)
+{
+    int64_t deadline = efxb_deadline(timeout_ms);
+    for (;;) {
+        int r = efxc_pop(ch, buf, size, len);
+        if (r == -EAGAIN) {
+            r = efxb_wait(ch->data, efxb_left_ms(deadline), spin_ns, NULL); /* looks only */
+            if (r == 0)
+                return -EAGAIN;
+            if (r < 0 && r != -EINTR)
+                return r;
+        } else if (r != -EINTR) {
+            return r;
+        }
+    }
+}
+
+/* End the stream (see efxc_shutdown), retrying a lock slice: 0. */
+static int efx_chan_shutdown(struct efx_chan *ch)
+{
+    while (efxc_shutdown(ch) == -EINTR)
+        ;
+    return 0;
+}
+
 /* ---- creation -------------------------------------------------------- */
 
 static void efxc_init_bell(struct efx_bell_layout *bell, uint32_t flags)

@@ -8,8 +8,10 @@ import array
 import functools
 import multiprocessing
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -179,3 +181,29 @@ def test_processes_mpmc_every_message_once_whole_in_order(tmp_path: Path, per_se
         got.frombytes((tmp_path / f"r{rid}").read_bytes())
     pairs = sorted(zip(got[::2], got[1::2], strict=True))
     assert pairs == [(s, i) for s in range(senders) for i in range(per_sender)]
+
+
+# -- a C peer -------------------------------------------------------------------------
+
+PEER = Path(__file__).resolve().parents[1] / "csrc" / "tests" / "chan_peer.c"
+
+
+def test_a_c_peer_mapping_the_layout_receives_and_sends(tmp_path: Path) -> None:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the peer")
+    exe = tmp_path / "chan_peer"
+    subprocess.run([cc, "-O2", "-o", str(exe), str(PEER)], check=True, timeout=120)
+    with Channel(4096) as there, Channel(4096) as back:
+        fds = [*there.fds(), *back.fds()]
+        peer = subprocess.Popen([str(exe), "echo", *map(str, fds)], pass_fds=fds)
+        try:
+            for i in range(2000):
+                data = bytes((i + j) % 256 for j in range(i % 1500))  # wraps the ring often
+                there.send(data, timeout=TIMEOUT)
+                assert back.recv(timeout=TIMEOUT) == data[::-1], i
+            there.shutdown()
+            with pytest.raises(EOFError):  # the peer shut its way down once it saw the end
+                back.recv(timeout=TIMEOUT)
+        finally:
+            assert peer.wait(TIMEOUT) == 0
