@@ -271,7 +271,7 @@ class Channel(FDOwner):
         result: int = _recv(self._h, buf, _FIRST_TRY, n)
         if not result:
             return ffi.unpack(buf, n[0])
-        return self._recv_again(result, n, None, None, waits=False)
+        return self._recv_again(buf, result, n, None, None, waits=False)
 
     def recv(self, timeout: float | None = None) -> bytes:
         """Take the oldest message and return it, as bytes.
@@ -288,18 +288,25 @@ class Channel(FDOwner):
         result: int = _recv(self._h, buf, _FIRST_TRY, n)  # the hot path: no syscall
         if not result:
             return ffi.unpack(buf, n[0])
-        message = self._recv_again(result, n, deadline, timeout, waits=True)
+        message = self._recv_again(buf, result, n, deadline, timeout, waits=True)
         return cast(bytes, message)  # waits: never None
 
     def _recv_again(
-        self, result: int, n: Any, deadline: float | None, timeout: float | None, waits: bool
+        self,
+        buf: Any,
+        result: int,
+        n: Any,
+        deadline: float | None,
+        timeout: float | None,
+        waits: bool,
     ) -> bytes | None:
-        # The first try failed: find out why, wait if the caller waits (or
-        # say None), and try again.
-        out = bytearray()
+        # The first try into buf failed: find out why, wait if the caller
+        # waits (or say None), and try again, into a buffer of its own for
+        # a message longer than buf.
+        out: bytearray | None = None
         while True:
             if result == _EMSGSIZE:
-                out = bytearray(n[0])  # a longer message: its own buffer
+                out = bytearray(n[0])
             elif result == _EAGAIN:
                 if not waits:
                     return None
@@ -310,9 +317,14 @@ class Channel(FDOwner):
                 self._fail(result)
             else:
                 self._past(deadline, timeout, "the channel stayed locked")
-            result = _recv(self._h, ffi.from_buffer(out), len(out), n)
-            if not result:
-                return bytes(memoryview(out)[: n[0]])
+            if out is None:
+                result = _recv(self._h, buf, _FIRST_TRY, n)
+                if not result:
+                    return ffi.unpack(buf, n[0])
+            else:
+                result = _recv(self._h, ffi.from_buffer(out), len(out), n)
+                if not result:
+                    return bytes(memoryview(out)[: n[0]])
 
     def _wait_data(self, deadline: float | None, timeout: float | None) -> None:
         self._check_open()
