@@ -67,8 +67,9 @@ class Channel(FDOwner):
     message takes its length rounded up to 8, plus 8, so the largest is
     ``max_message`` (capacity - 8).  Any number of senders and receivers;
     each message is delivered once, whole, in each sender's order.
-    *spin* is how long a receive that finds nothing spins before sleeping,
-    in seconds (None: adaptive), as a Doorbell's read.
+    *spin* is how long a receive that finds nothing, or a send that finds
+    no room, spins before sleeping, in seconds (None: adaptive), as a
+    Doorbell's read (a send spins at most a millisecond).
     """
 
     __slots__ = ("_nonblocking", "_spin")
