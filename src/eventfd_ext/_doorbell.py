@@ -285,21 +285,25 @@ class Doorbell(FDOwner):
             lib.efx_db_watch_exit(token)
 
     async def aread(self) -> int:
-        """Take the count in a coroutine, never blocking the loop; close()
-        meanwhile raises ValueError here (as EventFD.aread)."""
+        """Take the count in a task of asyncio (uvloop included), trio or
+        anyio, never blocking the loop; inside its own watch(), so that the
+        loop sees every write.  close() meanwhile raises ValueError here (as
+        EventFD.aread)."""
+        loop = _aio.running_loop()
         with self.watch():
             while True:
                 value = self.try_read()
                 if value:
                     return value
-                await _aio._wait(self.fileno(), _aio._READ, self._check_open)
+                await _aio.wait(self.fileno(), _aio._READ, self._check_open, loop)
 
     async def await_readable(self) -> None:
         """Wait in the running loop until the count is nonzero, taking
-        nothing."""
+        nothing; inside its own watch(), as aread()."""
+        loop = _aio.running_loop()
         with self.watch():  # rings at once if a count is pending
             while not self.peek():
-                await _aio._wait(self.fileno(), _aio._READ, self._check_open)
+                await _aio.wait(self.fileno(), _aio._READ, self._check_open, loop)
                 # The token before the count (a stale one would wake the
                 # loop forever); a token drained while a count stays behind
                 # is rung again, for the other pollers and sleepers.

@@ -301,22 +301,25 @@ class EventFD(FDOwner):
         self.fileno()
         return _core.wait_ready(self, _core.deadline(timeout), 0, _spin_step, _sleep_step)
 
-    # -- asyncio (eventfd_ext/_aio.py) ------------------------------------
+    # -- async: asyncio, uvloop, trio, anyio (eventfd_ext/_aio.py) --------
 
     async def aread(self) -> int:
-        """Take the count (1 in semaphore mode) in a coroutine.
+        """Take the count (1 in semaphore mode) in a task of asyncio
+        (uvloop included), trio or anyio.
 
         Waits in the running loop while the count is zero, never blocking
-        it, whatever the fd's mode: a count that another reader (coroutine,
+        it, whatever the fd's mode: a count that another reader (task,
         thread or process) takes first sends it back to waiting.  Any number
-        of coroutines may await the same EventFD; cancelling one (or an
-        ``asyncio.wait_for`` timeout) leaves the count and the fd as they
-        were.  Closing the EventFD meanwhile raises ValueError here.
+        of tasks may await the same EventFD; cancelling one (a timeout, a
+        cancel scope) leaves the count and the fd as they were.  Closing the
+        EventFD meanwhile, from any thread, raises ValueError here.  Outside
+        those frameworks it raises RuntimeError.
         """
         return await _aio.read(self)
 
     async def await_readable(self) -> None:
         """Wait in the running loop until the count is nonzero, without
-        taking it: the async twin of ``wait()`` (use ``asyncio.wait_for``
-        for a timeout).  Shares aread()'s one registration per loop."""
-        await _aio._wait(self.fileno(), _aio._READ, self._check_open)
+        taking it: the async twin of ``wait()`` (use the framework's
+        timeout for one).  Shares aread()'s one registration per loop."""
+        loop = _aio.running_loop()
+        await _aio.wait(self.fileno(), _aio._READ, self._check_open, loop)
