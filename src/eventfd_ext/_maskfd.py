@@ -23,7 +23,7 @@ import os
 import weakref
 from typing import Any, Callable, NoReturn
 
-from . import _core
+from . import _aio, _core
 from ._backings import BACKINGS, BY_KIND, BY_NAME, Backing, BackingRecord, choose_backing
 from ._constants import EFD_MASK_EVENTS
 from ._maskabi import (
@@ -318,6 +318,21 @@ class MaskFD(FDOwner):
     def data(self) -> int:
         """The stored data word."""
         return self.read().data
+
+    # -- async: asyncio, uvloop, trio, anyio (eventfd_ext/_aio.py) --------
+
+    async def await_readable(self) -> None:
+        """Wait in a task of asyncio (uvloop included), trio or anyio until
+        the fd shows POLLIN (or POLLHUP/POLLERR, which wake readers too),
+        changing nothing.  Any number of tasks may wait; close() from any
+        thread wakes them with ValueError."""
+        loop = _aio.running_loop()
+        await _aio.wait(self.fileno(), _aio._READ, self._check_open, loop)
+
+    async def await_writable(self) -> None:
+        """Wait until the fd shows POLLOUT (or POLLERR), as await_readable."""
+        loop = _aio.running_loop()
+        await _aio.wait(self.fileno(), _aio._WRITE, self._check_open, loop)
 
     # -- the byte ABI of the patch ----------------------------------------
 
