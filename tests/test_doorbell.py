@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import io
 import os
 import pathlib
 import select
+import selectors
 import shutil
 import subprocess
 
@@ -164,8 +166,8 @@ def _readable(fd: int, how: str, ep: select.epoll | None = None) -> bool:
 def test_a_poller_inside_watch_never_misses_a_count(how: str) -> None:
     with Doorbell() as bell, select.epoll() as ep:
         bell.write(3)  # pending before the watch: readable at once inside
-        ep.register(bell, select.EPOLLIN | (select.EPOLLET if how == "epoll_et" else 0))
         with bell.watch():
+            ep.register(bell, select.EPOLLIN | (select.EPOLLET if how == "epoll_et" else 0))
             for rnd in range(100):
                 assert _readable(bell.fileno(), how.removesuffix("_et"), ep), rnd
                 assert bell.read() >= 1
@@ -181,7 +183,7 @@ def test_closing_inside_watch_leaves_no_watcher_behind() -> None:
     """A watcher left counted would make every holder's write ring the
     eventfd: a syscall each, for good."""
     with Doorbell() as bell:
-        other = Doorbell.from_fds(os.dup(bell.fds()[0]), os.dup(bell.fileno()))
+        other = Doorbell.from_fds(*map(os.dup, bell.fds()))
         with other.watch():
             assert _watchers(bell) == 1
             other.close()
@@ -194,7 +196,7 @@ def test_closing_inside_watch_leaves_no_watcher_behind() -> None:
 
 def test_a_watch_that_fails_to_ring_is_not_counted() -> None:
     with Doorbell(1) as bell:
-        fd = bell.fileno()
+        fd = bell.fds()[1]
         os.close(fd)  # behind the object's back: the ring fails
         with pytest.raises(OSError) as info, bell.watch():
             pass
@@ -213,6 +215,66 @@ def test_semaphore_poller_sees_the_count_left_behind() -> None:
             assert select.select([bell], [], [], 0)[0]
             assert bell.read() == 1
         assert not select.select([bell], [], [], 0)[0]
+
+
+def test_fileno_outside_watch_is_refused_loudly() -> None:
+    """Outside watch() writes do not reach the eventfd: a poller given it
+    would sleep through a pending count, so fileno() refuses, naming the
+    way in; fds() still gives the numbers for passing."""
+    with Doorbell(1) as bell:
+        for _ in range(2):  # before any watch, and after one ended
+            with pytest.raises(io.UnsupportedOperation, match=r"only inside its watch\(\)"):
+                bell.fileno()
+            with pytest.raises(io.UnsupportedOperation, match=r"watch\(\)"):
+                select.select([bell], [], [], 0)  # the silent mistake, now loud
+            with bell.watch():
+                assert bell.fileno() == bell.fds()[1]
+                assert select.select([bell], [], [], 0)[0] == [bell]
+        assert bell.read() == 1
+
+
+def test_fileno_answers_while_any_watch_of_the_object_is_open() -> None:
+    with Doorbell() as bell:
+        with bell.watch():
+            with bell.watch():
+                pass
+            assert bell.fileno() >= 0  # the outer block still watches
+            # Another thread's calls see this thread's watch: the object is watched.
+            thread, out = in_thread(bell.fileno)
+            join_thread(thread)
+            assert out == {"result": bell.fds()[1]}
+        with pytest.raises(io.UnsupportedOperation):
+            bell.fileno()
+
+
+def test_selectors_unregister_after_the_watch_ended() -> None:
+    # io.UnsupportedOperation is a ValueError: selectors then finds the
+    # object by identity, so a registration made inside can end outside.
+    with Doorbell() as bell, selectors.DefaultSelector() as sel:
+        with pytest.raises(ValueError):
+            sel.register(bell, selectors.EVENT_READ)
+        with bell.watch():
+            sel.register(bell, selectors.EVENT_READ)
+            bell.write(2)
+            assert [key.fileobj for key, _ in sel.select(0)] == [bell]
+        sel.unregister(bell)
+        assert not sel.get_map()
+        assert bell.read() == 2
+
+
+def test_a_child_forked_inside_watch_is_not_watching() -> None:
+    with Doorbell() as bell:
+        with bell.watch():
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    bell.fileno()
+                except io.UnsupportedOperation:
+                    os._exit(0)
+                os._exit(1)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, "the child's fileno() answered"
+            assert bell.fileno() >= 0  # the parent still watches
 
 
 # -- asyncio -----------------------------------------------------------------------------
@@ -241,13 +303,13 @@ def test_awaiters_never_block_the_loop_on_a_blocking_eventfd() -> None:
     the token and the count between the awaiters' turns, so the second
     awaiter finds no token; its drain must not block the loop in read(2)."""
     bell = Doorbell()
-    os.set_blocking(bell.fileno(), True)
+    os.set_blocking(bell.fds()[1], True)
     unblocked: list[bool] = []
 
     def watchdog() -> None:  # frees a loop stuck in read(2), so the test fails instead
         if not finished.wait(TIMEOUT):
             unblocked.append(True)
-            os.eventfd_write(bell.fileno(), 1)
+            os.eventfd_write(bell.fds()[1], 1)
 
     async def main() -> None:
         first = asyncio.create_task(bell.await_readable())
@@ -327,7 +389,8 @@ def test_subprocess_adopts_it_with_from_fds() -> None:
 
     with Doorbell(4) as bell:
         fds = bell.fds()
-        assert fds[1] == bell.fileno()
+        with bell.watch():  # where fileno() answers
+            assert fds[1] == bell.fileno()
         script = textwrap.dedent(
             f"""
             from eventfd_ext import Doorbell
@@ -358,9 +421,9 @@ def test_from_fds_refuses_a_wake_up_channel_that_is_not_an_eventfd() -> None:
 def test_a_parent_inside_watch_sees_writes_after_its_child_left() -> None:
     with Doorbell() as bell:
         poller = select.poll()
-        poller.register(bell, select.POLLIN)
         r, w = os.pipe()
         with bell.watch():
+            poller.register(bell, select.POLLIN)
             pid = os.fork()
             if pid != 0:
                 os.close(w)
@@ -392,7 +455,7 @@ def test_from_fds_refuses_another_eventfd_beside_the_page() -> None:
     the eventfd of another (or any eventfd) would count in one and ring the
     other, and a sleeper would never wake."""
     with Doorbell() as a, Doorbell() as b, EventFD() as other:
-        for efd in (b.fileno(), other.fileno()):
+        for efd in (b.fds()[1], other.fileno()):
             memfd, foreign = os.dup(a.fds()[0]), os.dup(efd)
             before = _kernel.open_fds()
             try:
@@ -402,7 +465,7 @@ def test_from_fds_refuses_another_eventfd_beside_the_page() -> None:
             finally:
                 os.close(memfd)
                 os.close(foreign)
-        with Doorbell.from_fds(os.dup(a.fds()[0]), os.dup(a.fileno())) as same:
+        with Doorbell.from_fds(*map(os.dup, a.fds())) as same:
             same.write(3)  # its own eventfd, duplicated: accepted
             assert a.read() == 3
 

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 from . import _aio, _core
 from ._constants import OVERFLOW
@@ -39,6 +42,11 @@ _new_watch = ffi.new_allocator(
 )
 
 
+# Guards each Doorbell's count of the watch() blocks it is in (entered and
+# left from any thread, also on the free-threaded build).
+_watching_lock = threading.Lock()
+
+
 def _spin_ns(spin: object) -> int:
     """A spin budget in seconds (None: adaptive) as the shim's nanoseconds."""
     return _ADAPTIVE if spin is None else _core.spin_ns(spin)
@@ -53,11 +61,18 @@ class Doorbell(FDOwner):
     an adaptive budget that shrinks when spinning does not pay).
     """
 
-    __slots__ = ("_nonblocking", "_spin")
+    __slots__ = ("_nonblocking", "_spin", "_watching")
 
     _nonblocking: bool
     _spin: int
+    #: (pid, n): n watch() blocks of this object are open in process pid.
+    _watching: tuple[int, int]
     _OTHER_WAYS = ", or send it over a UNIX socket with eventfd_ext.send_doorbell"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Doorbell:
+        self = super().__new__(cls, *args, **kwargs)
+        self._watching = (0, 0)  # from_fds builds without __init__
+        return self
 
     def __init__(
         self,
@@ -158,12 +173,12 @@ class Doorbell(FDOwner):
     def nonblocking(self) -> bool:
         """Whether reads and writes raise BlockingIOError instead of waiting
         (this object's mode, not shared with other holders)."""
-        self.fileno()
+        self._check_open()
         return self._nonblocking
 
     @nonblocking.setter
     def nonblocking(self, value: bool) -> None:
-        self.fileno()
+        self._check_open()
         self._nonblocking = bool(value)
 
     @property
@@ -280,9 +295,39 @@ class Doorbell(FDOwner):
             lib.efx_db_watch_exit(token)  # counted even when its ring failed
             self._fail(result)
         try:
-            yield self
+            self._count_watch(+1)
+            try:
+                yield self
+            finally:
+                self._count_watch(-1)
         finally:
             lib.efx_db_watch_exit(token)
+
+    def _count_watch(self, step: int) -> None:
+        here = os.getpid()
+        with _watching_lock:
+            pid, n = self._watching
+            # A forked child's copy counts only the blocks it entered itself.
+            self._watching = (here, (n if pid == here else 0) + step)
+
+    def fileno(self) -> int:
+        """The eventfd that wakes pollers, inside :meth:`watch` only.
+
+        Outside every watch() block of this object, writes do not reach the
+        fd, so a poller given it would miss counts: io.UnsupportedOperation
+        says so (it is a ValueError, as for a closed object, so selectors
+        still unregisters the object by identity).  :meth:`fds` gives the
+        numbers for passing; ``aread()``/``await_readable()`` watch by
+        themselves."""
+        fd = super().fileno()
+        pid, n = self._watching
+        if not n or pid != os.getpid():
+            raise io.UnsupportedOperation(
+                "a Doorbell's fileno() is pollable only inside its watch(): outside it "
+                "writes do not reach the fd; poll within 'with bell.watch():', await "
+                "bell.aread() or bell.await_readable(), or use bell.fds() to pass it on"
+            )
+        return fd
 
     async def aread(self) -> int:
         """Take the count in a task of asyncio (uvloop included), trio or

@@ -117,7 +117,7 @@ class FDOwner:
         return fd
 
     def __enter__(self: _Self) -> _Self:
-        self.fileno()
+        self._check_open()
         return self
 
     def __exit__(

@@ -125,7 +125,7 @@ def _doorbell_semaphore_nonblocking() -> None:
 
 def _doorbell_from_fds() -> None:
     with Doorbell(5) as bell:
-        fds = os.dup(bell.fds()[0]), os.dup(bell.fileno())
+        fds = tuple(map(os.dup, bell.fds()))
         with Doorbell.from_fds(*fds, nonblocking=True, spin=0) as again:
             assert again.read() == 5
             again.write(6)
@@ -161,7 +161,7 @@ def _doorbell_error_paths() -> None:
         junk = os.memfd_create("eventfd_ext.test")
         os.ftruncate(junk, 256)
         try:
-            for fds in ((bell.fds()[0], r), (small, bell.fileno()), (junk, bell.fileno())):
+            for fds in ((bell.fds()[0], r), (small, bell.fds()[1]), (junk, bell.fds()[1])):
                 try:
                     Doorbell.from_fds(*fds)
                 except ValueError:

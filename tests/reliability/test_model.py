@@ -299,7 +299,7 @@ class CounterMachine(RuleBasedStateMachine):
         if isinstance(old, EventFD):  # O_NONBLOCK belongs to the open file: it carries over
             self.ev = EventFD.from_fd(os.dup(old.fileno()))
         else:  # a Doorbell's mode is its own
-            fds = os.dup(old.fds()[0]), os.dup(old.fileno())
+            fds = tuple(map(os.dup, old.fds()))
             self.ev = Doorbell.from_fds(*fds, nonblocking=old.nonblocking)
         old.close()  # inside any watch() it has open: leaving that must still count
 
@@ -321,7 +321,7 @@ class CounterMachine(RuleBasedStateMachine):
 
     def _revents(self) -> int:
         p = select.poll()
-        p.register(self.ev, select.POLLIN | select.POLLOUT)
+        p.register(self.ev.fds()[-1], select.POLLIN | select.POLLOUT)  # the fd, watched or not
         events = p.poll(0)
         return events[0][1] if events else 0
 
