@@ -1,0 +1,63 @@
+"""docs/async_and_processes.md runs as written: each ```python block as a
+script of its own (the multiprocessing ones need an importable main module)
+in a fresh interpreter with warnings as errors, and prints what its
+comments say."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from _kernel import TIMEOUT
+
+DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "async_and_processes.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+POOL = next(block for block in BLOCKS if "ProcessPoolExecutor" in block)
+SQUARES = str([n * n for n in range(10)])
+
+
+def run_script(code: str, tmp_path: pathlib.Path) -> str:
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    out = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=3 * TIMEOUT,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+def test_example_runs(code: str, tmp_path: pathlib.Path) -> None:
+    for package in ("trio", "anyio", "uvloop"):
+        if re.search(rf"^import {package}\b", code, re.M) and not importlib.util.find_spec(package):
+            pytest.skip(f"{package} is not installed (pip install 'eventfd_ext[async]')")
+    run_script(code, tmp_path)
+
+
+def test_the_async_examples_print_their_comments(tmp_path: pathlib.Path) -> None:
+    examples = [block for block in BLOCKS if "aread()" in block and "run(main" in block]
+    assert len(examples) == 2  # trio's and asyncio's
+    for code in examples:
+        if "import trio" in code and not importlib.util.find_spec("trio"):
+            continue
+        assert run_script(code, tmp_path).splitlines() == ["3", "nothing within 0.1 s"]
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_pool_gets_the_eventfd_once_through_its_initializer(
+    method: str, tmp_path: pathlib.Path
+) -> None:
+    """The documented way: every worker writes to the parent's EventFD,
+    which it got once, when it started."""
+    code = POOL.replace('mp.get_context("spawn")', f'mp.get_context("{method}")')
+    assert code != POOL or method == "spawn"
+    assert run_script(code, tmp_path).splitlines() == [SQUARES]
