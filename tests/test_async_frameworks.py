@@ -11,6 +11,7 @@ a sleep; asyncio's registration details are tests/test_asyncio.py's.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -322,8 +323,6 @@ def test_close_wakes_loops_of_every_framework_at_once(efd: EventFD) -> None:
     for name, results in outcome.items():
         assert [type(r) for r in results] == [ValueError, ValueError], (name, results)
     with pytest.raises(OSError):
-        import os
-
         os.fstat(fd)
 
 
@@ -352,6 +351,32 @@ def test_doorbell_timeout_takes_nothing(backend: Backend) -> None:
             return timed_out, await bell.aread()
 
         assert backend.run(main, kick=bell.write) == (True, 3)
+
+
+def test_doorbell_awaiters_never_block_the_loop_on_a_blocking_eventfd(backend: Backend) -> None:
+    """One ring wakes two await_readable and one aread; the aread takes the
+    token and the count between the awaiters' turns, so an awaiter may find
+    no token: its drain must not block the loop in read(2) (from_fds may
+    adopt a blocking eventfd, made by a C peer)."""
+    with Doorbell() as bell:
+        wake_up = bell.fds()[1]
+        os.set_blocking(wake_up, True)
+
+        async def main() -> list[Any]:
+            results: list[Any] = []
+            async with anyio.create_task_group() as group:
+                group.start_soon(run_into, results, bell.await_readable)
+                group.start_soon(run_into, results, bell.aread)
+                group.start_soon(run_into, results, bell.await_readable)
+                await anyio.wait_all_tasks_blocked()
+                bell.write(1)
+                await until(lambda: 1 in results)
+                bell.write(2)  # an awaiter that came after the take waits on
+            return results
+
+        results = backend.run(main, kick=lambda: os.eventfd_write(wake_up, 1))
+        assert sorted(results, key=str) == [1, None, None]
+        assert bell.peek() == 2
 
 
 def test_maskfd_await_readable_and_writable(backend: Backend) -> None:
@@ -435,3 +460,22 @@ def test_a_thread_without_a_loop_in_an_asyncio_program(efd: EventFD) -> None:
     error = asyncio.run(main())
     assert isinstance(error, RuntimeError)
     assert efd.peek() == 1
+
+
+def test_close_after_a_trio_run_ended_with_a_watch_left() -> None:
+    """A run that ended while the watch of an fd was still listed (its
+    tasks can never resume) does not stop close(): the fd is closed from
+    the closing thread, and nothing is asked of the finished run."""
+    trio = pytest.importorskip("trio", reason="trio is not installed")
+
+    async def token_and_event() -> tuple[Any, Any]:
+        return trio.lowlevel.current_trio_token(), trio.Event()
+
+    token, event = trio.run(token_and_event)
+    efd = EventFD()
+    fd = efd.fileno()
+    _aio._watches[(token, fd, _aio._READ)] = _aio._TrioWatch(event)
+    efd.close()
+    assert not _aio._watches
+    with pytest.raises(OSError):
+        os.fstat(fd)

@@ -288,13 +288,14 @@ async def _trio_wait(
             del _watches[key]
 
 
-def _abandon(loop: Any, fd: int, error: str) -> None:
-    """In *loop*'s thread: drop its watches of *fd* and fail their waiters."""
+def _abandon(loop: Any, fd: int, error: str, running: bool) -> None:
+    """In *loop*'s thread (or any, if the loop no longer *running*): drop
+    its watches of *fd* and fail their waiters."""
     for direction in (_READ, _WRITE):
         watch = _watches.pop((loop, fd, direction), None)
         if isinstance(watch, _AsyncioWatch):
             watch.abandon(loop, fd, direction, error)
-        elif watch is not None:
+        elif watch is not None and running:  # a finished run's tasks never resume
             watch.abandon(sys.modules["trio"], fd, error)
 
 
@@ -334,9 +335,9 @@ def notify_closing(fd: int, error: str, close: Callable[[], None]) -> None:
     left = len(loops)
     lock = threading.Lock()
 
-    def let_go(loop: Any) -> None:
+    def let_go(loop: Any, running: bool = True) -> None:
         nonlocal left
-        _abandon(loop, fd, error)
+        _abandon(loop, fd, error, running)
         with lock:
             left -= 1
             last = left == 0
@@ -344,8 +345,10 @@ def notify_closing(fd: int, error: str, close: Callable[[], None]) -> None:
             close()
 
     for loop in loops:
-        if loop is here or not _call_in(loop, functools.partial(let_go, loop)):
-            let_go(loop)  # this thread's loop, or one that no thread runs
+        if loop is here:
+            let_go(loop)
+        elif not _call_in(loop, functools.partial(let_go, loop)):
+            let_go(loop, running=False)  # no thread runs it any more
 
 
 async def wait_readable(fd: FileDescriptorLike) -> None:
