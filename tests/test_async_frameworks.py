@@ -302,6 +302,7 @@ def test_close_wakes_loops_of_every_framework_at_once(efd: EventFD) -> None:
     def one(chosen_backend: Backend) -> None:
         async def main() -> list[Any]:
             async def signal() -> None:
+                await anyio.wait_all_tasks_blocked()  # the other two wait
                 await anyio.to_thread.run_sync(waiting.wait)
 
             return await parked_then(lambda: None, efd.aread, efd.await_readable, signal)
@@ -314,7 +315,7 @@ def test_close_wakes_loops_of_every_framework_at_once(efd: EventFD) -> None:
     threads = [threading.Thread(target=one, args=(b,)) for b in chosen]
     for thread in threads:
         thread.start()
-    waiting.wait()  # every loop has its waiters parked (or is about to)
+    waiting.wait()  # every loop has its waiters parked
     fd = efd.fileno()
     efd.close()
     for thread in threads:
