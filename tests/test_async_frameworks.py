@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,7 +23,7 @@ from typing import Any
 import anyio
 import pytest
 
-from async_backends import DEADLINE, Backend, backend
+from async_backends import BACKENDS, DEADLINE, Backend, backend, missing
 from eventfd_ext import Doorbell, EventFD, MaskFD, _aio
 from eventfd_ext._aio import SUPPORTED
 
@@ -293,8 +296,6 @@ def test_close_wakes_loops_of_every_framework_at_once(efd: EventFD) -> None:
     """One close() from this thread wakes waiters in an asyncio loop, a
     trio run and anyio's, each in its own thread, and closes the fd once
     every loop has let go."""
-    from async_backends import BACKENDS, missing
-
     chosen = [b for b in BACKENDS if missing(b) is None]
     waiting = threading.Barrier(len(chosen) + 1, timeout=DEADLINE)
     outcome: dict[str, Any] = {}
@@ -480,3 +481,28 @@ def test_close_after_a_trio_run_ended_with_a_watch_left() -> None:
     assert not _aio._watches
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_the_close_wakeup_benchmark_runs() -> None:
+    """benchmarks/async_close_wakeup.py prints a row of three figures per
+    framework installed and class (its assert checks every waiter woke)."""
+    script = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "async_close_wakeup.py"
+    out = subprocess.run(
+        [sys.executable, "-W", "error", str(script), "--rounds", "3"],
+        capture_output=True,
+        text=True,
+        timeout=6 * DEADLINE,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[2:]]
+    installed = [
+        b.name
+        for b in BACKENDS
+        if b.name in ("asyncio", "asyncio+uvloop", "trio") and missing(b) is None
+    ]
+    assert [row[:2] for row in rows if len(row) == 5] == [
+        [name, cls] for name in installed for cls in ("EventFD", "Doorbell")
+    ]
+    for row in rows:
+        if len(row) == 5:
+            assert all(0 < float(figure) < 1e3 * WAKE_BOUND for figure in row[2:])
