@@ -29,6 +29,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <eventfd_ext/eventfd_io.h> /* efx_now_ns */
+
 #define MFX_STREAM 1
 #define MFX_DGRAM 2
 #define MFX_PIPE 3
@@ -1033,19 +1035,11 @@ static int mfx_thread_gone(uint32_t tid)
     return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X' || p[2] == 'x');
 }
 
-static long mfx_elapsed_ns(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - since->tv_sec) * 1000000000L + (now.tv_nsec - since->tv_nsec);
-}
-
 /* The contended path of mfx_lock: 0 with the lock (*took_over: from a dead
  * holder or a lie), or -EINTR after a slice or a signal. */
 static int mfx_lock_wait(uint32_t *word, uint32_t me, int *took_over)
 {
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    int64_t start = efx_now_ns();
     long checked = 0;
     for (;;) {
         uint32_t v = __atomic_load_n(word, __ATOMIC_RELAXED);
@@ -1065,7 +1059,7 @@ static int mfx_lock_wait(uint32_t *word, uint32_t me, int *took_over)
         if (v != sleeping && !__atomic_compare_exchange_n(word, &v, sleeping, 0,
                                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED))
             continue;
-        long spent = mfx_elapsed_ns(&start);
+        long spent = (long)(efx_now_ns() - start);
         if (spent >= MFX_SLICE_NS)
             return -EINTR;
         long until = checked + MFX_CHECK_NS;
@@ -1075,7 +1069,7 @@ static int mfx_lock_wait(uint32_t *word, uint32_t me, int *took_over)
             struct timespec t = {0, until - spent};
             if (mfx_futex(word, FUTEX_WAIT, sleeping, &t) && errno == EINTR)
                 return -EINTR; /* a signal: let Python run its handler */
-            spent = mfx_elapsed_ns(&start);
+            spent = (long)(efx_now_ns() - start);
         }
         if (spent - checked >= MFX_CHECK_NS) {
             checked = spent;
