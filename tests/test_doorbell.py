@@ -16,6 +16,7 @@ import errno
 import gc
 import os
 import pathlib
+import re
 import select
 import shutil
 import subprocess
@@ -325,6 +326,22 @@ def test_the_header_names_what_it_needs_when_included_late(tmp_path: pathlib.Pat
     )
     assert out.returncode != 0
     assert "define _GNU_SOURCE before the first #include" in out.stderr
+
+
+PROTOCOL_DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "doorbell-protocol.md"
+
+
+def test_the_c_example_of_the_protocol_doc_compiles(tmp_path: pathlib.Path) -> None:
+    """docs/doorbell-protocol.md's C block compiles, with its own command's
+    flags, against the installed header."""
+    (block,) = re.findall(r"```c\n(.*?)```", PROTOCOL_DOC.read_text(), re.S)
+    source = tmp_path / "peer.c"
+    source.write_text(block)
+    subprocess.run(
+        [_c_compiler(), *PEER_CFLAGS, "-c", "-o", str(tmp_path / "peer.o"), str(source)],
+        check=True,
+        timeout=120,
+    )
 
 
 def test_a_c_peer_mapping_the_layout_rings_and_takes(tmp_path: pathlib.Path) -> None:

@@ -177,7 +177,7 @@ class _Lib:
     def mfx_free(h: _Handle, /) -> int: ...
     @staticmethod
     def mfx_test_die_after(steps: int, /) -> int: ...
-    # csrc/doorbell.h
+    # csrc/bell_owner.h
     EFX_BELL_SEMAPHORE: int
     EFX_BELL_INFO_N: int
 
