@@ -239,7 +239,7 @@ static inline int efxb_drain(struct efx_bell *bell)
 }
 
 static inline int efxb_futex(_Atomic uint32_t *word, int op, uint32_t val,
-                      const struct timespec *timeout)
+                             const struct timespec *timeout)
 {
     /* FUTEX_WAIT/FUTEX_WAKE without FUTEX_PRIVATE_FLAG: the word is in a
      * MAP_SHARED mapping seen by other processes. */
@@ -275,7 +275,7 @@ static inline int efxb_new_handle(struct efx_bell_layout *shm, int efd, struct e
  * | EFD_NONBLOCK), both returned to the caller, who owns them.  flags: 0
  * or EFX_BELL_SEMAPHORE.  0, or -errno (nothing left open on failure). */
 static inline int efx_bell_create(unsigned int initval, int flags, int *memfd_out,
-                           int *efd_out, struct efx_bell **bell_out)
+                                  int *efd_out, struct efx_bell **bell_out)
 {
     struct efx_bell_layout *shm = NULL;
     int err;
@@ -369,7 +369,7 @@ static inline int efx_bell_detach(struct efx_bell *bell)
  * A positive errno: added, but the wake-up ring failed (e.g. EBADF), so
  * sleepers may not learn of it; never retry such a write. */
 static inline int efxb_write(struct efx_bell *bell, uint64_t n, int timeout_ms,
-                      const struct efxb_cancel *cancel)
+                             const struct efxb_cancel *cancel)
 {
     struct efx_bell_layout *shm = bell->shm;
     int64_t deadline = 0;
@@ -442,7 +442,8 @@ static inline int efx_bell_write(struct efx_bell *bell, uint64_t n, int timeout_
     return efxb_write(bell, n, timeout_ms, NULL);
 }
 
-/* Wake every writer waiting for room (a close that ends their waits). */
+/* Wake every writer waiting for room: a take that made room, or a close
+ * that ends their waits. */
 static inline void efxb_wake_writers(struct efx_bell *bell)
 {
     struct efx_bell_layout *shm = bell->shm;
@@ -464,10 +465,8 @@ static inline void efxb_after_take(struct efx_bell *bell, uint64_t left)
      * for room): without it a writer that announced itself and re-read the
      * old, full count would sleep in FUTEX_WAIT while we skip the wake. */
     EFXB_STORE_LOAD();
-    if (atomic_load_explicit(&shm->writers_waiting, memory_order_seq_cst)) {
-        atomic_fetch_add_explicit(&shm->room_seq, 1, memory_order_seq_cst);
-        efxb_futex(&shm->room_seq, FUTEX_WAKE, INT_MAX, NULL);
-    }
+    if (atomic_load_explicit(&shm->writers_waiting, memory_order_seq_cst))
+        efxb_wake_writers(bell);
     if (left && (atomic_load_explicit(&shm->sleepers, memory_order_seq_cst) ||
                  atomic_load_explicit(&shm->watchers, memory_order_seq_cst)))
         efxb_ring(bell);
@@ -536,7 +535,7 @@ static inline int64_t efxb_budget(struct efx_bell *bell, int64_t spin_ns)
  * taking: a caller whose signal handler raises after the spin returns
  * leaves the count in the counter. */
 static inline int efxb_spin(struct efx_bell *bell, int64_t spin_ns, int64_t limit_ns,
-                     const struct efxb_cancel *cancel)
+                            const struct efxb_cancel *cancel)
 {
     struct efx_bell_layout *shm = bell->shm;
     int64_t budget = efxb_budget(bell, spin_ns);
@@ -573,7 +572,7 @@ static inline int efxb_spin(struct efx_bell *bell, int64_t spin_ns, int64_t limi
  * timeout, -EINTR, -ECANCELED, -errno.  `spun`: the ns this wait already
  * spun (for the adaptive budget). */
 static inline int efxb_sleep(struct efx_bell *bell, int64_t deadline, int64_t spun,
-                      const struct efxb_cancel *cancel)
+                             const struct efxb_cancel *cancel)
 {
     struct efx_bell_layout *shm = bell->shm;
     int64_t start = efx_now_ns();
@@ -654,7 +653,7 @@ static inline int efxb_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_
  * on timeout, -EINTR on a signal (call again with the time left), -EBADF
  * if the eventfd is closed, -errno. */
 static inline int efx_bell_wait_read(struct efx_bell *bell, int timeout_ms,
-                              int64_t spin_ns, uint64_t *out)
+                                     int64_t spin_ns, uint64_t *out)
 {
     return efxb_wait(bell, timeout_ms, spin_ns, out);
 }
@@ -673,7 +672,6 @@ static inline int efx_bell_wait(struct efx_bell *bell, int timeout_ms, int64_t s
  * eventfd is readable whenever the count is nonzero.  Calls nest (a
  * counter).  0 or -errno (counted even then: exit it).  A poller that saw
  * the eventfd readable takes with efx_bell_poll_take. */
-
 static inline int efx_bell_watch_enter(struct efx_bell *bell)
 {
     struct efx_bell_layout *shm = bell->shm;
