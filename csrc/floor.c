@@ -50,10 +50,10 @@ static int efx_floor_send(int mechanism, int fd)
 }
 
 /* EventFD's spin (efx_efd_spin): yield, then look with poll(0), until the
- * fd is readable or EFX_FLOOR_SPIN_NS passed. */
-static void efx_floor_spin(int fd)
+ * fd is readable or spin_ns passed. */
+static void efx_floor_spin(int fd, int64_t spin_ns)
 {
-    int64_t end = efx_now_ns() + EFX_FLOOR_SPIN_NS;
+    int64_t end = efx_now_ns() + spin_ns;
     struct pollfd pfd = {fd, POLLIN, 0};
     do
         sched_yield();
@@ -66,7 +66,7 @@ static int efx_floor_recv(int mechanism, int fd)
     size_t size = EFX_FLOOR_IS_EVENTFD(mechanism) ? sizeof value : 1;
     ssize_t n;
     if (mechanism == EFX_FLOOR_EVENTFD_SPIN)
-        efx_floor_spin(fd); /* as EventFD.read: the spin, then the read */
+        efx_floor_spin(fd, EFX_FLOOR_SPIN_NS); /* as EventFD.read: the spin, then the read */
     while ((n = read(fd, &value, size)) < 0 && errno == EINTR)
         ;
     return n == (ssize_t)size ? 0 : n < 0 ? -errno : -EIO;

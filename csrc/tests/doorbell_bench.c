@@ -23,7 +23,7 @@ struct chan {
     int kind;
     int64_t spin;
     efx_bell_t *a, *b; /* CH_BELL */
-    int ea, eb;        /* the eventfds */
+    int ea, eb;        /* CH_SPIN_READ: blocking eventfds, as EventFD's default */
 };
 
 static int send_(struct chan *c, int to_pong)
@@ -38,11 +38,7 @@ static int send_(struct chan *c, int to_pong)
  * ns, then a blocking read.  1, or -errno. */
 static int eventfd_spin_read(int fd, int64_t spin, uint64_t *v)
 {
-    int64_t end = efx_now_ns() + spin;
-    struct pollfd pfd = {fd, POLLIN, 0};
-    do
-        sched_yield();
-    while (poll(&pfd, 1, 0) == 0 && efx_now_ns() < end);
+    efx_floor_spin(fd, spin);
     return read(fd, v, sizeof *v) == sizeof *v ? 1 : -errno;
 }
 
@@ -97,9 +93,16 @@ int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 20000;
     int ping_cpu = argc > 3 ? atoi(argv[2]) : 0, pong_cpu = argc > 3 ? atoi(argv[3]) : 1;
-    int ma, mb;
+    int ma, mb, bell_efd_a, bell_efd_b;
     struct chan c = {0};
-    if (efx_bell_create(0, 0, &ma, &c.ea, &c.a) || efx_bell_create(0, 0, &mb, &c.eb, &c.b))
+    if (efx_bell_create(0, 0, &ma, &bell_efd_a, &c.a) ||
+        efx_bell_create(0, 0, &mb, &bell_efd_b, &c.b))
+        return 1;
+    /* Not the Doorbells' wake-up eventfds: those are non-blocking, and a
+     * spin that ends before the count comes must block in its read. */
+    c.ea = eventfd(0, EFD_CLOEXEC);
+    c.eb = eventfd(0, EFD_CLOEXEC);
+    if (c.ea < 0 || c.eb < 0)
         return 1;
     printf("round trip, two processes on CPUs %d and %d, %ld rounds (us):\n", ping_cpu,
            pong_cpu, n);
