@@ -180,7 +180,7 @@ static int efx_efd_spin(efx_owner_t *o, int64_t spin_ns, int64_t limit_ns)
     int64_t end = efx_now_ns() + (spin_ns < limit_ns ? spin_ns : limit_ns);
     for (;;) {
         /* Yield first: on a shared CPU only the yield lets the writer run
-         * (a look without one costs ~4x a sleep there). */
+         * (without it, a spin there costs several times a sleep). */
         sched_yield();
         int revents = efx_poll(o->fd, POLLIN, 0);
         if (revents == -EINTR) {

@@ -31,8 +31,8 @@
  * one fd for both ends). */
 #define EFX_FLOOR_IS_EVENTFD(m) ((m) == EFX_FLOOR_EVENTFD || (m) == EFX_FLOOR_EVENTFD_SPIN)
 /* Untimed round trips before the clock starts, so that the peer is running
- * and settled: a freshly forked child stays measurably slower (5.0 against
- * 3.9 us a round trip) for its first few hundred round trips. */
+ * and settled: a freshly forked child stays measurably slower for its
+ * first few hundred round trips. */
 #define EFX_FLOOR_WARMUP(n) (256 + (n) / 4)
 
 /* One signal and one wait on a channel: an eventfd takes 8 bytes, a pipe
