@@ -4,7 +4,7 @@
  * 8-byte read and write themselves (efx_read, efx_read_nowait, efx_write)
  * are in eventfd_ext/eventfd_io.h, shared with the Doorbell. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* preadv2; Python.h defines it first in the cffi build */
+#define _GNU_SOURCE /* eventfd_io.h (preadv2); Python.h defines it first in the cffi build */
 #endif
 #include <errno.h>
 #include <poll.h>
