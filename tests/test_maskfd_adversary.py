@@ -224,6 +224,33 @@ def test_write_right_after_fork_shows_or_fails_changing_nothing(
             assert m.read() == (IN, 6) and shown(m) & IN
 
 
+@pytest.mark.parametrize("backing,bit", [("stream", ERR), ("pipe", HUP)])
+def test_a_refused_last_close_bit_takes_back_the_bits_shown_before_it(
+    backing: Backing, bit: int
+) -> None:
+    """set(IN | bit) from nothing while a child forked from C (no at-fork
+    hook told the state it is shared) holds a copy of the peer: IN shows
+    first, then the bit cannot (the copy keeps the peer alive), and the
+    refusal takes IN back: nothing stored, nothing shown."""
+    release_r, release_w = os.pipe()
+    try:
+        with MaskFD(0, 5, backing=backing) as m:
+            child = _hold_fork_c(release_r)
+            try:
+                old = (m.read(), shown(m))
+                with pytest.raises(OSError) as info:
+                    m.set(IN | bit)
+                assert info.value.errno == errno.EBUSY, info.value
+                assert f"cannot show {event_names(bit)}" in str(info.value)
+                assert (m.read(), shown(m)) == old
+            finally:
+                os.write(release_w, b"x")
+                os.waitpid(child, 0)
+    finally:
+        os.close(release_r)
+        os.close(release_w)
+
+
 # -- 4 and 5: a holder SIGKILLed inside a change ----------------------------------
 
 WRITERS: dict[Backing, list[tuple[int, int]]] = {

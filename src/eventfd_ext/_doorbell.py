@@ -5,8 +5,9 @@ maps; the eventfd (``fileno()``) is only the wake-up channel.  A write makes
 no syscall unless a reader sleeps or a poller watches; a read that finds a
 count makes none; a read that finds none spins for a while, then sleeps on
 the eventfd.  The protocol, and the orderings that keep a wake-up from
-being lost, are csrc/DOORBELL.md; the shared layout, for C peers, is
-csrc/doorbell_layout.h; the object's calls are csrc/bell_owner.h.
+being lost, are docs/doorbell-protocol.md; the shared layout and the C
+API, for C peers, are include/eventfd_ext/doorbell.h; the object's calls
+are csrc/bell_owner.h.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ class _Lib:
     @staticmethod
     def mfx_new(kind: int, out: Any, /) -> int: ...
     @staticmethod
-    def mfx_attach(memfd: int, a: int, b: int, out: Any, /) -> int: ...
+    def mfx_attach(memfd: int, fd: int, peer_fd: int, out: Any, /) -> int: ...
     @staticmethod
     def mfx_change(
         h: _Handle, clear_bits: int, set_bits: int, set_data: int, data: int, /
@@ -177,7 +177,7 @@ class _Lib:
     def mfx_free(h: _Handle, /) -> int: ...
     @staticmethod
     def mfx_test_die_after(steps: int, /) -> int: ...
-    # csrc/doorbell.h
+    # csrc/bell_owner.h
     EFX_BELL_SEMAPHORE: int
     EFX_BELL_INFO_N: int
 

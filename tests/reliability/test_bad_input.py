@@ -124,7 +124,7 @@ class World:
 
 
 PIPE_DATA = b"abc"
-_VERSION, _FLAGS = 8, 16  # offsets in a Doorbell's layout (csrc/doorbell_layout.h)
+_VERSION, _FLAGS = 8, 16  # offsets in a Doorbell's layout (eventfd_ext/doorbell.h)
 
 
 def _pipe_bytes(fd: int) -> int:
