@@ -277,7 +277,7 @@ def test_read_timeout_takes_a_waiting_count(nonblocking: bool) -> None:
 
 
 @pytest.mark.parametrize("nonblocking", [False, True])
-@pytest.mark.parametrize("timeout", [0, 0.001, 0.02, -1.0])
+@pytest.mark.parametrize("timeout", [0, -0.0, 0.001, 0.02])
 def test_read_timeout_expires_with_timeouterror(nonblocking: bool, timeout: float) -> None:
     with EventFD(nonblocking=nonblocking) as efd:
         with pytest.raises(TimeoutError):
@@ -335,7 +335,7 @@ def test_wait_does_not_consume(efd: EventFD) -> None:
     assert efd.peek() == START
 
 
-@pytest.mark.parametrize("timeout", [0, 0.001, 0.02, -1.0])
+@pytest.mark.parametrize("timeout", [0, -0.0, 0.001, 0.02])
 def test_wait_times_out_with_false(blocking: EventFD, timeout: float) -> None:
     assert blocking.wait(timeout) is False
     assert blocking.peek() == 0

@@ -15,8 +15,9 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
+from typing import NoReturn
 
-from . import _aio, _core
+from . import _aio, _checks, _core
 from ._constants import OVERFLOW
 from ._eventfd import eventfd_fdinfo
 from ._owner import FDOwner
@@ -28,7 +29,6 @@ _take = lib.efx_db_take
 _signal = lib.efx_db_signal
 _spin_step = lib.efx_db_spin
 _sleep_step = lib.efx_db_sleep
-_ADAPTIVE = -1  # the shim's spin_ns for "the handle's adaptive budget"
 _INFO_COUNT, _INFO_FLAGS = 0, 10  # indices in efx_db_info's snapshot
 # watch() tokens: one freed without an exit (an exception anywhere, even
 # in a signal handler between two lines) exits as it is freed.
@@ -37,11 +37,6 @@ _new_watch = ffi.new_allocator(
     ffi.addressof(lib, "efx_db_watch_free"),
     should_clear_after_alloc=False,
 )
-
-
-def _spin_ns(spin: object) -> int:
-    """A spin budget in seconds (None: adaptive) as the shim's nanoseconds."""
-    return _ADAPTIVE if spin is None else _core.spin_ns(spin)
 
 
 class Doorbell(FDOwner):
@@ -67,8 +62,8 @@ class Doorbell(FDOwner):
         nonblocking: bool = False,
         spin: float | None = None,
     ) -> None:
-        initval = _core.check_initval(initval)
-        self._spin = _spin_ns(spin)
+        initval = _checks.check_initval(initval)
+        self._spin = _checks.spin_ns(spin, adaptive=True)
         self._nonblocking = bool(nonblocking)
         out = ffi.new("efx_owner_t **")
         flags = lib.EFX_BELL_SEMAPHORE if semaphore else 0
@@ -107,8 +102,8 @@ class Doorbell(FDOwner):
         The eventfd may be blocking: the Doorbell never reads it in a way
         that could block.  Only fd numbers are taken, as by
         ``EventFD.from_fd``: an object with ``fileno()`` still owns its fd."""
-        memfd, efd = _core.as_fd_numbers("from_fds() takes fd numbers", memfd, efd)
-        spin_ns = _spin_ns(spin)
+        memfd, efd = _checks.as_fd_numbers("from_fds() takes fd numbers", memfd, efd)
+        spin_ns = _checks.spin_ns(spin, adaptive=True)
         # The wake-up channel is rung with write(2): anything but an eventfd
         # (a pipe, a file, the memfd itself) would have bytes written into it.
         info = eventfd_fdinfo(efd)
@@ -169,11 +164,11 @@ class Doorbell(FDOwner):
     @property
     def spin(self) -> float | None:
         """Seconds a read spins before sleeping; None: adaptive."""
-        return None if self._spin == _ADAPTIVE else self._spin / 1e9
+        return None if self._spin == _checks.ADAPTIVE_SPIN else self._spin / 1e9
 
     @spin.setter
     def spin(self, value: float | None) -> None:
-        self._spin = _spin_ns(value)
+        self._spin = _checks.spin_ns(value, adaptive=True)
 
     # -- the counter ----------------------------------------------------
 
@@ -186,32 +181,28 @@ class Doorbell(FDOwner):
         that waking the sleepers failed, and that the value was added).
         """
         if type(value) is not int:
-            value = _core.check_value(value)
+            value = _checks.check_value(value)
         elif value == 1:
             result: int = _signal(self._h)  # the hot path: one CAS, no syscall
             if not result:
                 return
             if result > 0:  # added: never again
                 self._ring_failed(result)
-        elif not 0 <= value <= OVERFLOW:
-            _core.check_value(value)
-        timeout = 0 if self._nonblocking else -1
-        while True:
-            result = lib.efx_db_write(self._h, value, timeout)
-            if not result:
-                return
-            if result > 0:
-                self._ring_failed(result)
-            if result == -errno.EINTR:
-                continue  # nothing added; signal handlers ran at this back edge
-            if result == -errno.EINVAL:
-                raise ValueError(
-                    "2**64 - 1 cannot be written to an eventfd (the kernel "
-                    "reserves it to mark an overflow)"
-                )
-            self._fail(result)
+        elif not 0 <= value < OVERFLOW:
+            _checks.check_value(value)
+        self._write_waiting(value)
 
-    def _ring_failed(self, err: int) -> None:
+    def _write_waiting(self, value: int) -> None:
+        # A write that found no room (or a value other than 1): waits for
+        # room unless non-blocking.  A positive result added the value but
+        # failed to wake the sleepers.
+        h, timeout = self._h, 0 if self._nonblocking else -1
+        result = lib.efx_db_write(h, value, timeout)
+        result = _core.finish(result, self._fail, lib.efx_db_write, h, value, timeout)
+        if result:
+            self._ring_failed(result)
+
+    def _ring_failed(self, err: int) -> NoReturn:
         raise OSError(err, f"{os.strerror(err)} (the value was added; waking sleepers failed)")
 
     def try_read(self) -> int:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 from typing import TypeVar
 
-from . import _aio, _core
-from ._constants import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, OVERFLOW
+from . import _aio, _checks, _core
+from ._constants import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
 from ._owner import FDOwner
 from ._shim import ffi, lib
 
@@ -81,8 +80,8 @@ class EventFD(FDOwner):
         cloexec: bool = True,
         spin: float = 0.0,
     ) -> None:
-        _core.check_initval(initval)
-        self._spin = _core.spin_ns(spin)
+        initval = _checks.check_initval(initval)
+        self._spin = _checks.spin_ns(spin)
         flags = (
             (EFD_SEMAPHORE if semaphore else 0)
             | (EFD_NONBLOCK if nonblocking else 0)
@@ -101,7 +100,7 @@ class EventFD(FDOwner):
         an object with ``fileno()`` (another EventFD, a file) still owns its
         fd, and two owners would close it twice; adopt ``os.dup(obj.fileno())``.
         """
-        (fd,) = _core.as_fd_numbers("from_fd() takes an fd number", fd)
+        (fd,) = _checks.as_fd_numbers("from_fd() takes an fd number", fd)
         if not is_eventfd(fd):
             raise ValueError(f"fd {fd} is not an eventfd")
         self = cls.__new__(cls)
@@ -114,7 +113,7 @@ class EventFD(FDOwner):
     def from_fds(cls: type[_E], fd: int, *, spin: float = 0.0) -> _E:
         """:meth:`from_fd`, in the protocol every owner shares with
         :meth:`fds` (multiprocessing and socket passing use it)."""
-        spin_ns = _core.spin_ns(spin)
+        spin_ns = _checks.spin_ns(spin)
         self = cls.from_fd(fd)
         self._spin = spin_ns
         return self
@@ -204,17 +203,13 @@ class EventFD(FDOwner):
 
     def _read_waiting(self, timeout: float | None) -> int:
         # Its own function, so that read() makes no cells on the fast path.
+        h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
         if timeout is None and not self._spin:  # the common wait: one crossing
-            h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
-            while True:
-                result = _wait_read(h, -1, count)
-                if result > 0:
-                    return int(count[0])
-                if result != -errno.EINTR:
-                    self._fail(result)  # BlockingIOError for a non-blocking fd
+            # BlockingIOError for a non-blocking fd, through _fail.
+            _core.finish(_wait_read(h, -1, count), self._fail, _wait_read, h, -1, count)
+            return int(count[0])
         self.fileno()  # a closed object says so before a bad timeout does
         deadline = _core.deadline(timeout)
-        h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
         if timeout is None:  # a non-blocking fd raises at once, never spins
             result = lib.efx_efd_read(h, count)
             if not result:
@@ -224,14 +219,9 @@ class EventFD(FDOwner):
         # The spin looks without taking (a handler that raises after it
         # leaves the count); then one crossing sleeps and takes.
         _core.spin_first(self, deadline, self._spin, _spin_step)
-        while True:
-            result = _wait_read(h, _core.left_ms(deadline), count)
-            if result > 0:
-                return int(count[0])
-            if result < 0 and result != -errno.EINTR:
-                self._fail(result)  # BlockingIOError for a non-blocking fd
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"no count within {timeout} s")
+        if _core.sleep_until(self, deadline, lambda ms: _wait_read(h, ms, count)):
+            return int(count[0])
+        raise TimeoutError(f"no count within {timeout} s")
 
     def write(self, value: int = 1) -> None:
         """Add *value* (0 <= value < 2**64 - 1) to the count, waking readers.
@@ -240,27 +230,21 @@ class EventFD(FDOwner):
         2**64 - 2.  A refused value leaves the count as it was.
         """
         if type(value) is not int:  # cffi would take Decimal('1.5') as 1
-            value = _core.check_value(value)
+            value = _checks.check_value(value)
         try:
             # The one-argument call (METH_O, no argument tuple) makes the
             # common write(1) cheaper (the bench's per-call rows).
             result = _signal(self._h) if value == 1 else _write(self._h, value)
         except (TypeError, OverflowError):
-            _core.check_value(value)  # raises for what cffi refuses
+            _checks.check_value(value)  # raises for what cffi refuses
             raise
         if result:
             self._write_failed(value, result)
 
     def _write_failed(self, value: int, result: int) -> None:
-        if value == OVERFLOW:
-            raise ValueError(
-                "2**64 - 1 cannot be written to an eventfd (the kernel "
-                "reserves it to mark an overflow)"
-            )
-        while result == -errno.EINTR:  # nothing written: handlers ran, again
-            result = _write(self._h, value)
-        if result:
-            self._fail(result)
+        if result == -errno.EINVAL:
+            _checks.check_value(value)  # 2**64 - 1: the kernel's overflow mark
+        _core.finish(result, self._fail, _write, self._h, value)
 
     def try_read(self) -> int:
         """The count (1 in semaphore mode), or 0 if there is none: never
@@ -286,7 +270,7 @@ class EventFD(FDOwner):
 
     @spin.setter
     def spin(self, value: float) -> None:
-        self._spin = _core.spin_ns(value)
+        self._spin = _checks.spin_ns(value)
 
     def peek(self) -> int:
         """The current count, without taking it (from /proc/self/fdinfo)."""

@@ -20,7 +20,8 @@ import socket
 from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
-from ._doorbell import Doorbell, _spin_ns
+from ._checks import spin_ns
+from ._doorbell import Doorbell
 from ._eventfd import EventFD
 from ._maskfd import MaskFD
 from ._owner import FDOwner
@@ -141,7 +142,7 @@ def recv_doorbell(
     Doorbell's memfd and eventfd, every fd it carried being then closed.
     The new fds are close-on-exec.
     """
-    _spin_ns(spin)  # a bad spin fails before a message is taken off the socket
+    spin_ns(spin, adaptive=True)  # a bad spin fails before a message is taken off the socket
     return _recv(
         sock, _DOORBELL, functools.partial(Doorbell.from_fds, nonblocking=nonblocking, spin=spin)
     )

@@ -14,6 +14,16 @@ class _Pair:
     events: int
     data: int
 
+class _OwnerOut:
+    """An ``efx_owner_t **`` from ``ffi.new``: a create or adopt call's out-argument."""
+
+    def __getitem__(self, index: int, /) -> _Owner: ...
+
+class _HandleOut:
+    """A ``struct mfx_handle **`` from ``ffi.new``: ``mfx_new``'s out-argument."""
+
+    def __getitem__(self, index: int, /) -> _Handle: ...
+
 class _U64Ptr:
     """A ``uint64_t *`` from ``ffi.new``: one 64-bit value, owned by the caller."""
 
@@ -24,6 +34,12 @@ class _FFI:
     NULL: _Handle
     @overload
     def new(self, cdecl: Literal["uint64_t *"], /) -> _U64Ptr: ...
+    @overload
+    def new(self, cdecl: Literal["efx_owner_t **"], /) -> _OwnerOut: ...
+    @overload
+    def new(self, cdecl: Literal["struct mfx_handle **"], /) -> _HandleOut: ...
+    @overload
+    def new(self, cdecl: Literal["struct mfx_pair *"], /) -> _Pair: ...
     @overload
     def new(self, cdecl: str, init: Any = ..., /) -> Any: ...
     def gc(self, cdata: _T, destructor: Callable[[_T], object], /) -> _T: ...
@@ -183,3 +199,9 @@ class _Lib:
 
 ffi: _FFI
 lib: _Lib
+
+# The handle types under the names the package's annotations use.
+OwnerHandle = _Owner
+MaskHandle = _Handle
+OwnerOut = _OwnerOut
+HandleOut = _HandleOut

@@ -92,6 +92,42 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("MaskFD(backing=1)", lambda w: MaskFD(backing=1), ValueError, None),  # type: ignore[arg-type]
     ("MaskFD(uses=0x40)", lambda w: MaskFD(uses=0x40), ValueError, None),
     (
+        "MaskFD(uses=0x40, backing='stream')",
+        lambda w: MaskFD(uses=0x40, backing="stream"),
+        ValueError,
+        None,
+    ),
+    (
+        "MaskFD(uses=1.5, backing='pipe')",
+        lambda w: MaskFD(uses=1.5, backing="pipe"),  # type: ignore[arg-type]
+        TypeError,
+        None,
+    ),
+    (
+        "MaskFD(uses=PRI, backing='pipe')",
+        lambda w: MaskFD(uses=PRI, backing="pipe"),
+        ValueError,
+        None,
+    ),
+    (
+        "MaskFD(uses=IN|OUT, backing='pipe')",
+        lambda w: MaskFD(uses=IN | OUT, backing="pipe"),
+        ValueError,
+        None,
+    ),
+    (
+        "MaskFD(uses=ERR, backing='pipe')",
+        lambda w: MaskFD(uses=ERR, backing="pipe"),
+        ValueError,
+        None,
+    ),
+    (
+        "MaskFD(uses=PRI, backing='dgram')",
+        lambda w: MaskFD(uses=PRI, backing="dgram"),
+        ValueError,
+        None,
+    ),
+    (
         "MaskFD(PRI, backing='pipe')",
         lambda w: MaskFD(PRI, backing="pipe"),
         OSError,
@@ -120,8 +156,8 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("write_bytes(11 bytes)", lambda w: w.m.write_bytes(bytes(11)), OSError, errno.EINVAL),
     ("write_bytes(b'')", lambda w: w.m.write_bytes(b""), OSError, errno.EINVAL),
     ("write_bytes(bad events)", lambda w: w.m.write_bytes(b"\xff" * 12), OSError, errno.EINVAL),
-    ("write_bytes(str)", lambda w: w.m.write_bytes("x" * 12), TypeError, None),
-    ("write_bytes(None)", lambda w: w.m.write_bytes(None), TypeError, None),
+    ("write_bytes(str)", lambda w: w.m.write_bytes("x" * 12), TypeError, None),  # type: ignore[arg-type]
+    ("write_bytes(None)", lambda w: w.m.write_bytes(None), TypeError, None),  # type: ignore[arg-type]
     ("read_bytes(11)", lambda w: w.m.read_bytes(11), OSError, errno.EINVAL),
     ("read_bytes('x')", lambda w: w.m.read_bytes("x"), TypeError, None),  # type: ignore[arg-type]
     ("pipe: write(OUT)", lambda w: w.pipe.write(OUT), OSError, errno.EOPNOTSUPP),
@@ -146,7 +182,7 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("pack_mask(0x20)", lambda w: pack_mask(0x20), ValueError, None),
     ("pack_mask(IN, -1)", lambda w: pack_mask(IN, -1), ValueError, None),
     ("unpack_mask(11 bytes)", lambda w: unpack_mask(bytes(11)), ValueError, None),
-    ("unpack_mask(None)", lambda w: unpack_mask(None), TypeError, None),
+    ("unpack_mask(None)", lambda w: unpack_mask(None), TypeError, None),  # type: ignore[arg-type]
 ]
 
 
@@ -167,6 +203,24 @@ def test_maskfd_bad_input(
     assert snapshot(world) == before
     world.m.write(IN, 1)  # still usable
     assert world.m.read() == (IN, 1)
+
+
+def test_uses_a_backing_never_shows_is_refused_by_name() -> None:
+    with pytest.raises(ValueError) as info:
+        MaskFD(uses=IN | PRI, backing="pipe")
+    assert str(info.value) == (
+        "uses=POLLIN|POLLPRI: the 'pipe' backing never shows POLLPRI (a pipe never "
+        "shows PRI; use backing='stream'); leave out backing= to have one chosen"
+    )
+
+
+@pytest.mark.parametrize(
+    "uses, backing",
+    [(IN | HUP, "pipe"), (IN | OUT | ERR | HUP, "dgram"), (IN | PRI | OUT | ERR | HUP, "stream")],
+)
+def test_uses_a_backing_shows_is_taken(uses: int, backing: str) -> None:
+    with MaskFD(uses=uses, backing=backing) as m:  # type: ignore[arg-type]
+        assert m.backing == backing
 
 
 # -- fd exhaustion: half-built objects -----------------------------------------
