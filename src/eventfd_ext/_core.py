@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 from ._checks import check_timeout
 
 if TYPE_CHECKING:
-    from ._owner import FDOwner
     from ._shim import OwnerHandle
 
 __all__ = [
@@ -44,6 +43,9 @@ _MAX_POLL_MS = 2**31 - 1
 SPIN_SLICE_NS = 1_000_000
 #: A shim step: (handle, budget, limit) -> > 0 ready, 0 not yet, < 0 -errno.
 Step = Callable[["OwnerHandle", int, int], int]
+#: What raises for a failed call's -errno: an owner's ``_fail`` (ValueError
+#: once closed, else the errno's OSError) or :func:`fail_errno`.
+Fail = Callable[[int], NoReturn]
 
 
 def raise_errno(err: int) -> NoReturn:
@@ -72,17 +74,13 @@ def fail_errno(result: int) -> NoReturn:
     raise_errno(-result)
 
 
-def finish(
-    result: int, fail: Callable[[int], NoReturn], call: Callable[..., int], *args: Any
-) -> int:
+def finish(result: int, fail: Fail, call: Callable[..., int], *args: Any) -> int:
     """Finish a shim call whose first try, ``call(*args)``, returned *result*.
 
     -EINTR did nothing, so the call is made again (PEP 475) once the
     interpreter has run the signal handlers (it runs them at this loop's
     back edge: one that raises leaves from here).  Any other negative
-    result goes to *fail*: an owner's ``_fail`` (ValueError once closed,
-    else the errno's OSError) or :func:`fail_errno`.  Returns the first
-    result that is not negative.
+    result goes to *fail*.  Returns the first result that is not negative.
     """
     while result == _EINTR:
         result = call(*args)
@@ -103,25 +101,30 @@ def left_ms(deadline: float | None) -> int:
     return -1 if deadline is None else timeout_ms(deadline - time.monotonic())
 
 
-def sleep_until(owner: FDOwner, deadline: float | None, step: Callable[[int], int]) -> bool:
+def sleep_until(fail: Fail, deadline: float | None, step: Callable[[int], int]) -> bool:
     """Call ``step(ms)`` with the poll(2) milliseconds left until it says
     ready (> 0: True) or *deadline* passes (False).  -EINTR is retried with
     the time left (PEP 475; handlers run in between), any other failure
-    raises through ``owner._fail``."""
+    raises through *fail*."""
     while True:
         result = step(left_ms(deadline))
         if result > 0:
             return True
         if result < 0 and result != _EINTR:
-            owner._fail(result)
+            fail(result)
         if deadline is not None and time.monotonic() >= deadline:
             return False
 
 
 def wait_ready(
-    owner: FDOwner, deadline: float | None, spin: int, spin_step: Step, sleep_step: Step
+    h: OwnerHandle,
+    fail: Fail,
+    deadline: float | None,
+    spin: int,
+    spin_step: Step,
+    sleep_step: Step,
 ) -> bool:
-    """Wait until *owner* is ready (a count is pending), at most until
+    """Wait until the owner of handle *h* is ready (a count is pending), at most until
     *deadline*: True, or False once it passed.  Nothing is taken.
 
     The one waiting loop of every owner: :func:`spin_first`, then sleeps
@@ -132,20 +135,21 @@ def wait_ready(
     and (h, ms, spun_ns).
     """
     start = time.monotonic()
-    if spin_first(owner, deadline, spin, spin_step):
+    if spin_first(h, fail, deadline, spin, spin_step):
         return True
-    h, spun = owner._h, int((time.monotonic() - start) * 1e9)
-    return sleep_until(owner, deadline, lambda ms: sleep_step(h, ms, spun))
+    spun = int((time.monotonic() - start) * 1e9)
+    return sleep_until(fail, deadline, lambda ms: sleep_step(h, ms, spun))
 
 
-def spin_first(owner: FDOwner, deadline: float | None, spin: int, spin_step: Step) -> bool:
+def spin_first(
+    h: OwnerHandle, fail: Fail, deadline: float | None, spin: int, spin_step: Step
+) -> bool:
     """Spin *spin* ns (< 0: the shim's adaptive budget), never past
     *deadline*, in slices of at most SPIN_SLICE_NS (a slice returns to
     Python, so signal handlers run): True when a count is pending (not
     taken), False when none came."""
     if not spin or not left_ms(deadline):
         return False
-    h = owner._h
     spin_end = None if spin < 0 else time.monotonic() + spin / 1e9
     while True:
         now = time.monotonic()
@@ -160,7 +164,7 @@ def spin_first(owner: FDOwner, deadline: float | None, spin: int, spin_step: Ste
         if result > 0:
             return True
         if result < 0:
-            owner._fail(result)
+            fail(result)
         if spin_end is None:
             return False  # the adaptive budget fits one slice
 

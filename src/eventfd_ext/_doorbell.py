@@ -239,7 +239,7 @@ class Doorbell(FDOwner):
             self._check_open()
             if timeout is None and self._nonblocking:
                 _core.raise_errno(errno.EAGAIN)
-            if not _core.wait_ready(self, deadline, self._spin, _spin_step, _sleep_step):
+            if not _core.wait_ready(h, self._fail, deadline, self._spin, _spin_step, _sleep_step):
                 raise TimeoutError(f"no count within {timeout} s")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -248,7 +248,7 @@ class Doorbell(FDOwner):
         thread wakes it with ValueError."""
         self._check_open()
         deadline = _core.deadline(timeout)
-        return _core.wait_ready(self, deadline, self._spin, _spin_step, _sleep_step)
+        return _core.wait_ready(self._h, self._fail, deadline, self._spin, _spin_step, _sleep_step)
 
     def peek(self) -> int:
         """The current count, without taking it (one load, no syscall)."""

@@ -218,8 +218,8 @@ class EventFD(FDOwner):
                 self._fail(result)
         # The spin looks without taking (a handler that raises after it
         # leaves the count); then one crossing sleeps and takes.
-        _core.spin_first(self, deadline, self._spin, _spin_step)
-        if _core.sleep_until(self, deadline, lambda ms: _wait_read(h, ms, count)):
+        _core.spin_first(h, self._fail, deadline, self._spin, _spin_step)
+        if _core.sleep_until(self._fail, deadline, lambda ms: _wait_read(h, ms, count)):
             return int(count[0])
         raise TimeoutError(f"no count within {timeout} s")
 
@@ -283,7 +283,8 @@ class EventFD(FDOwner):
         A close() from another thread wakes it with ValueError.
         """
         self.fileno()
-        return _core.wait_ready(self, _core.deadline(timeout), 0, _spin_step, _sleep_step)
+        deadline = _core.deadline(timeout)
+        return _core.wait_ready(self._h, self._fail, deadline, 0, _spin_step, _sleep_step)
 
     # -- asyncio (eventfd_ext/_aio.py) ------------------------------------
 

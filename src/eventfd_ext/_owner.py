@@ -32,7 +32,7 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 from . import _aio, _core
 from ._shim import ffi, lib
 
-__all__ = ["FDOwner"]
+__all__ = ["FDOwner", "dup_fds", "from_fds_modes", "on_subclass"]
 
 _Self = TypeVar("_Self", bound="FDOwner")
 
@@ -199,3 +199,22 @@ class FDOwner:
 
     def _raise_closed(self) -> NoReturn:
         raise ValueError(self._closed_message())
+
+
+# -- the passing protocol, for _reduction and _passing ------------------------
+
+
+def dup_fds(owner: FDOwner) -> list[int]:
+    """Duplicates of ``owner.fds()`` for passing the object to another
+    process, made inside one call of the object; the caller closes them."""
+    return owner._dup_fds()
+
+
+def from_fds_modes(owner: FDOwner) -> dict[str, Any]:
+    """What ``from_fds`` needs beside the fds to rebuild *owner*'s modes."""
+    return owner._modes()
+
+
+def on_subclass(hook: Callable[[type[FDOwner]], None]) -> None:
+    """Call *hook* with every subclass of FDOwner defined from now on."""
+    FDOwner._subclass_hooks.append(hook)

@@ -24,7 +24,7 @@ from ._checks import spin_ns
 from ._doorbell import Doorbell
 from ._eventfd import EventFD
 from ._maskfd import MaskFD
-from ._owner import FDOwner
+from ._owner import FDOwner, dup_fds
 
 __all__ = [
     "recv_doorbell",
@@ -102,7 +102,7 @@ def send_maskfd(sock: socket.socket, mask: MaskFD) -> None:
 def _send(sock: socket.socket, owner: FDOwner, kind: _Kind) -> None:
     if not isinstance(owner, kind.cls):
         raise TypeError(f"{kind.sender}() expected {kind.what}, got {type(owner).__name__}")
-    fds = owner._dup_fds()  # made inside one call of the object: no racing close
+    fds = dup_fds(owner)  # made inside one call of the object: no racing close
     try:
         socket.send_fds(sock, [kind.marker], fds)
     finally:
