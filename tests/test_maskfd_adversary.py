@@ -182,7 +182,7 @@ FORKERS: dict[str, Callable[[int], Any]] = {
 
 @pytest.mark.parametrize("forker", list(FORKERS))
 @pytest.mark.parametrize(
-    "backing,bit,before",
+    ("backing", "bit", "before"),
     [
         ("stream", ERR, IN),
         ("pipe", HUP, IN),
@@ -221,7 +221,8 @@ def test_write_right_after_fork_shows_or_fails_changing_nothing(
                 os.close(release_w)
             # and the MaskFD still works in the parent
             m.write(IN, 6)
-            assert m.read() == (IN, 6) and shown(m) & IN
+            assert m.read() == (IN, 6)
+            assert shown(m) & IN
 
 
 # -- 4 and 5: a holder SIGKILLed inside a change ----------------------------------
@@ -250,7 +251,11 @@ def test_holder_killed_while_holding_the_lock(backing: Backing, rounds: int) -> 
             start = pairs[r % len(pairs)]
             m.write(*start)
             cycle = itertools.cycle(pairs[r % len(pairs) :] + pairs[: r % len(pairs)])
-            pid = fork_looping(lambda: m.write(*next(cycle)))
+
+            def write_next(cycle: Iterator[tuple[int, int]] = cycle) -> None:
+                m.write(*next(cycle))
+
+            pid = fork_looping(write_next)
             held = stop_while_holding(m, pid)
             kill_and_reap(pid)
             landed += held
@@ -468,7 +473,8 @@ class Idx:
 
 def test_int_subclass_is_taken_at_its_value_everywhere() -> None:
     with MaskFD(W(IN), W(7), uses=W(IN | OUT)) as m:
-        assert m.read() == (IN, 7) and m.backing == "stream"
+        assert m.read() == (IN, 7)
+        assert m.backing == "stream"
         m.write(W(OUT), W(2))
         assert m.read() == (OUT, 2)
         m.set(W(IN))

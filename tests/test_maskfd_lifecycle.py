@@ -191,9 +191,11 @@ def test_half_built_maskfd_never_warns_unclosed() -> None:
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["emfile"] >= 6 and report["built"] >= 3, report
+    assert report["emfile"] >= 6, report
+    assert report["built"] >= 3, report
     assert report["unclosed"] == [], report
-    assert "unclosed" not in done.stderr and "ResourceWarning" not in done.stderr
+    assert "unclosed" not in done.stderr
+    assert "ResourceWarning" not in done.stderr
 
 
 # -- __del__ ------------------------------------------------------------------------

@@ -167,7 +167,7 @@ def _ends(m: MaskFD) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    "flags,seals,size",
+    ("flags", "seals", "size"),
     [
         pytest.param(os.MFD_CLOEXEC, 0, PAGE, id="unsealed"),
         pytest.param(os.MFD_ALLOW_SEALING, 0, PAGE, id="sealable-not-sealed"),
@@ -260,7 +260,9 @@ def test_a_pipes_writer_is_not_adopted() -> None:
         try:
             with pytest.raises(ValueError):
                 MaskFD.from_fds(memfd, a, writer)
-            assert is_open(memfd) and is_open(a) and is_open(writer)
+            assert is_open(memfd)
+            assert is_open(a)
+            assert is_open(writer)
         finally:
             os.close(writer)
         with MaskFD.from_fds(memfd, a) as adopted:
@@ -423,7 +425,7 @@ SCRIBBLE_RUNS = [
 ]
 
 
-@pytest.mark.parametrize("seconds,seeds", SCRIBBLE_RUNS)
+@pytest.mark.parametrize(("seconds", "seeds"), SCRIBBLE_RUNS)
 @pytest.mark.parametrize("backing", BACKINGS)
 def test_a_peer_scribbling_on_the_page_never_crashes_or_wedges_a_holder(
     backing: Backing, seconds: float, seeds: list[int]
@@ -530,4 +532,5 @@ def test_every_shared_word_lied_about_in_the_creator(backing: Backing) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
-    assert report["cases"] >= 300 and report["leaks"] == [], report
+    assert report["cases"] >= 300, report
+    assert report["leaks"] == [], report

@@ -39,7 +39,7 @@ def test_ships_py_typed_and_compiled_module() -> None:
 
 
 @pytest.mark.parametrize(
-    "module, stub",
+    ("module", "stub"),
     [("eventfd_ext._shim", "_shim.pyi"), ("eventfd_ext.bench._floor", "bench/_floor.pyi")],
 )
 def test_stub_matches_the_compiled_module(module: str, stub: str) -> None:

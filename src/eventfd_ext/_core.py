@@ -14,7 +14,8 @@ import math
 import os
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._checks import check_timeout
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
 from . import _aio, _checks, _core
 from ._constants import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
 from ._owner import FDOwner
 from ._shim import ffi, lib
 
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
+
 __all__ = ["EventFD", "eventfd_fdinfo", "is_eventfd"]
 
-# from_fd on a subclass returns the subclass (typing.Self needs Python 3.11).
-_E = TypeVar("_E", bound="EventFD")
 
 _take = lib.efx_efd_take
 _write = lib.efx_efd_write
@@ -35,12 +36,12 @@ def _fdinfo(fd: int) -> dict[str, str]:
     for an fd this process is about to adopt (an owner reads its own
     through its handle).  A closed fd raises OSError(EBADF)."""
     try:
-        f = open(f"/proc/self/fdinfo/{fd}", encoding="ascii")
+        with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
+            text = f.read()
     except FileNotFoundError:
         os.fstat(fd)  # EBADF if fd is closed; otherwise /proc itself is missing
         raise
-    with f:
-        return _parse_fdinfo(f.read())
+    return _parse_fdinfo(text)
 
 
 def eventfd_fdinfo(fd: int) -> dict[str, str] | None:
@@ -91,7 +92,7 @@ class EventFD(FDOwner):
         self._own(lib.efx_efd_create(initval, flags, out), out)
 
     @classmethod
-    def from_fd(cls: type[_E], fd: int) -> _E:
+    def from_fd(cls, fd: int) -> Self:
         """Adopt an existing eventfd: the object owns (and will close) *fd*.
 
         Use it for an fd inherited through ``subprocess`` ``pass_fds`` or
@@ -110,7 +111,7 @@ class EventFD(FDOwner):
         return self
 
     @classmethod
-    def from_fds(cls: type[_E], fd: int, *, spin: float = 0.0) -> _E:
+    def from_fds(cls, fd: int, *, spin: float = 0.0) -> Self:
         """:meth:`from_fd`, in the protocol every owner shares with
         :meth:`fds` (multiprocessing and socket passing use it)."""
         spin_ns = _checks.spin_ns(spin)

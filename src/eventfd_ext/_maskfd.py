@@ -22,7 +22,8 @@ import errno
 import functools
 import os
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import _core
 from ._backings import BACKINGS, BY_KIND, BY_NAME, Backing, BackingRecord, choose_backing

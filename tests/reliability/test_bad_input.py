@@ -60,7 +60,7 @@ class Lying(int):
 class Counters:
     """One class's objects: the shared cases run on EventFD's and Doorbell's."""
 
-    cls: type[EventFD] | type[Doorbell]
+    cls: type[EventFD | Doorbell]
     ev: Any  # count 5, blocking, normal mode
     nb: Any  # count 0, non-blocking
     full: Any  # count MAX, non-blocking
@@ -68,7 +68,7 @@ class Counters:
     closed: Any
 
     @classmethod
-    def make(cls, kind: type[EventFD] | type[Doorbell]) -> Counters:
+    def make(cls, kind: type[EventFD | Doorbell]) -> Counters:
         closed = kind()
         closed.close()
         full = kind(nonblocking=True)
@@ -556,13 +556,14 @@ def test_enough_distinct_cases() -> None:
     record("bad_input.doorbell_cases", len(SHARED) + len(DOORBELL_ONLY))
 
 
-@pytest.mark.parametrize("case,exc,err", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("case", "exc", "err"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input(world: World, case: Case, exc: type[BaseException], err: int | None) -> None:
     before, mapped = snapshot(world), set(shared_mappings())
     with pytest.raises(exc) as info:
         case(world)
     if err is not None:
-        assert isinstance(info.value, OSError) and info.value.errno == err
+        assert isinstance(info.value, OSError)
+        assert info.value.errno == err
     for counters in world.counters():
         counters.ev.nonblocking = False  # a case may switch it on first
     assert snapshot(world) == before
@@ -633,7 +634,7 @@ MESSAGES: list[tuple[str, SharedCase, type[BaseException], str]] = [
 
 @pytest.mark.parametrize("kind", ["eventfd", "doorbell"])
 @pytest.mark.parametrize(
-    "case,exc,message", [c[1:] for c in MESSAGES], ids=[c[0] for c in MESSAGES]
+    ("case", "exc", "message"), [c[1:] for c in MESSAGES], ids=[c[0] for c in MESSAGES]
 )
 def test_bad_input_says_what_was_wrong(
     world: World, kind: str, case: SharedCase, exc: type[BaseException], message: str

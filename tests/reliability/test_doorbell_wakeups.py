@@ -112,5 +112,6 @@ def test_doorbell_handshakes(peer: str, mode: str, rounds: int) -> None:
             waiter=WAITERS[mode],
             release=lambda: ping.write(rounds),  # a peer left waiting gets out
         )
-        assert ping.peek() == 0 and pong.peek() == 0
+        assert ping.peek() == 0
+        assert pong.peek() == 0
     record(f"doorbell_wakeups.{peer}.{mode}.{rounds}", figures)

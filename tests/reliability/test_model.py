@@ -105,7 +105,7 @@ def _doorbell_only(machine: CounterMachine) -> bool:
 class CounterMachine(RuleBasedStateMachine):
     """The machine; each test runs a subclass that sets ``cls``."""
 
-    cls: ClassVar[type[EventFD] | type[Doorbell]]
+    cls: ClassVar[type[EventFD | Doorbell]]
     steps: ClassVar[int] = 0
     ev: Counter
     model: Model

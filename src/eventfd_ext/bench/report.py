@@ -343,11 +343,12 @@ def plot(results: Sequence[Result], path: str, title: str) -> None:
     cols = 2 if n > 1 else 1
     rows_n = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows_n, cols, figsize=(7 * cols, 0.45 * 9 * rows_n + 1), squeeze=False)
-    for ax, rows in zip(axes.flat, sections.values()):
+    # The grid may have one cell more than there are sections.
+    for ax, rows in zip(axes.flat, sections.values(), strict=False):
         scale, unit = _scale(rows[0])
         medians = [r.median * scale for r in rows]
-        lows = [m - r.quartiles[0] * scale for m, r in zip(medians, rows)]
-        highs = [r.quartiles[1] * scale - m for m, r in zip(medians, rows)]
+        lows = [m - r.quartiles[0] * scale for m, r in zip(medians, rows, strict=True)]
+        highs = [r.quartiles[1] * scale - m for m, r in zip(medians, rows, strict=True)]
         colours = [
             "0.55"
             if r.is_floor
