@@ -1,5 +1,5 @@
-"""Doorbell (issue 12, in progress): EventFD's interface and counter rules
-on a counter in shared memory, with the eventfd only as wake-up channel.
+"""Doorbell: EventFD's interface and counter rules on a counter in shared
+memory, with the eventfd only as wake-up channel.
 
 - The counter rules are EventFD's: tests/reliability/test_model.py runs one
   model-based machine against both.

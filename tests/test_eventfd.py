@@ -829,7 +829,7 @@ def test_no_fd_leak_over_create_close_cycles() -> None:
     assert _kernel.open_fds() == before
 
 
-# -- spin and try_read (issue 12) -------------------------------------------------
+# -- spin and try_read ---------------------------------------------------------
 
 
 def test_try_read_never_blocks_and_returns_zero_for_none() -> None:

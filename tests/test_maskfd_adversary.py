@@ -106,7 +106,7 @@ def shown(m: MaskFD) -> int:
     return by_poll(m.fileno())
 
 
-# -- 1: failure is never read from errno after the call -------------------------
+# -- failure is never read from errno after the call ---------------------------
 
 
 def test_creation_failure_survives_a_handler_that_touches_errno() -> None:
@@ -141,7 +141,7 @@ def test_creation_failure_survives_a_handler_that_touches_errno() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-# -- 3: fork: the parent knows at the moment of the write -----------------------
+# -- fork: the parent knows at the moment of the write -------------------------
 
 
 def _hold_fork_os(release: int) -> int:
@@ -225,7 +225,7 @@ def test_write_right_after_fork_shows_or_fails_changing_nothing(
             assert shown(m) & IN
 
 
-# -- 4 and 5: a holder SIGKILLed inside a change ----------------------------------
+# -- a holder SIGKILLed inside a change ----------------------------------------
 
 WRITERS: dict[Backing, list[tuple[int, int]]] = {
     "stream": [(IN, 1), (0, 2), (PRI | OUT, 3)]
@@ -270,7 +270,7 @@ def test_holder_killed_while_holding_the_lock(backing: Backing, rounds: int) -> 
         assert lib.mfx_recoveries(m._m) - recoveries0 >= landed
 
 
-# -- 6: edge-triggered epoll sees every bit the stored mask gains -----------------
+# -- edge-triggered epoll sees every bit the stored mask gains -----------------
 
 
 def _reachable(backing: Backing) -> Iterator[int]:
@@ -313,7 +313,7 @@ def test_every_gained_bit_is_an_edge(backing: Backing) -> None:
     assert checked >= 8
 
 
-# -- 7: a stopped holder does not freeze the others past a signal ---------------
+# -- a stopped holder does not freeze the others past a signal -----------------
 
 
 class Alarm(Exception):
@@ -400,7 +400,7 @@ def test_close_does_not_wait_for_a_stopped_holder_in_another_process(backing: Ba
             kill_and_reap(pid)  # lets a close() still waiting go, on a red run
 
 
-# -- 9: subclasses travel to multiprocessing children -------------------------
+# -- subclasses travel to multiprocessing children -----------------------------
 
 
 class Sub(MaskFD):
@@ -452,7 +452,7 @@ def test_subclass_still_refuses_plain_pickle() -> None:
         pickle.dumps(m)
 
 
-# -- 10: int subclasses and other objects, as CPython's int converters -------------
+# -- int subclasses and other objects, as CPython's int converters -------------
 
 
 class W(int):
@@ -532,7 +532,7 @@ def test_non_integers_are_type_errors_changing_nothing(bad: object) -> None:
             assert (m.read(), shown(m), m.syscalls) == before
 
 
-# -- 4 and 5, deterministically: SIGKILL at every step of a change -------------
+# -- a holder SIGKILLed at every step of a change, deterministically -----------
 
 # Masks each backing moves between; every ordered pair is a change, killed
 # at each of its steps in turn.  (pipe: HUP only changes in its creator, so

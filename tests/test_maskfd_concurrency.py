@@ -184,10 +184,10 @@ needs_oob = pytest.mark.skipif(not kernel_has_unix_oob(), reason="needs AF_UNIX 
 
 @needs_oob
 def test_stored_changes_never_fail_under_concurrent_changes() -> None:
-    """Issue 18 item 10: 12 threads change IN, OUT and PRI of one stream
-    MaskFD at once.  Every change is stored, so none may raise (it was
-    BlockingIOError: each IN gained while PRI showed queued one more byte
-    for its edge, until the peer's send buffer was full), and afterwards
+    """12 threads change IN, OUT and PRI of one stream MaskFD at once.
+    Every change is stored, so none may raise (a BlockingIOError would say
+    that each IN gained while PRI shows queued one more byte for its edge,
+    until the peer's send buffer filled), and afterwards
     what the fd shows is the stored bits (PRI's documented IN aside), with
     no pile of bytes behind them."""
     rounds = 400

@@ -1,4 +1,4 @@
-"""MaskFD's small lifecycle promises (issue 18, item 12): ``repr`` never
+"""MaskFD's small lifecycle promises: ``repr`` never
 raises, whenever ``close()`` lands; ``fds()`` never returns -1; a half-built
 MaskFD never warns "unclosed"; ``__del__`` closes every fd even when one
 close fails."""

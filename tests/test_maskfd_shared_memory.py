@@ -1,8 +1,7 @@
-"""MaskFD's shared page against the other holders of its memfd (issue 18,
-part 2): none can resize it (a shrink made every other holder die of
-SIGBUS), adopting refuses a memfd that could be resized and fds that are
-not the state's own, and ``fds()``/``from_fds`` carry a MaskFD to a
-``subprocess``."""
+"""MaskFD's shared page against the other holders of its memfd: none can
+resize it (a shrink would make every other holder die of SIGBUS), adopting
+refuses a memfd that could be resized and fds that are not the state's own,
+and ``fds()``/``from_fds`` carry a MaskFD to a ``subprocess``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Smoke tests of ``benchmarks/spin_adaptive.py`` (issue 18): it runs, prints
+"""Smoke tests of ``benchmarks/spin_adaptive.py``: it runs, prints
 both tables and both goal lines, and leaves no peer behind.  No timing
 assertions: whether the goals are met is what the script is for."""
 

@@ -1,4 +1,4 @@
-"""No lost wakeups through the Doorbell (issue 12): set/clear handshakes
+"""No lost wakeups through the Doorbell: set/clear handshakes
 between the test and a peer (a forked process or a thread), with random
 spin budgets (0 included), each side blocked in read(), read(timeout),
 wait(), or a poller inside watch(): poll, epoll level- and edge-triggered.

@@ -49,9 +49,9 @@ _SPIN_IN_C = ("C eventfd spin=50us (floor)", "C eventfd (floor)", "the same loop
 
 #: The project's performance goals.  The per-call goals compare each wrapper
 #: with the least any Python function around the same cffi calls costs (a
-#: do-nothing def): what the wrapper's own work adds.  The old goals against
-#: os's C functions (drop-in <= 1.05x, EventFD <= 1.15x) sat below what that
-#: do-nothing def alone costs, and were retired (docs/bench.md).
+#: do-nothing def): what the wrapper's own work adds.  None compares with
+#: os's C functions: the do-nothing def alone costs more than such a goal
+#: could allow (docs/bench.md).
 GOALS = [
     Goal(
         "drop-in pair vs do-nothing defs around the shim",
@@ -91,7 +91,7 @@ GOALS = [
             "a do-nothing Python def around the shim",
         ),
     ),
-    # The Doorbell (issue 12): below the syscall floor where nobody sleeps
+    # The Doorbell: below the syscall floor where nobody sleeps
     # and across CPUs, and no dearer than EventFD where it cannot help.
     Goal(
         "Doorbell pair (nobody asleep) vs os pair",
