@@ -203,6 +203,15 @@ def blocked_in(
     return True
 
 
+def is_open(fd: int) -> bool:
+    """Whether *fd* is an open file descriptor of this process."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
 def open_fds() -> set[int]:
     """The fd numbers open in this process (also when none is free)."""
     try:

@@ -18,20 +18,13 @@ from typing import Any
 
 import pytest
 
+from _kernel import is_open
 from eventfd_ext import MaskFD
 from eventfd_ext._backings import Backing
 from eventfd_ext._shim import lib
 from maskfd_helpers import IN, OUT
 
 BACKINGS: list[Backing] = ["stream", "dgram", "pipe"]
-
-
-def is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
 
 
 # -- repr ---------------------------------------------------------------------------

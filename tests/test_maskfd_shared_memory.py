@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from _kernel import is_open
 from eventfd_ext import MaskFD
 from eventfd_ext._backings import Backing
 from eventfd_ext._shim import ffi, lib
@@ -40,14 +41,6 @@ def memfd_of(m: MaskFD) -> int:
 
 def peer_of(m: MaskFD) -> int:
     return int(lib.mfx_peer_fd(m._m))
-
-
-def is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture(params=BACKINGS)

@@ -24,15 +24,7 @@ import pytest
 
 from _kernel import c_heap_in_use, open_fds, record, rss_bytes
 from eventfd_ext import MaskFD, pack_mask, unpack_mask
-
-IN, PRI, OUT, ERR, HUP = (
-    select.POLLIN,
-    select.POLLPRI,
-    select.POLLOUT,
-    select.POLLERR,
-    select.POLLHUP,
-)
-
+from maskfd_helpers import ERR, HUP, IN, OUT, PRI
 
 # -- bad input ---------------------------------------------------------------
 
