@@ -203,6 +203,19 @@ def blocked_in(
     return True
 
 
+@contextlib.contextmanager
+def fd_limit(headroom: int) -> Iterator[int]:
+    """RLIMIT_NOFILE lowered to *headroom* above the highest open fd (the
+    limit is yielded), restored after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = max(open_fds()) + headroom
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def is_open(fd: int) -> bool:
     """Whether *fd* is an open file descriptor of this process."""
     try:

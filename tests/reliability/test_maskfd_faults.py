@@ -12,7 +12,6 @@ import gc
 import mmap
 import os
 import pickle
-import resource
 import select
 import struct
 import sys
@@ -22,7 +21,7 @@ from decimal import Decimal
 
 import pytest
 
-from _kernel import c_heap_in_use, open_fds, record, rss_bytes
+from _kernel import c_heap_in_use, fd_limit, open_fds, record, rss_bytes
 from eventfd_ext import MaskFD, pack_mask, unpack_mask
 from maskfd_helpers import ERR, HUP, IN, OUT, PRI
 
@@ -220,19 +219,14 @@ def test_uses_a_backing_shows_is_taken(uses: int, backing: str) -> None:
 
 
 @pytest.fixture
-def fd_limit() -> Iterator[int]:
+def few_fds() -> Iterator[int]:
     """RLIMIT_NOFILE just above the fds open now; restored after."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    limit = max(open_fds()) + 8
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-    try:
+    with fd_limit(8) as limit:
         yield limit
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.parametrize("backing", ["stream", "dgram", "pipe"])
-def test_maskfd_half_built_under_fd_exhaustion(backing: str, fd_limit: int) -> None:
+def test_maskfd_half_built_under_fd_exhaustion(backing: str, few_fds: int) -> None:
     """With 0, 1, 2, ... fds free, MaskFD() either works or raises EMFILE
     having closed every fd it had opened."""
     baseline = open_fds()
