@@ -148,10 +148,9 @@ def check_events(events: object, what: str = "events") -> int:
 def check_data(data: object) -> int:
     """A MaskFD's data word: an unsigned 64-bit integer."""
     data = index(data, "data")
-    if data < 0:
-        raise ValueError(f"data must be >= 0 (an unsigned 64-bit word), not {data}")
-    if data >= _U64_LIMIT:
-        raise OverflowError(f"data {data:#x} does not fit in 64 bits")
+    if not 0 <= data < _U64_LIMIT:
+        error = ValueError if data < 0 else OverflowError
+        raise error(f"data must be between 0 and 2**64 - 1, not {data}")
     return data
 
 

@@ -197,6 +197,49 @@ def test_maskfd_bad_input(
     assert world.m.read() == (IN, 1)
 
 
+_EVENTS = "invalid {} {:#x}: only POLLIN|POLLPRI|POLLOUT|POLLERR|POLLHUP (0x1f) may be set"
+_DATA = "data must be between 0 and 2**64 - 1, not {}"
+MESSAGES: list[tuple[str, Case, type[BaseException], str]] = [
+    ("MaskFD(0x20)", lambda w: MaskFD(0x20), ValueError, _EVENTS.format("events", 0x20)),
+    ("MaskFD(1.0)", lambda w: MaskFD(1.0), TypeError, "events must be an integer, not 'float'"),  # type: ignore[arg-type]
+    ("MaskFD(0, -1)", lambda w: MaskFD(0, -1), ValueError, _DATA.format(-1)),
+    ("write(IN, 2**64)", lambda w: w.m.write(IN, 2**64), OverflowError, _DATA.format(2**64)),
+    ("set(-1)", lambda w: w.m.set(-1), ValueError, _EVENTS.format("events", -1)),
+    (
+        "update(clear=0x40)",
+        lambda w: w.m.update(clear=0x40),
+        ValueError,
+        _EVENTS.format("events", 0x40),
+    ),
+    ("MaskFD(uses=0x40)", lambda w: MaskFD(uses=0x40), ValueError, _EVENTS.format("uses", 0x40)),
+    (
+        "MaskFD(uses='x')",
+        lambda w: MaskFD(uses="x"),  # type: ignore[arg-type]
+        TypeError,
+        "uses must be an integer, not 'str'",
+    ),
+    (
+        "MaskFD(backing='tcp')",
+        lambda w: MaskFD(backing="tcp"),  # type: ignore[arg-type]
+        ValueError,
+        "backing must be one of ('stream', 'dgram', 'pipe'), not 'tcp'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "exc", "message"), [c[1:] for c in MESSAGES], ids=[c[0] for c in MESSAGES]
+)
+def test_maskfd_bad_input_says_what_was_wrong(
+    world: World, case: Case, exc: type[BaseException], message: str
+) -> None:
+    before = snapshot(world)
+    with pytest.raises(exc) as info:
+        case(world)
+    assert str(info.value) == message
+    assert snapshot(world) == before
+
+
 def test_uses_a_backing_never_shows_is_refused_by_name() -> None:
     with pytest.raises(ValueError) as info:
         MaskFD(uses=IN | PRI, backing="pipe")
