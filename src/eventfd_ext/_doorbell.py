@@ -190,15 +190,13 @@ class Doorbell(FDOwner):
                 self._ring_failed(result)
         elif not 0 <= value < OVERFLOW:
             _checks.check_value(value)
-        self._write_waiting(value)
-
-    def _write_waiting(self, value: int) -> None:
-        # A write that found no room (or a value other than 1): waits for
-        # room unless non-blocking.  A positive result added the value but
-        # failed to wake the sleepers.
+        # A value other than 1, or a 1 that found no room: waits for room
+        # unless non-blocking.  A positive result added the value but failed
+        # to wake the sleepers.
         h, timeout = self._h, 0 if self._nonblocking else -1
         result = lib.efx_db_write(h, value, timeout)
-        result = _core.finish(result, self._fail, lib.efx_db_write, h, value, timeout)
+        if result < 0:
+            result = _core.finish(result, self._fail, lib.efx_db_write, h, value, timeout)
         if result:
             self._ring_failed(result)
 

@@ -293,7 +293,9 @@ class MaskFD(FDOwner):
     def read(self) -> MaskState:
         """The last written pair ``(events, data)``, as EFD_MASK's read."""
         out, h = _new("struct mfx_pair *"), self._handle()  # this call's own buffer
-        _core.finish(lib.mfx_get(h, out), self._raise, lib.mfx_get, h, out)
+        result = lib.mfx_get(h, out)
+        if result:
+            _core.finish(result, self._raise, lib.mfx_get, h, out)
         return MaskState(out.events, out.data)
 
     @property
