@@ -1,5 +1,5 @@
-"""Doorbell (issue 12, in progress): EventFD's interface and counter rules
-on a counter in shared memory, with the eventfd only as wake-up channel.
+"""Doorbell: EventFD's interface and counter rules on a counter in shared
+memory, with the eventfd only as wake-up channel.
 
 - The counter rules are EventFD's: tests/reliability/test_model.py runs one
   model-based machine against both.
@@ -85,7 +85,8 @@ def test_write_and_read_make_no_syscall_when_nobody_sleeps() -> None:
             sem.try_read()
         after = _syscalls()
     # The two reads of /proc/self/io themselves are one read(2) each.
-    assert after[0] - before[0] <= 2 and after[1] == before[1], (before, after)
+    assert after[0] - before[0] <= 2, (before, after)
+    assert after[1] == before[1], (before, after)
 
 
 # -- sleepers are woken ---------------------------------------------------------------
@@ -113,7 +114,8 @@ def test_read_timeout_times_out_and_takes_nothing() -> None:
             bell.read(timeout=0.02)
         assert not bell.wait(0)
         bell.write(2)
-        assert bell.wait(0) and bell.peek() == 2
+        assert bell.wait(0)
+        assert bell.peek() == 2
 
 
 def test_a_forked_process_shares_the_counter_and_is_woken() -> None:

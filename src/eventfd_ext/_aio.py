@@ -20,7 +20,7 @@ Readiness is level-triggered, so waking every waiter loses nothing: a waiter
 that finds the count gone (another coroutine, thread or process took it)
 simply waits again.  The read itself is the shim's RWF_NOWAIT read, which
 cannot block even when the fd is in blocking mode; its error handling is the
-sync path's own (``_core``).
+sync path's own (``_core``); arguments are checked in ``_checks``.
 
 asyncio is imported only on the waiting path: by then a loop is running, so
 it costs nothing, and ``import eventfd_ext`` does not pay for asyncio.
@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from . import _core
+from . import _checks
 
 if TYPE_CHECKING:
     import asyncio
 
-    from ._core import FileDescriptorLike
+    from ._checks import FileDescriptorLike
     from ._eventfd import EventFD
 
 __all__ = ["notify_closing", "read", "wait_readable", "wait_writable"]
@@ -202,12 +203,12 @@ async def wait_readable(fd: FileDescriptorLike) -> None:
     cancelled.  Do not also ``add_reader`` the same fd in the same loop
     yourself: asyncio would replace one callback with the other.
     """
-    await _wait(_core.as_fd(fd), _READ)
+    await _wait(_checks.as_fd(fd), _READ)
 
 
 async def wait_writable(fd: FileDescriptorLike) -> None:
     """Wait in the running loop until *fd* is writable (see wait_readable)."""
-    await _wait(_core.as_fd(fd), _WRITE)
+    await _wait(_checks.as_fd(fd), _WRITE)
 
 
 async def read(efd: EventFD) -> int:
