@@ -17,6 +17,7 @@ from typing import Literal
 from ._checks import check_events
 from ._constants import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI
 from ._maskabi import EVENT_NAMES, event_names
+from ._requirements import UNIX_OOB
 from ._shim import lib
 
 __all__ = [
@@ -110,7 +111,7 @@ STREAM = BackingRecord(
     kind=lib.MFX_STREAM,
     cant_set=_why(
         {
-            POLLPRI: "needs AF_UNIX MSG_OOB (Linux >= 5.15, CONFIG_AF_UNIX_OOB), "
+            POLLPRI: f"needs {UNIX_OOB.what} (Linux >= {UNIX_OOB.linux}), "
             "which this kernel refused, or a peer that has not shut down",
             POLLERR: "ERR comes from the peer's last close, once, with unread data "
             "at the peer (none after HUP with OUT shown), and only while no other process "

@@ -22,6 +22,7 @@ from . import _aio, _checks, _core
 from ._constants import OVERFLOW
 from ._eventfd import eventfd_fdinfo
 from ._owner import FDOwner
+from ._requirements import NOWAIT_READ
 from ._shim import ffi, lib
 
 __all__ = ["Doorbell"]
@@ -50,6 +51,7 @@ class Doorbell(FDOwner):
     """
 
     __slots__ = ("_nonblocking", "_spin")
+    _needs = NOWAIT_READ
 
     _nonblocking: bool
     _spin: int

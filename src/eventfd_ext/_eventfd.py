@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from . import _aio, _checks, _core
 from ._constants import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
 from ._owner import FDOwner
+from ._requirements import NOWAIT_READ
 from ._shim import ffi, lib
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class EventFD(FDOwner):
     """
 
     __slots__ = ("_spin",)
+    _needs = NOWAIT_READ
 
     _spin: int
     _OTHER_WAYS = ", or send it over a UNIX socket with eventfd_ext.send_eventfd"

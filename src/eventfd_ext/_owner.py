@@ -25,11 +25,13 @@ A subclass sets ``_h`` (the handle, through :meth:`_own`) in ``__init__``.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from . import _aio, _core
+from ._requirements import KernelFeature
 from ._shim import ffi, lib
 
 if TYPE_CHECKING:
@@ -185,11 +187,17 @@ class FDOwner:
 
     # -- for subclasses ---------------------------------------------------
 
+    #: The kernel feature whose absence this class's calls report as
+    #: EOPNOTSUPP (None: EOPNOTSUPP means what its errno says).
+    _needs: ClassVar[KernelFeature | None] = None
+
     def _fail(self, result: int) -> NoReturn:
         """Raise for a shim call's failed *result*: ValueError once closed,
-        else the OSError of its errno."""
+        the missing kernel feature's error, else the OSError of its errno."""
         if result == _ECLOSED:
             self._raise_closed()
+        if result == -errno.EOPNOTSUPP and self._needs is not None:
+            raise self._needs.missing()
         _core.raise_errno(-result)
 
     def _check_open(self, fd: int = -1) -> None:
