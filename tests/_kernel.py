@@ -203,6 +203,28 @@ def blocked_in(
     return True
 
 
+@contextlib.contextmanager
+def fd_limit(headroom: int) -> Iterator[int]:
+    """RLIMIT_NOFILE lowered to *headroom* above the highest open fd (the
+    limit is yielded), restored after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = max(open_fds()) + headroom
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def is_open(fd: int) -> bool:
+    """Whether *fd* is an open file descriptor of this process."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
 def open_fds() -> set[int]:
     """The fd numbers open in this process (also when none is free)."""
     try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -141,7 +141,7 @@ def missing(backend: Backend) -> str | None:
 
 
 @pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+def backend(request: pytest.FixtureRequest) -> Backend:
     """Each async framework in turn; skipped where its package is missing."""
     chosen: Backend = request.param
     package = missing(chosen)
@@ -149,4 +149,4 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         pytest.skip(f"{package} is not installed (pip install 'eventfd_ext[async]')")
     for name in ("anyio", *chosen.needs):
         importlib.import_module(name)  # imported here, not inside the timed loop
-    yield chosen
+    return chosen

@@ -432,9 +432,8 @@ def drive(awaitable: Awaitable[Any]) -> Any:
 )
 def test_outside_every_loop_names_the_frameworks(make: Callable[[], Any], method: str) -> None:
     # Ready already, so that the mistake shows even when nothing would wait.
-    with make() as obj:
-        with pytest.raises(RuntimeError, match="no running event loop") as info:
-            drive(getattr(obj, method)())
+    with make() as obj, pytest.raises(RuntimeError, match="no running event loop") as info:
+        drive(getattr(obj, method)())
     assert SUPPORTED in str(info.value)
     for name in ("asyncio", "uvloop", "trio", "anyio"):
         assert name in SUPPORTED

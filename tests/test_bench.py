@@ -118,7 +118,9 @@ def test_table_and_progress(quick_run: Run) -> None:
     for r in doc["results"]:
         assert r["case"] in stdout
     # Progress went to stderr, one line per step when it is not a terminal.
-    assert "per-call" in stderr and "ping-pong" in stderr and "throughput" in stderr
+    assert "per-call" in stderr
+    assert "ping-pong" in stderr
+    assert "throughput" in stderr
 
 
 def test_which_one_block_shows_this_runs_medians(quick_run: Run) -> None:
@@ -203,7 +205,8 @@ def test_script_runs_where_python_m_would_import_the_source_tree(
         text=True,
         timeout=TIMEOUT,
     )
-    assert shadowed.returncode != 0 and "uncompiled" in shadowed.stderr
+    assert shadowed.returncode != 0
+    assert "uncompiled" in shadowed.stderr
     proc = subprocess.run(
         [script, "--quick", "--only", "per-call"],
         cwd=tmp_path,
@@ -215,7 +218,8 @@ def test_script_runs_where_python_m_would_import_the_source_tree(
     assert proc.stdout.startswith("eventfd_ext bench (quick)")
     assert "Per-call cost" in proc.stdout
     usage = subprocess.run([script, "--cpus", "x"], capture_output=True, text=True, timeout=TIMEOUT)
-    assert usage.returncode == 2 and usage.stderr.startswith("usage: eventfd-ext-bench")
+    assert usage.returncode == 2
+    assert usage.stderr.startswith("usage: eventfd-ext-bench")
 
 
 def test_quartiles_and_goal_rows() -> None:

@@ -26,7 +26,9 @@ event loop gets one watch per (fd, direction), shared by its waiters:
 Readiness is level-triggered, so waking every waiter loses nothing: a waiter
 that finds the count gone (another task, thread or process took it) simply
 waits again.  Cancelling a waiter takes nothing: only the readiness was
-awaited.
+awaited.  The read itself is the shim's RWF_NOWAIT read, which cannot block
+even when the fd is in blocking mode; its error handling is the sync path's
+own (``_core``); arguments are checked in ``_checks``.
 
 Closing an fd wakes neither an epoll-based loop (the kernel silently drops a
 closed fd from the epoll set) nor trio, so the fd's owner calls
@@ -48,14 +50,15 @@ import functools
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from . import _core
+from . import _checks
 
 if TYPE_CHECKING:
     import asyncio
 
-    from ._core import FileDescriptorLike
+    from ._checks import FileDescriptorLike
     from ._eventfd import EventFD
 
 __all__ = [
@@ -360,12 +363,12 @@ async def wait_readable(fd: FileDescriptorLike) -> None:
     yourself (``add_reader``, trio's ``wait_readable``): the framework
     would replace one callback with the other, or refuse the second.
     """
-    await wait(_core.as_fd(fd), _READ)
+    await wait(_checks.as_fd(fd), _READ)
 
 
 async def wait_writable(fd: FileDescriptorLike) -> None:
     """Wait in the running framework until *fd* is writable (see wait_readable)."""
-    await wait(_core.as_fd(fd), _WRITE)
+    await wait(_checks.as_fd(fd), _WRITE)
 
 
 async def read(efd: EventFD) -> int:

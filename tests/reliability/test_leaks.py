@@ -133,13 +133,12 @@ def _doorbell_from_fds() -> None:
 
 
 def _doorbell_watch() -> None:
-    with Doorbell(1) as bell:
-        with bell.watch():  # rings at once: a count is pending
-            assert bell.read() == 1  # the token, then the count
-            assert bell.try_read() == 0
-            bell.write(2)
-            with bell.watch():
-                assert bell.read(timeout=0) == 2
+    with Doorbell(1) as bell, bell.watch():  # rings at once: a count is pending
+        assert bell.read() == 1  # the token, then the count
+        assert bell.try_read() == 0
+        bell.write(2)
+        with bell.watch():
+            assert bell.read(timeout=0) == 2
 
 
 def _doorbell_error_paths() -> None:

@@ -178,7 +178,7 @@ def _close_all(cases: Sequence[_Case], abandon: bool = False) -> None:
     for case in cases:
         try:
             case.close(abandon)
-        except Exception as exc:  # noqa: BLE001  (close the rest, then report the first)
+        except Exception as exc:  # close the rest, then report the first
             errors.append(exc)
     if errors:
         raise errors[0]
@@ -295,7 +295,7 @@ def _start_thread_peer(
         try:
             with pinned(cpu):
                 _loop(stmt, channel)(rounds)
-        except BaseException as exc:  # noqa: BLE001  (reported by join())
+        except BaseException as exc:  # reported by join()
             failure.append(exc)
 
     thread = threading.Thread(target=run, name="bench-pong", daemon=True)
@@ -370,7 +370,8 @@ def _floor_pingpong_case(family: str, kind: int, place: Placement) -> _Case:
 def _pingpong_case(
     mech: Mechanism, place: Placement, rounds: int, lifeline: tuple[int, int]
 ) -> _Case:
-    assert mech.ping is not None and mech.pong is not None
+    assert mech.ping is not None
+    assert mech.pong is not None
     channel = mech.open()
     start = _start_process_peer if place.processes else _start_thread_peer
     try:
@@ -435,11 +436,12 @@ def consume(n):
 def _produce_consume(
     mech: Mechanism, n: int, cpus: tuple[int | None, int | None]
 ) -> tuple[float, int]:
-    assert mech.give is not None and mech.take is not None
+    assert mech.give is not None
+    assert mech.take is not None
     channel = mech.open()
     try:
         names = dict(channel.names)
-        exec(_CONSUMER.format(take=mech.take), names)  # noqa: S102  (a loop like timeit's)
+        exec(_CONSUMER.format(take=mech.take), names)  # a loop like timeit's
         consume: Callable[[int], int] = names["consume"]
         produce = _loop(mech.give, channel)
         go = threading.Event()
