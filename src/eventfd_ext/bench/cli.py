@@ -95,7 +95,8 @@ def parser(prog: str = "eventfd-ext-bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Benchmark eventfd_ext against os.eventfd, pipes and "
-        "socketpairs, with the same loops in C as the floor.",
+        "socketpairs, and say which is fastest (--dev: with the same loops in C "
+        "as the floor, and the project's goals).",
     )
     p.add_argument("--quick", action="store_true", help="a short smoke run (seconds)")
     p.add_argument(
