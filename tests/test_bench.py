@@ -72,6 +72,9 @@ def test_json_statistics_are_consistent(quick_run: Run) -> None:
     _, _, doc = quick_run
     config = doc["config"]
     for r in doc["results"]:
+        # The document gives the result back (ratio_to_floor is the run's).
+        back = Result.from_json(r).to_json()
+        assert back == {k: v for k, v in r.items() if k != "ratio_to_floor"}, r["case"]
         samples = r["samples"]
         reps = config["percall_repetitions" if r["group"] == "per-call" else "repetitions"]
         assert len(samples) == r["repetitions"] == reps, r["case"]
@@ -113,14 +116,6 @@ def quick_dev_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     proc = bench("-m", "eventfd_ext.bench", "--quick", "--dev", "--json", "out.json", cwd=tmp)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout, proc.stderr, json.loads((tmp / "out.json").read_text())
-
-
-def _result(r: dict[str, Any]) -> Result:
-    """A Result back from its JSON form."""
-    return Result(
-        r["group"], r["case"], r["placement"], r["unit"], r["higher_is_better"],
-        r["floor"], r["kind"], r["ranked"], r["samples"],
-    )  # fmt: skip
 
 
 def _row_names(stdout: str) -> set[str]:
@@ -181,7 +176,7 @@ def test_dev_output_adds_floors_shims_and_goals(quick_dev_run: Run) -> None:
 
 def test_json_names_each_sections_fastest(quick_run: Run) -> None:
     _, _, doc = quick_run
-    results = [_result(r) for r in doc["results"]]
+    results = [Result.from_json(r) for r in doc["results"]]
     assert doc["fastest"] == report.leaders(results)
     assert {(f["group"], f["placement"]) for f in doc["fastest"]} == {
         (r["group"], r["placement"]) for r in doc["results"]

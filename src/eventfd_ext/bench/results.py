@@ -55,6 +55,16 @@ class Result:
         """A result in seconds per operation."""
         return cls(group, case, placement, "s", False, floor, kind, ranked)
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Result:
+        """The result that to_json() gave *doc* (its statistics recomputed
+        from the samples)."""
+        return cls(
+            doc["group"], doc["case"], doc["placement"], doc["unit"],
+            doc["higher_is_better"], doc["floor"], doc["kind"], doc["ranked"],
+            list(doc["samples"]),
+        )  # fmt: skip
+
     @property
     def is_floor(self) -> bool:
         """Whether this is a loop written in C, the floor of its group."""
