@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .results import NOISY, Result
+from .results import NOISY, Kind, Result
 
 __all__ = [
     "GOALS",
@@ -480,7 +480,7 @@ def which_one(results: Sequence[Result]) -> str:
 
 
 #: The plot's colour and legend entry for each kind of row.
-KIND_STYLE: dict[str, tuple[str, str]] = {
+KIND_STYLE: dict[Kind, tuple[str, str]] = {
     "eventfd_ext": ("tab:blue", "eventfd_ext"),
     "os.eventfd": ("tab:green", "os.eventfd (CPython)"),
     "alternative": ("tab:orange", "pipe, socketpair"),
