@@ -202,7 +202,7 @@ def percall(
     }
     try:
         for family, timed in floors.items():
-            result = Result.time("per-call", f"C {family} (floor)", "", floor=None, is_floor=True)
+            result = Result.time("per-call", f"C {family} (floor)", "", floor=None, kind="floor")
             cases.append(_Case(result, timed, cpu=cpu))
         for mech in mechanisms:
             if mech.call is None:
@@ -213,7 +213,8 @@ def percall(
                 mech.name,
                 "",
                 floor=f"C {mech.floor} (floor)",
-                reference=mech.reference,
+                kind=mech.kind,
+                ranked=mech.ranked,
             )
             cases.append(
                 _Case(
@@ -363,7 +364,7 @@ def _floor_pingpong_case(family: str, kind: int, place: Placement) -> _Case:
     def timed(n: int) -> float:
         return _floor(lib.efx_floor_pingpong(kind, int(place.processes), n, ping, pong))
 
-    result = Result.time("ping-pong", f"C {family} (floor)", place.label, floor=None, is_floor=True)
+    result = Result.time("ping-pong", f"C {family} (floor)", place.label, floor=None, kind="floor")
     return _Case(result, timed)
 
 
@@ -391,7 +392,8 @@ def _pingpong_case(
         mech.name,
         place.label,
         floor=f"C {mech.floor} (floor)",
-        reference=mech.reference,
+        kind=mech.kind,
+        ranked=mech.ranked,
     )
     return _Case(result, _loop(mech.ping, channel), cpu=place.cpu_ping, close=close)
 
@@ -409,8 +411,10 @@ def throughput(
     for mech in mechanisms:
         if mech.give is None or mech.take is None:
             continue
-        rate = Result("throughput", mech.name, label, "signals/s", higher_is_better=True)
-        batch = Result("coalescing", mech.name, label, "signals/read", higher_is_better=True)
+        rate, batch = (
+            Result(group, mech.name, label, unit, True, kind=mech.kind, ranked=mech.ranked)
+            for group, unit in (("throughput", "signals/s"), ("coalescing", "signals/read"))
+        )
         runs.append((mech, rate, batch))
     with _no_gc():
         for rep in range(config.repetitions):
