@@ -61,7 +61,7 @@ def test_example_runs_as_written(code: str, tmp_path: pathlib.Path) -> None:
         [sys.executable, "-W", "error", str(script)],
         capture_output=True,
         text=True,
-        timeout=TIMEOUT,
+        timeout=3 * TIMEOUT,  # a process pool's spawned workers import the package
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
