@@ -22,11 +22,13 @@ import fcntl
 import gc
 import json
 import os
+import pathlib
 import platform
 import resource
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -461,3 +463,20 @@ def nothing_warned() -> Iterator[None]:
     finally:
         sys.unraisablehook = old
     assert not seen, [f"{u.exc_type.__name__}: {u.exc_value}" for u in seen]
+
+
+def run_script(code: str, tmp_path: pathlib.Path, timeout: float = 3 * TIMEOUT) -> str:
+    """Run *code* as a script file of its own (multiprocessing's spawn
+    re-imports the main module, which ``-c`` has not) in a fresh
+    interpreter with warnings as errors; its stdout, once it exits 0."""
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    out = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout

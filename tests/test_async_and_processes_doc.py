@@ -7,31 +7,15 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
 
-from _kernel import TIMEOUT
+from _kernel import run_script
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "async_and_processes.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
 POOL = next(block for block in BLOCKS if "ProcessPoolExecutor" in block)
 SQUARES = str([n * n for n in range(10)])
-
-
-def run_script(code: str, tmp_path: pathlib.Path) -> str:
-    script = tmp_path / "example.py"
-    script.write_text(code)
-    out = subprocess.run(
-        [sys.executable, "-W", "error", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=3 * TIMEOUT,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout
 
 
 def test_the_async_examples_print_their_comments(tmp_path: pathlib.Path) -> None:

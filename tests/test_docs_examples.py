@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
 
-from _kernel import TIMEOUT
+from _kernel import run_script
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -55,16 +53,7 @@ def test_every_block_states_a_known_harness() -> None:
 
 @pytest.mark.parametrize("code", RUN)
 def test_example_runs_as_written(code: str, tmp_path: pathlib.Path) -> None:
-    script = tmp_path / "example.py"
-    script.write_text(code)
-    out = subprocess.run(
-        [sys.executable, "-W", "error", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=3 * TIMEOUT,  # a process pool's spawned workers import the package
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr
+    run_script(code, tmp_path)
 
 
 @pytest.mark.parametrize(("path", "code"), EXCERPTS)

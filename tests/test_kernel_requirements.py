@@ -64,6 +64,15 @@ def run_on_an_old_kernel(body: str) -> str:
     return out.stdout
 
 
+def assert_names_the_feature(out: str, count: str) -> None:
+    """*out*: the refusal's errno and text, then the count left behind."""
+    refusal, left = out.splitlines()
+    assert refusal.startswith(f"{errno.EOPNOTSUPP} "), refusal
+    assert "RWF_NOWAIT" in refusal, refusal
+    assert "Linux >= 5.10" in refusal, refusal
+    assert left == count, "the refused read took the count"
+
+
 def test_the_simulation_is_an_old_kernel() -> None:
     """Without the package: a RWF_NOWAIT read of an eventfd is refused as
     Linux < 5.10 refuses it, and a plain read still works."""
@@ -98,11 +107,7 @@ def test_an_eventfd_read_names_what_the_kernel_lacks(call: str) -> None:
             print(efd.peek())   # nothing taken
         """
     )
-    first, count = out.splitlines()
-    assert first.startswith(f"{errno.EOPNOTSUPP} "), first
-    assert "RWF_NOWAIT" in first, first
-    assert "Linux >= 5.10" in first, first
-    assert count == "5"
+    assert_names_the_feature(out, count="5")
 
 
 def test_doorbell_await_readable_names_what_the_kernel_lacks() -> None:
@@ -124,11 +129,7 @@ def test_doorbell_await_readable_names_what_the_kernel_lacks() -> None:
             print(bell.read())              # nothing taken
         """
     )
-    first, count = out.splitlines()
-    assert first.startswith(f"{errno.EOPNOTSUPP} "), first
-    assert "RWF_NOWAIT" in first, first
-    assert "Linux >= 5.10" in first, first
-    assert count == "1"
+    assert_names_the_feature(out, count="1")
 
 
 def test_what_needs_no_more_than_eventfd2_works_on_an_old_kernel() -> None:
