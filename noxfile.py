@@ -206,8 +206,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy --strict on the package, the tests and the benchmarks (pyproject)."""
-    session.install("mypy", "pytest>=8", "hypothesis>=6")
+    """mypy --strict on every Python file of the tree (pyproject's files)."""
+    # nox for noxfile.py; cffi's stubs (and setuptools', which they bring)
+    # for setup.py and csrc/build_ffi.py; the async extra's frameworks, which
+    # the tests import.  The package is read from src/.
+    session.install(
+        "mypy", "pytest>=8", "hypothesis>=6", "nox", "types-cffi", "trio", "anyio", "uvloop"
+    )
     session.run("mypy")
 
 

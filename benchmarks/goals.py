@@ -36,7 +36,10 @@ def main() -> int:
     for run in range(args.runs):
         print(f"run {run + 1}/{args.runs}", file=sys.stderr)
         mechanisms = catalogue()
-        noop = lambda *_: None
+
+        def noop(*_: object) -> None:
+            pass
+
         results = runner.percall(config, mechanisms, args.cpu, noop)
         results += runner.pingpong(config, mechanisms, same_cpu, noop)
         for row in report.goal_rows(results):
@@ -51,9 +54,8 @@ def main() -> int:
         med = statistics.median(values)
         runs = " ".join(f"{v:.3f}" for v in values)
         verdict = "met" if med <= limits[name] else "NOT met"
-        print(
-            f"{name:{width}}  median {med:.3f}x (goal <= {limits[name]:.2f}x) {verdict:7}  runs: {runs}"
-        )
+        goal = f"(goal <= {limits[name]:.2f}x)"
+        print(f"{name:{width}}  median {med:.3f}x {goal} {verdict:7}  runs: {runs}")
         if name in bounds:
             lo = bounds[name]
             print(

@@ -1,4 +1,4 @@
-"""Does the Doorbell's adaptive spin budget (spin=None) hold? (issue 18, part 3).
+"""Does the Doorbell's adaptive spin budget (spin=None) hold?
 
 Two checks, each against fixed budgets measured in the same run:
 

@@ -1,4 +1,4 @@
-"""What spinning costs in CPU, and when it pays (issue 12, part 3).
+"""What spinning costs in CPU, and when it pays.
 
 Two processes, pinned across two CPUs (or on one with --same-cpu), signal
 each other through a pair of channels.  For each way of waiting it prints

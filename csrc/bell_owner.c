@@ -1,5 +1,5 @@
-/* The Doorbell object: the protocol of doorbell.c behind the lifecycle
- * core of owner.c.  Declarations and conventions are in bell_owner.h.
+/* The Doorbell object: the protocol of eventfd_ext/doorbell.h (the C
+ * API shipped for C peers) behind the lifecycle core of owner.c.  Declarations and conventions are in bell_owner.h.
  *
  * Every function enters the owner, works, and leaves, in one crossing.
  * Waits are split in steps that each return to Python (take; spin, looking
@@ -7,7 +7,7 @@
  * between them and a raising one leaves the count in the counter.
  */
 #include "owner.c"
-#include "doorbell.c"
+#include <eventfd_ext/doorbell.h>
 
 struct efxd_watch {
     struct efx_owner *owner; /* NULL once exited */
@@ -120,7 +120,7 @@ static uint64_t efx_db_take(efx_owner_t *o)
         return 0;
     /* Inside watch(), a poller may have been woken by the eventfd: its
      * token goes before the count, as efxb_sleep does. */
-    uint64_t v = efxd_watching(o) ? efxb_poll_take(o->bell) : efxb_take(o->bell);
+    uint64_t v = efxd_watching(o) ? efx_bell_poll_take(o->bell) : efx_bell_take(o->bell);
     efxo_leave(o);
     return v;
 }
@@ -235,7 +235,7 @@ static int efx_db_drain_token(efx_owner_t *o)
     if (r)
         return r;
     uint64_t tokens;
-    r = efxb_eventfd_read_nowait(o->bell->efd, &tokens);
+    r = efx_read_nowait(o->bell->efd, &tokens);
     if (!r && efxb_pending(o->bell))
         efxb_ring(o->bell); /* the count stays: its token, for the others */
     efxo_leave(o);

@@ -1,6 +1,6 @@
 /* cffi cdef for the Doorbell object (csrc/bell_owner.c): the shared
- * counter of doorbell.c (its protocol, for C peers: doorbell.h and
- * csrc/DOORBELL.md) behind the lifecycle core (owner.h).
+ * counter of eventfd_ext/doorbell.h (the C API for C peers; its protocol
+ * is docs/doorbell-protocol.md) behind the lifecycle core (owner.h).
  *
  * Conventions as in owner.h: >= 0, -errno, or -EFX_ECLOSED once closed.
  * Counting is exact: a take returns what it took; a write adds once or

@@ -23,6 +23,9 @@ if not sys.platform.startswith("linux"):
     )
 
 HERE = pathlib.Path(__file__).resolve().parent
+# The C API shipped in the package (eventfd_ext.get_include()): the shims
+# include the same headers C peers do.
+INCLUDE = HERE.parent / "src" / "eventfd_ext" / "include"
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 
 
@@ -34,7 +37,7 @@ def _module(name: str, shims: list[str]) -> FFI:
         name,
         # owner.c guards itself: eventfd_shim.c and bell_owner.c include it.
         "\n".join(f'#include "{shim}.c"' for shim in shims),
-        include_dirs=[str(HERE)],
+        include_dirs=[str(HERE), str(INCLUDE)],
         extra_compile_args=CFLAGS,
     )
     return ffi

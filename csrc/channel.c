@@ -13,7 +13,7 @@
  * whole or not at all.  The lock is held for one copy; waiting is never
  * done under it.
  *
- * Wake-ups are the Doorbell's store->load pairs (DOORBELL.md):
+ * Wake-ups are the Doorbell's store->load pairs (docs/doorbell-protocol.md):
  *   sender:   commit, data.count += 1 (efxb_write: FENCE, ring a sleeper)
  *   receiver: data.sleepers++; FENCE; load data.count -> sleep?
  * and for room, the Doorbell's own pair for writers at its maximum:
@@ -233,7 +233,7 @@ static int efxc_pop(struct efx_chan *ch, void *buf, size_t size, uint64_t *len)
             atomic_store_explicit(&shm->head, head + EFX_CHAN_RECORD_SIZE(n),
                                   memory_order_relaxed);
             atomic_store_explicit(&shm->messages, atomic_load_explicit(&shm->messages, memory_order_relaxed) - 1, memory_order_relaxed);
-            efxb_take(ch->data); /* count -= 1; rings on if more are queued */
+            efx_bell_take(ch->data); /* count -= 1; rings on if more are queued */
         }
     }
     efxc_unlock(ch);
@@ -280,7 +280,7 @@ static int efxc_wait_room(struct efx_chan *ch, uint64_t n, int timeout_ms, int64
 {
     struct efx_bell_layout *space = &ch->shm->space;
     uint64_t size = EFX_CHAN_RECORD_SIZE(n);
-    int64_t start = efxb_now_ns(), deadline = efxb_deadline(timeout_ms);
+    int64_t start = efx_now_ns(), deadline = efxb_deadline(timeout_ms);
     int64_t budget = efxb_budget(ch->data, spin_ns);
     if (budget > EFX_CHAN_SPIN_SLICE_NS)
         budget = EFX_CHAN_SPIN_SLICE_NS;
@@ -288,7 +288,7 @@ static int efxc_wait_room(struct efx_chan *ch, uint64_t n, int timeout_ms, int64
         if (budget <= 0)
             goto sleep;
         if (turn % EFX_BELL_SPIN_TURNS == 0) {
-            int64_t now = efxb_now_ns();
+            int64_t now = efx_now_ns();
             if (now - start >= budget || now >= deadline)
                 goto sleep;
             if (efxb_cancelled(cancel))
@@ -304,7 +304,7 @@ sleep:
         atomic_fetch_add_explicit(&space->writers_waiting, 1, memory_order_seq_cst);
         EFXB_STORE_LOAD(); /* pairs with efxc_wake_space's */
         int room = efxc_room(ch, size);
-        int64_t left = deadline == INT64_MAX ? 1 : deadline - efxb_now_ns();
+        int64_t left = deadline == INT64_MAX ? 1 : deadline - efx_now_ns();
         int r = room ? 1 : left <= 0 ? 0 : efxb_cancelled(cancel) ? -ECANCELED : 2;
         if (r == 2) {
             struct timespec ts = {left / 1000000000, left % 1000000000};

@@ -4,7 +4,7 @@
  * A Channel is a bounded queue of byte messages in one sealed memfd
  * (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW), mapped MAP_SHARED by every
  * holder: this header, then a byte ring of `capacity` bytes.  Two Doorbell
- * pages (doorbell_layout.h) live in the header, each beside an eventfd
+ * pages (<eventfd_ext/doorbell.h>) live in the header, each beside an eventfd
  * that only wakes sleepers (the Doorbell protocol, csrc/DOORBELL.md):
  *   - "data": its count is the number of messages queued, plus 1 once the
  *     channel is shut down (so that receivers wake to find the end);
@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "doorbell_layout.h"
+#include <eventfd_ext/doorbell.h> /* struct efx_bell_layout */
 
 #define EFX_CHAN_MAGIC UINT64_C(0x314e414843584645) /* "EFXCHAN1" little endian */
 #define EFX_CHAN_VERSION 1u

@@ -1,43 +1,27 @@
 /* The eventfd shim: the only C between Python and the eventfd syscalls,
  * on raw fds (the drop-ins) and behind the lifecycle core (EventFD).
- * Declarations and the calling convention are in eventfd_shim.h. */
+ * Declarations and the calling convention are in eventfd_shim.h; the
+ * 8-byte read and write themselves (efx_read, efx_read_nowait, efx_write)
+ * are in eventfd_ext/eventfd_io.h, shared with the Doorbell. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* preadv2; Python.h defines it first in the cffi build */
+#define _GNU_SOURCE /* eventfd_io.h (preadv2); Python.h defines it first in the cffi build */
 #endif
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <eventfd_ext/eventfd_io.h>
+
 #include "owner.c"
-
-#ifndef RWF_NOWAIT
-#define RWF_NOWAIT 0x00000008 /* linux/fs.h; older libc headers lack it */
-#endif
-
-/* The result of a read(2) of the 8-byte counter: 0, or -errno.  A short
- * read or EOF comes from an fd that is not an eventfd: EINVAL. */
-static int efx_read_result(ssize_t n)
-{
-    if (n == sizeof(uint64_t))
-        return 0;
-    return n < 0 ? -errno : -EINVAL;
-}
 
 static int efx_create(unsigned int initval, int flags)
 {
     int fd = eventfd(initval, flags);
     return fd < 0 ? -errno : fd;
-}
-
-static int efx_read(int fd, uint64_t *count)
-{
-    return efx_read_result(read(fd, count, sizeof *count));
 }
 
 static uint64_t efx_take(int fd)
@@ -46,24 +30,10 @@ static uint64_t efx_take(int fd)
     return efx_read(fd, &value) ? 0 : value;
 }
 
-static int efx_read_nowait(int fd, uint64_t *count)
-{
-    struct iovec iov = {count, sizeof *count};
-    return efx_read_result(preadv2(fd, &iov, 1, -1, RWF_NOWAIT));
-}
-
 static uint64_t efx_take_nowait(int fd)
 {
     uint64_t value;
     return efx_read_nowait(fd, &value) ? 0 : value;
-}
-
-static int efx_write(int fd, uint64_t value)
-{
-    ssize_t n = write(fd, &value, sizeof value);
-    if (n == sizeof value)
-        return 0;
-    return n < 0 ? -errno : -EINVAL; /* short write: not an eventfd */
 }
 
 static int efx_signal(int fd)
@@ -196,13 +166,6 @@ static int efx_efd_wait_read(efx_owner_t *o, int timeout_ms, uint64_t *count)
     return r;
 }
 
-static int64_t efx_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int efx_efd_sleep(efx_owner_t *o, int timeout_ms, int64_t spun_ns)
 {
     int r = efx_efd_poll(o, POLLIN, timeout_ms);
@@ -217,7 +180,7 @@ static int efx_efd_spin(efx_owner_t *o, int64_t spin_ns, int64_t limit_ns)
     int64_t end = efx_now_ns() + (spin_ns < limit_ns ? spin_ns : limit_ns);
     for (;;) {
         /* Yield first: on a shared CPU only the yield lets the writer run
-         * (a look without one costs ~4x a sleep there). */
+         * (without it, a spin there costs several times a sleep). */
         sched_yield();
         int revents = efx_poll(o->fd, POLLIN, 0);
         if (revents == -EINTR) {

@@ -32,16 +32,18 @@
 int efx_create(unsigned int initval, int flags);
 
 /* read(2) of the 8-byte counter into *count: 0, or -errno (EINVAL for a
- * short read or EOF: the fd is not an eventfd). */
+ * short read or EOF: the fd is not an eventfd).  efx_read, efx_read_nowait
+ * and efx_write are eventfd_ext/eventfd_io.h's, shared with C peers. */
 int efx_read(int fd, uint64_t *count);
 
 /* The hot read: the count, or 0 if the read failed (see above).  One
  * argument makes it a METH_O builtin, the cheapest cffi crossing: a count
- * returned through an ffi.new pointer would add ~400 ns to a ~700 ns
- * write+read pair, a struct returned by value ~200 ns (measured 2026-12-02).  Only an
- * fd that is not an eventfd can make a read that takes something and still
- * gives 0 (fewer than 8 bytes, or 8 zero bytes); repeated, such a read
- * reads on. */
+ * returned through an ffi.new pointer (an allocation per call), or a
+ * struct returned by value (a conversion), costs a large share of a
+ * write+read pair (docs/bench.md, "Zero for failure on reads", has the
+ * figures).  Only an fd that is not an eventfd can make a read that takes
+ * something and still gives 0 (fewer than 8 bytes, or 8 zero bytes);
+ * repeated, such a read reads on. */
 uint64_t efx_take(int fd);
 
 /* Like efx_read, but never blocks whatever the fd's mode (RWF_NOWAIT):

@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The Doorbell's own code (all static), so that its floor runs the very
+/* The Doorbell's C API (header-only), so that its floor runs the very
  * functions the Python class calls. */
-#include "doorbell.c"
+#include <eventfd_ext/doorbell.h>
 
 #define EFX_FLOOR_EVENTFD 0
 #define EFX_FLOOR_PIPE 1
@@ -31,16 +31,9 @@
  * one fd for both ends). */
 #define EFX_FLOOR_IS_EVENTFD(m) ((m) == EFX_FLOOR_EVENTFD || (m) == EFX_FLOOR_EVENTFD_SPIN)
 /* Untimed round trips before the clock starts, so that the peer is running
- * and settled: a freshly forked child stays measurably slower (5.0 against
- * 3.9 us a round trip) for its first few hundred round trips. */
+ * and settled: a freshly forked child stays measurably slower for its
+ * first few hundred round trips. */
 #define EFX_FLOOR_WARMUP(n) (256 + (n) / 4)
-
-static int64_t efx_floor_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* One signal and one wait on a channel: an eventfd takes 8 bytes, a pipe
  * or a socket 1.  Both return 0 or -errno.  EINTR is retried: a loop is
@@ -57,14 +50,14 @@ static int efx_floor_send(int mechanism, int fd)
 }
 
 /* EventFD's spin (efx_efd_spin): yield, then look with poll(0), until the
- * fd is readable or EFX_FLOOR_SPIN_NS passed. */
-static void efx_floor_spin(int fd)
+ * fd is readable or spin_ns passed. */
+static void efx_floor_spin(int fd, int64_t spin_ns)
 {
-    int64_t end = efx_floor_now_ns() + EFX_FLOOR_SPIN_NS;
+    int64_t end = efx_now_ns() + spin_ns;
     struct pollfd pfd = {fd, POLLIN, 0};
     do
         sched_yield();
-    while (poll(&pfd, 1, 0) == 0 && efx_floor_now_ns() < end);
+    while (poll(&pfd, 1, 0) == 0 && efx_now_ns() < end);
 }
 
 static int efx_floor_recv(int mechanism, int fd)
@@ -73,7 +66,7 @@ static int efx_floor_recv(int mechanism, int fd)
     size_t size = EFX_FLOOR_IS_EVENTFD(mechanism) ? sizeof value : 1;
     ssize_t n;
     if (mechanism == EFX_FLOOR_EVENTFD_SPIN)
-        efx_floor_spin(fd); /* as EventFD.read: the spin, then the read */
+        efx_floor_spin(fd, EFX_FLOOR_SPIN_NS); /* as EventFD.read: the spin, then the read */
     while ((n = read(fd, &value, size)) < 0 && errno == EINTR)
         ;
     return n == (ssize_t)size ? 0 : n < 0 ? -errno : -EIO;
@@ -81,7 +74,7 @@ static int efx_floor_recv(int mechanism, int fd)
 
 static int64_t efx_floor_call_eventfd(int fd, int64_t n)
 {
-    int64_t start = efx_floor_now_ns();
+    int64_t start = efx_now_ns();
     for (int64_t i = 0; i < n; i++) {
         int err = efx_floor_send(EFX_FLOOR_EVENTFD, fd);
         if (!err)
@@ -89,12 +82,12 @@ static int64_t efx_floor_call_eventfd(int fd, int64_t n)
         if (err)
             return err;
     }
-    return efx_floor_now_ns() - start;
+    return efx_now_ns() - start;
 }
 
 static int64_t efx_floor_call_pipe(int rfd, int wfd, int64_t n)
 {
-    int64_t start = efx_floor_now_ns();
+    int64_t start = efx_now_ns();
     for (int64_t i = 0; i < n; i++) {
         int err = efx_floor_send(EFX_FLOOR_PIPE, wfd);
         if (!err)
@@ -102,12 +95,12 @@ static int64_t efx_floor_call_pipe(int rfd, int wfd, int64_t n)
         if (err)
             return err;
     }
-    return efx_floor_now_ns() - start;
+    return efx_now_ns() - start;
 }
 
 static int64_t efx_floor_call_socketpair(int a, int b, int64_t n)
 {
-    int64_t start = efx_floor_now_ns();
+    int64_t start = efx_now_ns();
     for (int64_t i = 0; i < n; i++) {
         /* write and read are send and recv with no flags on a socket */
         int err = efx_floor_send(EFX_FLOOR_SOCKETPAIR, a);
@@ -116,7 +109,7 @@ static int64_t efx_floor_call_socketpair(int a, int b, int64_t n)
         if (err)
             return err;
     }
-    return efx_floor_now_ns() - start;
+    return efx_now_ns() - start;
 }
 
 /* A Doorbell with its two fds, for the floor's loops. */
@@ -162,13 +155,13 @@ static int64_t efx_floor_call_doorbell(int64_t n)
     int err = efx_floor_bell_open(&fb);
     if (err)
         return err;
-    int64_t start = efx_floor_now_ns();
+    int64_t start = efx_now_ns();
     for (int64_t i = 0; !err && i < n; i++) {
         err = efx_bell_write(fb.bell, 1, 0);
-        if (!err && !efxb_take(fb.bell))
+        if (!err && !efx_bell_take(fb.bell))
             err = -EIO;
     }
-    int64_t elapsed = efx_floor_now_ns() - start;
+    int64_t elapsed = efx_now_ns() - start;
     efx_floor_bell_close(&fb);
     return err ? err : elapsed;
 }
@@ -289,14 +282,14 @@ static int64_t efx_floor_ping(struct efx_floor_link *link, int64_t n)
     int64_t start = 0;
     for (int64_t i = 0; i < link->rounds; i++) {
         if (i == link->rounds - n)
-            start = efx_floor_now_ns();
+            start = efx_now_ns();
         int err = efx_floor_link_send(link, 1);
         if (!err)
             err = efx_floor_link_recv(link, 0);
         if (err)
             return err;
     }
-    return efx_floor_now_ns() - start;
+    return efx_now_ns() - start;
 }
 
 static int64_t efx_floor_pingpong(int mechanism, int processes, int64_t n,

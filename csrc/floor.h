@@ -25,7 +25,7 @@ int64_t efx_floor_call_pipe(int rfd, int wfd, int64_t n);
 int64_t efx_floor_call_socketpair(int a, int b, int64_t n);
 
 /* n rounds of a Doorbell write(1) then take (nobody asleep: no syscall),
- * on a Doorbell of its own (csrc/doorbell.h). */
+ * on a Doorbell of its own (eventfd_ext/doorbell.h). */
 int64_t efx_floor_call_doorbell(int64_t n);
 
 /* n ping-pong round trips over a fresh pair of EFX_FLOOR_EVENTFD,

@@ -29,6 +29,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <eventfd_ext/eventfd_io.h> /* efx_now_ns */
+
 #include "shlock.c"
 
 #define MFX_STREAM 1
@@ -101,7 +103,7 @@ struct mfx_shared {
     /* The inode numbers of the handed-out end and of its peer (a pipe's
      * two ends share one), so that mfx_attach adopts this state's own
      * kernel objects only, never another socket, pipe or file. */
-    uint64_t a_ino, b_ino;
+    uint64_t fd_ino, peer_ino;
 };
 
 struct mfx_backing_ops;
@@ -110,7 +112,10 @@ struct mfx_handle {
     struct efx_owner *owner; /* the lifecycle core: every locked call enters it */
     struct mfx_shared *sh;
     const struct mfx_backing_ops *ops;
-    int memfd, a, b;
+    /* fd: the end handed out, which users poll ("A" in the comments);
+     * peer_fd: the other end, through which the shim makes fd show events
+     * ("the peer"; -1 when closed or left with its creator). */
+    int memfd, fd, peer_fd;
     /* closed: no call starts on the fds any more (each looks once it has
      * the lock); fds_closed: they are closed. */
     int closed, fds_closed;
@@ -119,8 +124,8 @@ struct mfx_handle {
      * pipe's writer is its. */
     pid_t creator;
     /* dgram: A's autobound address, for the peer to reconnect to. */
-    socklen_t a_len;
-    struct sockaddr_un a_addr;
+    socklen_t fd_addr_len;
+    struct sockaddr_un fd_addr;
 };
 
 /* One backing: its operations and its facts.  Every function is called
@@ -136,9 +141,9 @@ struct mfx_backing_ops {
     /* The peer fd goes with the MaskFD to other processes (fork keeps it,
      * multiprocessing sends it); otherwise it stays with its creator. */
     int peer_travels;
-    /* Create the kernel objects into h->a and h->b: 0, or -errno. */
+    /* Create the kernel objects into h->fd and h->peer_fd: 0, or -errno. */
     int (*open)(struct mfx_handle *h);
-    /* Learn from adopted fds (h->a, h->b) what the handle keeps in this
+    /* Learn from adopted fds (h->fd, h->peer_fd) what the handle keeps in this
      * process's own memory: 0, or -errno (-EINVAL: not this backing's). */
     int (*adopt)(struct mfx_handle *h);
     /* Make the kernel objects show want (plus documented extras), updating
@@ -242,12 +247,12 @@ static int sock_open(struct mfx_handle *h, int type)
     int fds[2];
     if (socketpair(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds))
         return neg_errno();
-    h->a = fds[0];
-    h->b = fds[1];
+    h->fd = fds[0];
+    h->peer_fd = fds[1];
     /* The kernel raises 1 to its minimum (4608 on Linux): the fewer bytes
      * it takes to fill, the cheaper clearing OUT is. */
     int one = 1;
-    if (setsockopt(h->a, SOL_SOCKET, SO_SNDBUF, &one, sizeof one))
+    if (setsockopt(h->fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof one))
         return neg_errno();
     return 0;
 }
@@ -257,7 +262,7 @@ static int sock_take_err(struct mfx_handle *h)
 {
     int err;
     socklen_t len = sizeof err;
-    if (SYS(h->sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len)))
+    if (SYS(h->sh, getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len)))
         return neg_errno();
     h->sh->err_shown = 0;
     return 0;
@@ -268,8 +273,27 @@ static int sock_take_err(struct mfx_handle *h)
  * wake-up with key 0, which every epoll entry accepts. */
 static int sock_edge_after_hup(struct mfx_handle *h)
 {
-    if (SYS(h->sh, shutdown(h->a, SHUT_RDWR)))
+    if (SYS(h->sh, shutdown(h->fd, SHUT_RDWR)))
         return neg_errno();
+    return 0;
+}
+
+/* How both socket backings end a change, once ERR is raised if asked:
+ * take a pending error when ERR is not wanted, and shut hup_end down
+ * (which end depends on the backing) when HUP is. */
+static int sock_clear_err_raise_hup(struct mfx_handle *h, uint32_t want, int hup_end)
+{
+    struct mfx_shared *sh = h->sh;
+    if (!(want & POLLERR) && sh->err_shown) {
+        int r = sock_take_err(h);
+        if (r)
+            return r;
+    }
+    if ((want & POLLHUP) && !sh->hup_shown) {
+        if (SYS(sh, shutdown(hup_end, SHUT_RDWR)))
+            return neg_errno();
+        sh->hup_shown = 1;
+    }
     return 0;
 }
 
@@ -289,14 +313,14 @@ static int stream_rx(struct mfx_handle *h, uint32_t want)
     if (sh->hup_shown) {
         /* RCV_SHUTDOWN keeps A readable: IN is shown whatever is asked. */
         if (!want_pri && (st->queued & RX_OOB)) {
-            if (SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT)) < 0 && errno != EINVAL)
+            if (SYS(sh, recv(h->fd, &c, 1, MSG_OOB | MSG_DONTWAIT)) < 0 && errno != EINVAL)
                 return neg_errno();
             st->queued &= ~RX_OOB;
         }
         return 0;
     }
     if (want_pri && !(st->queued & RX_OOB)) {
-        if (SYS(sh, send(h->b, "!", 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL)) != 1) {
+        if (SYS(sh, send(h->peer_fd, "!", 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL)) != 1) {
             if (errno == EOPNOTSUPP || errno == EINVAL) {
                 st->no_oob = 1;
                 return -EOPNOTSUPP;
@@ -309,9 +333,9 @@ static int stream_rx(struct mfx_handle *h, uint32_t want)
     if (!want_pri && (st->queued & RX_OOB)) {
         /* recv(MSG_OOB) takes the byte but leaves IN shown until the next
          * recv consumes the spent skb: drain, then restore IN if asked. */
-        if (SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT)) < 0 && errno != EINVAL)
+        if (SYS(sh, recv(h->fd, &c, 1, MSG_OOB | MSG_DONTWAIT)) < 0 && errno != EINVAL)
             return neg_errno();
-        int r = mfx_drain(sh, h->a, 1);
+        int r = mfx_drain(sh, h->fd, 1);
         if (r)
             return r;
         st->queued = 0;
@@ -319,12 +343,12 @@ static int stream_rx(struct mfx_handle *h, uint32_t want)
     if (st->queued & RX_OOB)
         return 0; /* PRI stays: IN is shown whatever is asked */
     if (want_in && !st->queued) {
-        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+        if (SYS(sh, send(h->peer_fd, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
             return neg_errno();
         st->queued = RX_BYTE;
     } else if (!want_in && st->queued) {
         char buf[64];
-        if (SYS(sh, recv(h->a, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno != EAGAIN)
+        if (SYS(sh, recv(h->fd, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno != EAGAIN)
             return neg_errno();
         st->queued = 0;
     }
@@ -345,14 +369,14 @@ static int stream_out(struct mfx_handle *h, uint32_t want)
         /* One send larger than the buffer takes what fits and leaves A
          * unwritable; again only if a reader freed room meanwhile. */
         for (int i = 0; i < MFX_MAX_READS; i++) {
-            ssize_t n = SYS(sh, send(h->a, mfx_fill, FILL_LEN, MSG_DONTWAIT | MSG_NOSIGNAL));
+            ssize_t n = SYS(sh, send(h->fd, mfx_fill, FILL_LEN, MSG_DONTWAIT | MSG_NOSIGNAL));
             if ((n >= 0 && n < FILL_LEN) || (n < 0 && errno == EAGAIN))
                 break;
             if (n < 0 && errno != EINTR)
                 return neg_errno();
         }
-    } else if (h->b >= 0) {
-        if (SYS(sh, recv(h->b, mfx_fill, FILL_LEN, MSG_DONTWAIT)) < 0 && errno != EAGAIN)
+    } else if (h->peer_fd >= 0) {
+        if (SYS(sh, recv(h->peer_fd, mfx_fill, FILL_LEN, MSG_DONTWAIT)) < 0 && errno != EAGAIN)
             return neg_errno();
     } else if (!sh->hup_shown) {
         return -EBADF; /* the peer was closed here by a refused ERR */
@@ -369,14 +393,14 @@ static int stream_err_hup(struct mfx_handle *h, uint32_t want)
          * HUP with it; it frees A's queued bytes, so OUT shows too. */
         char c = 0;
         if (!sh->hup_shown)
-            (void)SYS(sh, send(h->a, &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL));
-        (void)SYS(sh, close(h->b));
-        h->b = -1;
+            (void)SYS(sh, send(h->fd, &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL));
+        (void)SYS(sh, close(h->peer_fd));
+        h->peer_fd = -1;
         sh->k.stream.err_spent = 1;
         /* A copy of the peer in a process forked without the Python hooks
          * (which mark the state shared, so that ERR is refused) keeps the
          * peer alive: ERR shows only at that copy's close.  Say so. */
-        struct pollfd pfd = {h->a, 0, 0};
+        struct pollfd pfd = {h->fd, 0, 0};
         if (SYS(sh, poll(&pfd, 1, 0)) < 0)
             return neg_errno();
         if (!(pfd.revents & POLLERR))
@@ -385,17 +409,8 @@ static int stream_err_hup(struct mfx_handle *h, uint32_t want)
         sh->k.stream.send_full = 0;
         return 0;
     }
-    if (!(want & POLLERR) && sh->err_shown) {
-        int r = sock_take_err(h);
-        if (r)
-            return r;
-    }
-    if ((want & POLLHUP) && !sh->hup_shown) {
-        if (SYS(sh, shutdown(h->b, SHUT_RDWR)))
-            return neg_errno();
-        sh->hup_shown = 1;
-    }
-    return 0;
+    /* HUP: the peer's shutdown, which leaves A readable (EOF). */
+    return sock_clear_err_raise_hup(h, want, h->peer_fd);
 }
 
 static int stream_apply(struct mfx_handle *h, uint32_t want)
@@ -435,7 +450,7 @@ static void stream_limits(const struct mfx_handle *h, uint32_t *cant_set, uint32
     if (!sh->err_shown && sh->hup_shown && !st->send_full)
         s |= POLLERR;           /* and unread data at the peer, which
                                    A cannot send after the shutdown */
-    if (h->b < 0 && !sh->hup_shown)
+    if (h->peer_fd < 0 && !sh->hup_shown)
         s |= POLLIN | POLLPRI | POLLOUT | POLLERR; /* an ERR refused with
             EBUSY closed this process's peer: it cannot send or drain */
     *cant_set = s;
@@ -447,18 +462,18 @@ static int stream_recover(struct mfx_handle *h, uint32_t *want)
 {
     struct mfx_shared *sh = h->sh;
     struct mfx_stream_state *st = &sh->k.stream;
-    struct pollfd pfd = {h->a, POLLIN | POLLPRI | POLLOUT, 0};
+    struct pollfd pfd = {h->fd, POLLIN | POLLPRI | POLLOUT, 0};
     char c;
     if (SYS(sh, poll(&pfd, 1, 0)) < 0)
         return -1;
     sh->hup_shown = !!(pfd.revents & POLLHUP);
     sh->err_shown = !!(pfd.revents & POLLERR);
     if (!sh->hup_shown) {
-        (void)SYS(sh, recv(h->a, &c, 1, MSG_OOB | MSG_DONTWAIT));
-        mfx_drain_all(sh, h->a, 1);
+        (void)SYS(sh, recv(h->fd, &c, 1, MSG_OOB | MSG_DONTWAIT));
+        mfx_drain_all(sh, h->fd, 1);
         st->queued = 0;
-        if (h->b >= 0) {
-            mfx_drain_all(sh, h->b, 1);
+        if (h->peer_fd >= 0) {
+            mfx_drain_all(sh, h->peer_fd, 1);
             st->send_full = 0;
         } else {
             st->send_full = !(pfd.revents & POLLOUT);
@@ -474,9 +489,9 @@ static int stream_recover(struct mfx_handle *h, uint32_t *want)
  * since only that wakes its readers with IN in the key.  The bytes sent
  * for edges must not pile up: each one is charged to the peer's send
  * buffer until A reads it, and a few hundred of them (an IN set and
- * cleared again and again while PRI shows) made the peer's send fail with
- * EAGAIN after the change was stored (issue 18, item 10).  So every edge
- * takes back what the one before left.
+ * cleared again and again while PRI shows) would make the peer's send fail
+ * with EAGAIN after the change is stored.  So every edge takes back what
+ * the one before left.
  *
  * With the out-of-band byte queued, the new byte is another out-of-band
  * one: the kernel then makes it the mark and the old one normal data ahead
@@ -491,11 +506,11 @@ static int stream_edge_in(struct mfx_handle *h)
     struct mfx_stream_state *st = &sh->k.stream;
     char buf[256];
     if (st->queued & RX_OOB) {
-        if (SYS(sh, send(h->b, "!", 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+        if (SYS(sh, send(h->peer_fd, "!", 1, MSG_OOB | MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
             return neg_errno();
         int at_mark = 0;
-        if (SYS(sh, ioctl(h->a, SIOCATMARK, &at_mark)) || !at_mark) {
-            if (SYS(sh, recv(h->a, buf, sizeof buf, MSG_DONTWAIT)) < 0) {
+        if (SYS(sh, ioctl(h->fd, SIOCATMARK, &at_mark)) || !at_mark) {
+            if (SYS(sh, recv(h->fd, buf, sizeof buf, MSG_DONTWAIT)) < 0) {
                 st->queued |= RX_BYTE; /* left queued: harmless, IN shows */
                 return 0;
             }
@@ -504,13 +519,13 @@ static int stream_edge_in(struct mfx_handle *h)
         return 0;
     }
     int before = 0;
-    if (SYS(sh, ioctl(h->a, FIONREAD, &before)))
+    if (SYS(sh, ioctl(h->fd, FIONREAD, &before)))
         before = 0;
-    if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+    if (SYS(sh, send(h->peer_fd, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
         return neg_errno();
     st->queued |= RX_BYTE;
     if (before > 0)
-        (void)SYS(sh, recv(h->a, buf, (size_t)before < sizeof buf ? (size_t)before : sizeof buf,
+        (void)SYS(sh, recv(h->fd, buf, (size_t)before < sizeof buf ? (size_t)before : sizeof buf,
                            MSG_DONTWAIT));
     return 0;
 }
@@ -558,10 +573,10 @@ static const struct mfx_backing_ops mfx_stream_ops = {
 /* A's autobound address into the handle (creation and adoption). */
 static int dgram_learn_address(struct mfx_handle *h)
 {
-    h->a_len = sizeof h->a_addr;
-    if (getsockname(h->a, (struct sockaddr *)&h->a_addr, &h->a_len))
+    h->fd_addr_len = sizeof h->fd_addr;
+    if (getsockname(h->fd, (struct sockaddr *)&h->fd_addr, &h->fd_addr_len))
         return neg_errno();
-    if (h->a_len > sizeof h->a_addr || h->a_len <= sizeof(sa_family_t))
+    if (h->fd_addr_len > sizeof h->fd_addr || h->fd_addr_len <= sizeof(sa_family_t))
         return -EINVAL; /* not autobound: not a MaskFD's A */
     return 0;
 }
@@ -574,7 +589,7 @@ static int dgram_open(struct mfx_handle *h)
     /* Autobind A to an abstract name, so that the peer can reconnect to it
      * after the disconnect that raises ERR. */
     sa_family_t family = AF_UNIX;
-    if (bind(h->a, (struct sockaddr *)&family, sizeof family))
+    if (bind(h->fd, (struct sockaddr *)&family, sizeof family))
         return neg_errno();
     return dgram_learn_address(h);
 }
@@ -588,9 +603,9 @@ static int dgram_rx(struct mfx_handle *h, uint32_t want)
     if (sh->hup_shown || want_in == (int)dg->in_queued)
         return 0; /* after the shutdown A is readable whatever is asked */
     if (want_in) {
-        if (SYS(sh, send(h->b, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+        if (SYS(sh, send(h->peer_fd, "i", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
             return neg_errno();
-    } else if (SYS(sh, recv(h->a, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno != EAGAIN) {
+    } else if (SYS(sh, recv(h->fd, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno != EAGAIN) {
         return neg_errno();
     }
     dg->in_queued = (uint32_t)want_in;
@@ -612,12 +627,12 @@ static int dgram_out(struct mfx_handle *h, uint32_t want)
          * is read once: the loop must not follow a shared word.) */
         uint32_t queued = dg->fill_queued;
         for (; queued < 2; queued++) {
-            if (SYS(sh, send(h->a, "o", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+            if (SYS(sh, send(h->fd, "o", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
                 return neg_errno();
             dg->fill_queued = queued + 1;
         }
     } else if (dg->fill_queued >= 2) {
-        if (SYS(sh, recv(h->b, buf, sizeof buf, MSG_DONTWAIT)) < 0)
+        if (SYS(sh, recv(h->peer_fd, buf, sizeof buf, MSG_DONTWAIT)) < 0)
             return neg_errno();
         dg->fill_queued = 1;
     }
@@ -633,26 +648,18 @@ static int dgram_err_hup(struct mfx_handle *h, uint32_t want)
          * ECONNRESET on A (and purges them); then it reconnects. */
         sa_family_t unspec = AF_UNSPEC;
         if (!dg->fill_queued) {
-            if (SYS(sh, send(h->a, "e", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
+            if (SYS(sh, send(h->fd, "e", 1, MSG_DONTWAIT | MSG_NOSIGNAL)) != 1)
                 return neg_errno();
         }
-        if (SYS(sh, connect(h->b, (struct sockaddr *)&unspec, sizeof unspec)))
+        if (SYS(sh, connect(h->peer_fd, (struct sockaddr *)&unspec, sizeof unspec)))
             return neg_errno();
         dg->fill_queued = 0;
         sh->err_shown = 1;
-        if (SYS(sh, connect(h->b, (struct sockaddr *)&h->a_addr, h->a_len)))
+        if (SYS(sh, connect(h->peer_fd, (struct sockaddr *)&h->fd_addr, h->fd_addr_len)))
             return neg_errno();
-    } else if (!(want & POLLERR) && sh->err_shown) {
-        int r = sock_take_err(h);
-        if (r)
-            return r;
     }
-    if ((want & POLLHUP) && !sh->hup_shown) {
-        if (SYS(sh, shutdown(h->a, SHUT_RDWR)))
-            return neg_errno();
-        sh->hup_shown = 1;
-    }
-    return 0;
+    /* HUP: A's own shutdown (a datagram peer's does not reach A). */
+    return sock_clear_err_raise_hup(h, want, h->fd);
 }
 
 static int dgram_apply(struct mfx_handle *h, uint32_t want)
@@ -701,11 +708,11 @@ static int dgram_recover(struct mfx_handle *h, uint32_t *want)
 {
     struct mfx_shared *sh = h->sh;
     struct mfx_dgram_state *dg = &sh->k.dgram;
-    struct pollfd pfd = {h->a, POLLIN | POLLPRI | POLLOUT, 0};
+    struct pollfd pfd = {h->fd, POLLIN | POLLPRI | POLLOUT, 0};
     int err;
     socklen_t len = sizeof err;
-    if (h->b >= 0)
-        (void)SYS(sh, connect(h->b, (struct sockaddr *)&h->a_addr, h->a_len));
+    if (h->peer_fd >= 0)
+        (void)SYS(sh, connect(h->peer_fd, (struct sockaddr *)&h->fd_addr, h->fd_addr_len));
     if (SYS(sh, poll(&pfd, 1, 0)) < 0)
         return -1;
     sh->hup_shown = !!(pfd.revents & POLLHUP);
@@ -715,10 +722,10 @@ static int dgram_recover(struct mfx_handle *h, uint32_t *want)
         dg->fill_queued = pfd.revents & POLLOUT ? 0 : 2;
         return 0;
     }
-    (void)SYS(sh, getsockopt(h->a, SOL_SOCKET, SO_ERROR, &err, &len));
-    if (h->b >= 0)
-        mfx_drain_all(sh, h->b, 1);
-    mfx_drain_all(sh, h->a, 1);
+    (void)SYS(sh, getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len));
+    if (h->peer_fd >= 0)
+        mfx_drain_all(sh, h->peer_fd, 1);
+    mfx_drain_all(sh, h->fd, 1);
     sh->err_shown = 0;
     dg->fill_queued = 0;
     return 0;
@@ -732,7 +739,7 @@ static int dgram_edge(struct mfx_handle *h, uint32_t gained)
         return sock_edge_after_hup(h);
     if (gained & POLLOUT) {
         int one = 1;
-        if (SYS(h->sh, setsockopt(h->a, SOL_SOCKET, SO_SNDBUF, &one, sizeof one)))
+        if (SYS(h->sh, setsockopt(h->fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof one)))
             return neg_errno();
     }
     return 0;
@@ -771,15 +778,15 @@ static int pipe_open(struct mfx_handle *h)
     int fds[2];
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK))
         return neg_errno();
-    h->a = fds[0];
-    h->b = fds[1];
+    h->fd = fds[0];
+    h->peer_fd = fds[1];
     return 0;
 }
 
 static int pipe_open_writer(struct mfx_handle *h)
 {
     char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", h->a);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", h->fd);
     int fd = SYS(h->sh, open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC));
     return fd < 0 ? neg_errno() : fd;
 }
@@ -796,46 +803,46 @@ static int pipe_apply(struct mfx_handle *h, uint32_t want)
         if (want_in) {
             /* Outside the owner, or while HUP is shown, a writer opened
              * for this byte alone (its close keeps HUP as it was). */
-            int w = h->b;
+            int w = h->peer_fd;
             if (w < 0 && (w = pipe_open_writer(h)) < 0)
                 return w;
             ssize_t n = SYS(sh, write(w, "i", 1));
             int err = errno;
-            if (w != h->b)
+            if (w != h->peer_fd)
                 SYS(sh, close(w));
             if (n != 1)
                 return err ? -err : -EIO;
         } else {
-            int r = mfx_drain(sh, h->a, 0);
+            int r = mfx_drain(sh, h->fd, 0);
             if (r)
                 return r;
         }
         pp->in_queued = (uint32_t)want_in;
     }
     if (want_hup && !sh->hup_shown) {
-        SYS(sh, close(h->b));
-        h->b = -1;
+        SYS(sh, close(h->peer_fd));
+        h->peer_fd = -1;
         /* A copy of the writer elsewhere (a child forked an instant ago,
          * before its after-fork hook closed it; or forked from C, which runs
          * no hook) keeps HUP away: reopen the writer and refuse. */
-        struct pollfd pfd = {h->a, 0, 0};
+        struct pollfd pfd = {h->fd, 0, 0};
         int n = SYS(sh, poll(&pfd, 1, 0));
         if (n < 0 || !(pfd.revents & POLLHUP)) {
             int r = n < 0 ? neg_errno() : -EBUSY;
             int w = pipe_open_writer(h);
             if (w >= 0)
-                h->b = w;
+                h->peer_fd = w;
             return r;
         }
         sh->hup_shown = 1;
     } else if (!want_hup && sh->hup_shown) {
         /* A writer still open here means the state lied (someone wrote
          * on the page): keep it, never open a second one over its number. */
-        if (h->b < 0) {
+        if (h->peer_fd < 0) {
             int w = pipe_open_writer(h);
             if (w < 0)
                 return w;
-            h->b = w;
+            h->peer_fd = w;
         }
         sh->hup_shown = 0;
     }
@@ -859,11 +866,11 @@ static void pipe_limits(const struct mfx_handle *h, uint32_t *cant_set, uint32_t
 static int pipe_recover(struct mfx_handle *h, uint32_t *want)
 {
     struct mfx_shared *sh = h->sh;
-    struct pollfd pfd = {h->a, POLLIN | POLLPRI | POLLOUT, 0};
+    struct pollfd pfd = {h->fd, POLLIN | POLLPRI | POLLOUT, 0};
     if (SYS(sh, poll(&pfd, 1, 0)) < 0)
         return -1;
     sh->hup_shown = !!(pfd.revents & POLLHUP);
-    mfx_drain_all(sh, h->a, 0);
+    mfx_drain_all(sh, h->fd, 0);
     sh->k.pipe.in_queued = 0;
     if (h->creator != getpid())
         *want = (*want & ~(uint32_t)POLLHUP) | (sh->hup_shown ? POLLHUP : 0);
@@ -1037,7 +1044,7 @@ static int mfx_new(int kind, struct mfx_handle **out)
     if (!h)
         return -ENOMEM;
     int r = 0;
-    h->memfd = h->a = h->b = -1;
+    h->memfd = h->fd = h->peer_fd = -1;
     h->ops = ops;
     h->memfd = memfd_create("eventfd_ext-maskfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (h->memfd < 0 || ftruncate(h->memfd, STATE_SIZE) ||
@@ -1050,8 +1057,8 @@ static int mfx_new(int kind, struct mfx_handle **out)
     if ((r = ops->open(h)))
         goto fail;
     h->sh->kind = (uint32_t)ops->kind;
-    h->sh->a_ino = mfx_ino(h->a);
-    h->sh->b_ino = mfx_ino(h->b);
+    h->sh->fd_ino = mfx_ino(h->fd);
+    h->sh->peer_ino = mfx_ino(h->peer_fd);
     /* The patch's fd starts with no events, but a fresh socket is
      * writable: fill its send buffer. */
     if ((r = ops->apply(h, 0)))
@@ -1066,10 +1073,10 @@ fail:
         munmap(h->sh, STATE_SIZE);
     if (h->memfd >= 0)
         close(h->memfd);
-    if (h->a >= 0)
-        close(h->a);
-    if (h->b >= 0)
-        close(h->b);
+    if (h->fd >= 0)
+        close(h->fd);
+    if (h->peer_fd >= 0)
+        close(h->peer_fd);
     free(h);
     return r;
 }
@@ -1091,7 +1098,7 @@ static int mfx_check_memfd(int memfd)
 
 /* 0 if fd is this state's end (a: the handed-out one) of its kernel
  * object: the right type and the inode recorded at creation. */
-static int mfx_check_end(const struct mfx_backing_ops *ops, uint64_t ino, int fd, int a)
+static int mfx_check_end(const struct mfx_backing_ops *ops, uint64_t ino, int fd, int handed_out)
 {
     struct stat st;
     if (fstat(fd, &st))
@@ -1102,7 +1109,7 @@ static int mfx_check_end(const struct mfx_backing_ops *ops, uint64_t ino, int fd
         int fl = fcntl(fd, F_GETFL);
         if (!S_ISFIFO(st.st_mode) || fl < 0)
             return -EINVAL;
-        return (fl & O_ACCMODE) == (a ? O_RDONLY : O_WRONLY) ? 0 : -EINVAL;
+        return (fl & O_ACCMODE) == (handed_out ? O_RDONLY : O_WRONLY) ? 0 : -EINVAL;
     }
     int type = 0, domain = 0;
     socklen_t len = sizeof type;
@@ -1114,7 +1121,7 @@ static int mfx_check_end(const struct mfx_backing_ops *ops, uint64_t ino, int fd
     return type == (ops->kind == MFX_STREAM ? SOCK_STREAM : SOCK_DGRAM) ? 0 : -EINVAL;
 }
 
-static int mfx_attach(int memfd, int a, int b, struct mfx_handle **out)
+static int mfx_attach(int memfd, int fd, int peer_fd, struct mfx_handle **out)
 {
     int r = mfx_check_memfd(memfd);
     if (r)
@@ -1131,17 +1138,17 @@ static int mfx_attach(int memfd, int a, int b, struct mfx_handle **out)
     /* Each shared word read once: another holder may change it meanwhile. */
     uint32_t magic = __atomic_load_n(&h->sh->magic, __ATOMIC_ACQUIRE);
     uint32_t kind = __atomic_load_n(&h->sh->kind, __ATOMIC_RELAXED);
-    uint64_t a_ino = __atomic_load_n(&h->sh->a_ino, __ATOMIC_RELAXED);
-    uint64_t b_ino = __atomic_load_n(&h->sh->b_ino, __ATOMIC_RELAXED);
+    uint64_t fd_ino = __atomic_load_n(&h->sh->fd_ino, __ATOMIC_RELAXED);
+    uint64_t peer_ino = __atomic_load_n(&h->sh->peer_ino, __ATOMIC_RELAXED);
     h->ops = magic == MFX_MAGIC ? mfx_backing_of(kind) : NULL;
     if (!h->ops)
         r = -EINVAL;
-    else if (!(r = mfx_check_end(h->ops, a_ino, a, 1)) && b >= 0)
+    else if (!(r = mfx_check_end(h->ops, fd_ino, fd, 1)) && peer_fd >= 0)
         /* The pipe's writer stays with its creator: its last close is HUP. */
-        r = h->ops->peer_travels ? mfx_check_end(h->ops, b_ino, b, 0) : -EINVAL;
+        r = h->ops->peer_travels ? mfx_check_end(h->ops, peer_ino, peer_fd, 0) : -EINVAL;
     if (!r) {
-        h->a = a;
-        h->b = b;
+        h->fd = fd;
+        h->peer_fd = peer_fd;
         r = h->ops->adopt(h);
     }
     if (r) {
@@ -1150,8 +1157,8 @@ static int mfx_attach(int memfd, int a, int b, struct mfx_handle **out)
         return r;
     }
     h->memfd = memfd;
-    h->a = a;
-    h->b = b;
+    h->fd = fd;
+    h->peer_fd = peer_fd;
     *out = h;
     return 0;
 }
@@ -1239,6 +1246,56 @@ static int mfx_refused(int err, uint32_t bits)
     return -(int)((uint32_t)err | bits << MFX_REFUSED_SHIFT);
 }
 
+/* What the backing's limits refuse of the change from old to want, known
+ * before any syscall: the refusal naming the bits, or 0. */
+static int mfx_refusal(struct mfx_handle *h, uint32_t old, uint32_t want)
+{
+    uint32_t cant_set, cant_clear;
+    h->ops->limits(h, &cant_set, &cant_clear);
+    if (old & ~want & cant_clear)
+        return mfx_refused(ENOTRECOVERABLE, old & ~want & cant_clear);
+    if (want & ~old & cant_set)
+        return mfx_refused(EOPNOTSUPP, want & ~old & cant_set);
+    return 0;
+}
+
+/* After apply(want) failed with r, on the way from old: leave the stored
+ * pair and what the kernel objects show in agreement.  A refusal (EBUSY)
+ * undoes the bits changed before it; a limit learnt just now (EOPNOTSUPP)
+ * changed nothing; any other failure stores the bits the kernel objects
+ * reached, so that read() and readiness still agree. */
+static void mfx_undo(struct mfx_handle *h, uint32_t old, uint32_t want, int r)
+{
+    struct mfx_shared *sh = h->sh;
+    if (r == -EBUSY)
+        h->ops->apply(h, old);
+    if (r == -EBUSY || r == -EOPNOTSUPP) {
+        __atomic_store_n(&sh->next, mfx_cur(sh), __ATOMIC_RELEASE); /* unstage */
+        return;
+    }
+    uint32_t reached = (old & ~(old ^ want)) | ((old ^ want) & h->ops->shown(sh));
+    mfx_stage(sh, reached, sh->slot[mfx_cur(sh)].data);
+    mfx_commit(sh);
+}
+
+/* What a failed apply(want) reports: a refusal of the backing names the
+ * bits it refused (before: what showed before the change); any other
+ * failure is its -errno. */
+static int mfx_failure(struct mfx_handle *h, uint32_t old, uint32_t want, uint32_t before, int r)
+{
+    const struct mfx_backing_ops *ops = h->ops;
+    if (r == -EBUSY)
+        return mfx_refused(EBUSY, want & ~old & ops->last_close_bits);
+    if (r == -EPERM)
+        return mfx_refused(EPERM, (want ^ before) & ops->owner_only_bits);
+    if (r == -EOPNOTSUPP) { /* a limit learnt just now (no OOB) */
+        uint32_t cant_set, cant_clear;
+        ops->limits(h, &cant_set, &cant_clear);
+        return mfx_refused(EOPNOTSUPP, want & ~old & cant_set);
+    }
+    return r;
+}
+
 static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bits,
                       int set_data, uint64_t data)
 {
@@ -1260,42 +1317,14 @@ static int mfx_change(struct mfx_handle *h, uint32_t clear_bits, uint32_t set_bi
     if (!set_data)
         data = cur->data;
     if (want != old) {
-        uint32_t cant_set, cant_clear;
-        ops->limits(h, &cant_set, &cant_clear);
-        if (old & ~want & cant_clear) {
-            r = mfx_refused(ENOTRECOVERABLE, old & ~want & cant_clear);
+        if ((r = mfx_refusal(h, old, want)))
             goto out;
-        }
-        if (want & ~old & cant_set) {
-            r = mfx_refused(EOPNOTSUPP, want & ~old & cant_set);
-            goto out;
-        }
         uint32_t before = ops->shown(sh);
         mfx_stage(sh, want, data);
         r = ops->apply(h, want);
-        if (r == -EBUSY) {
-            ops->apply(h, old); /* undo the bits changed before the refusal */
-            __atomic_store_n(&sh->next, mfx_cur(sh), __ATOMIC_RELEASE);
-            r = mfx_refused(EBUSY, want & ~old & ops->last_close_bits);
-            goto out;
-        }
         if (r) {
-            /* Store the bits the kernel objects reached, so that read()
-             * and readiness still agree. */
-            if (r != -EOPNOTSUPP) {
-                mfx_stage(sh, (old & ~(old ^ want)) | ((old ^ want) & ops->shown(sh)),
-                          cur->data);
-                mfx_commit(sh);
-            } else {
-                __atomic_store_n(&sh->next, mfx_cur(sh), __ATOMIC_RELEASE);
-            }
-            /* The backing refused before any syscall: name the bits. */
-            if (r == -EPERM)
-                r = mfx_refused(EPERM, (want ^ before) & ops->owner_only_bits);
-            else if (r == -EOPNOTSUPP) { /* a limit learnt just now (no OOB) */
-                ops->limits(h, &cant_set, &cant_clear);
-                r = mfx_refused(EOPNOTSUPP, want & ~old & cant_set);
-            }
+            mfx_undo(h, old, want, r);
+            r = mfx_failure(h, old, want, before, r);
             goto out;
         }
         mfx_commit(sh);
@@ -1343,8 +1372,8 @@ static int mfx_get(struct mfx_handle *h, struct mfx_pair *out)
 
 static int mfx_kind(struct mfx_handle *h) { return h ? h->ops->kind : -EBADF; }
 static int mfx_peer_travels(struct mfx_handle *h) { return h ? h->ops->peer_travels : -EBADF; }
-static int mfx_fd(struct mfx_handle *h) { return !h || h->closed ? -1 : h->a; }
-static int mfx_peer_fd(struct mfx_handle *h) { return !h || h->closed ? -1 : h->b; }
+static int mfx_fd(struct mfx_handle *h) { return !h || h->closed ? -1 : h->fd; }
+static int mfx_peer_fd(struct mfx_handle *h) { return !h || h->closed ? -1 : h->peer_fd; }
 static int mfx_memfd(struct mfx_handle *h) { return !h || h->closed ? -1 : h->memfd; }
 
 static int mfx_syscalls(struct mfx_handle *h, uint64_t *out)
@@ -1373,9 +1402,9 @@ static int mfx_mark_shared(struct mfx_handle *h, int in_child)
      * here, and this handle's fds are this process's own.  A peer that
      * does not travel stays with its creator (the pipe's writer, whose
      * last close is HUP). */
-    if (in_child && !h->ops->peer_travels && h->b >= 0) {
-        close(h->b);
-        h->b = -1;
+    if (in_child && !h->ops->peer_travels && h->peer_fd >= 0) {
+        close(h->peer_fd);
+        h->peer_fd = -1;
     }
     return 0;
 }
@@ -1386,11 +1415,11 @@ static void mfx_close_fds(struct mfx_handle *h)
     if (h->fds_closed)
         return;
     h->fds_closed = 1;
-    close(h->a);
-    if (h->b >= 0)
-        close(h->b);
+    close(h->fd);
+    if (h->peer_fd >= 0)
+        close(h->peer_fd);
     close(h->memfd);
-    h->a = h->b = h->memfd = -1;
+    h->fd = h->peer_fd = h->memfd = -1;
 }
 
 /* 1 if tid is a thread of this process. */
@@ -1467,9 +1496,9 @@ static int mfxo_fds(struct efx_owner *o, int *out)
     struct mfx_handle *h = o->mask;
     int n = 0;
     out[n++] = h->memfd;
-    out[n++] = h->a;
-    if (h->b >= 0 && h->ops->peer_travels) /* a pipe's writer stays here */
-        out[n++] = h->b;
+    out[n++] = h->fd;
+    if (h->peer_fd >= 0 && h->ops->peer_travels) /* a pipe's writer stays here */
+        out[n++] = h->peer_fd;
     return n;
 }
 
@@ -1478,7 +1507,7 @@ static const struct efxo_kind mfxo_kind = {EFX_KIND_MASKFD, mfxo_release, NULL, 
 
 static int mfx_own(struct mfx_handle *h, efx_owner_t **out)
 {
-    struct efx_owner *o = efxo_new(&mfxo_kind, h->a, -1);
+    struct efx_owner *o = efxo_new(&mfxo_kind, h->fd, -1);
     if (!o)
         return -ENOMEM;
     o->mask = h;

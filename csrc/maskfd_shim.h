@@ -49,7 +49,7 @@ int mfx_new(int kind, struct mfx_handle **out);
  * without its magic and kind), or fds that are not this state's own ends
  * (type and inode number), or a pipe's writer (it stays with its
  * creator). */
-int mfx_attach(int memfd, int a, int b, struct mfx_handle **out);
+int mfx_attach(int memfd, int fd, int peer_fd, struct mfx_handle **out);
 
 /* Replace the bits in clear_bits by those in set_bits (set wins), and the
  * data word if set_data.  0, -errno, or a refusal.

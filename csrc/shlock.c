@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <eventfd_ext/eventfd_io.h> /* efx_now_ns */
+
 #define EFX_SHLOCK_WAITERS 0x80000000u /* FUTEX_WAITERS */
 #define EFX_SHLOCK_TID 0x3fffffffu     /* FUTEX_TID_MASK */
 
@@ -92,19 +94,11 @@ static int efx_shlock_thread_gone(uint32_t tid)
     return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X' || p[2] == 'x');
 }
 
-static long efx_shlock_elapsed_ns(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - since->tv_sec) * 1000000000L + (now.tv_nsec - since->tv_nsec);
-}
-
 /* The contended path of efx_shlock_take: 0 with the lock (*took_over: from a dead
  * holder or a lie), or -EINTR after a slice or a signal. */
 static int efx_shlock_wait(uint32_t *word, uint32_t me, int *took_over)
 {
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    int64_t start = efx_now_ns();
     long checked = 0;
     for (;;) {
         uint32_t v = __atomic_load_n(word, __ATOMIC_RELAXED);
@@ -124,7 +118,7 @@ static int efx_shlock_wait(uint32_t *word, uint32_t me, int *took_over)
         if (v != sleeping && !__atomic_compare_exchange_n(word, &v, sleeping, 0,
                                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED))
             continue;
-        long spent = efx_shlock_elapsed_ns(&start);
+        long spent = (long)(efx_now_ns() - start);
         if (spent >= EFX_SHLOCK_SLICE_NS)
             return -EINTR;
         long until = checked + EFX_SHLOCK_CHECK_NS;
@@ -134,7 +128,7 @@ static int efx_shlock_wait(uint32_t *word, uint32_t me, int *took_over)
             struct timespec t = {0, until - spent};
             if (efx_shlock_futex(word, FUTEX_WAIT, sleeping, &t) && errno == EINTR)
                 return -EINTR; /* a signal: let Python run its handler */
-            spent = efx_shlock_elapsed_ns(&start);
+            spent = (long)(efx_now_ns() - start);
         }
         if (spent - checked >= EFX_SHLOCK_CHECK_NS) {
             checked = spent;

@@ -22,11 +22,13 @@ import fcntl
 import gc
 import json
 import os
+import pathlib
 import platform
 import resource
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -200,6 +202,28 @@ def blocked_in(
         if time.monotonic() > deadline:
             pytest.fail(f"thread {tid} not blocked in {names} after {timeout} s")
         time.sleep(0.0005)  # polling the kernel's state; there is no event for it
+    return True
+
+
+@contextlib.contextmanager
+def fd_limit(headroom: int) -> Iterator[int]:
+    """RLIMIT_NOFILE lowered to *headroom* above the highest open fd (the
+    limit is yielded), restored after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = max(open_fds()) + headroom
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def is_open(fd: int) -> bool:
+    """Whether *fd* is an open file descriptor of this process."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
     return True
 
 
@@ -439,3 +463,20 @@ def nothing_warned() -> Iterator[None]:
     finally:
         sys.unraisablehook = old
     assert not seen, [f"{u.exc_type.__name__}: {u.exc_value}" for u in seen]
+
+
+def run_script(code: str, tmp_path: pathlib.Path, timeout: float = 3 * TIMEOUT) -> str:
+    """Run *code* as a script file of its own (multiprocessing's spawn
+    re-imports the main module, which ``-c`` has not) in a fresh
+    interpreter with warnings as errors; its stdout, once it exits 0."""
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    out = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout

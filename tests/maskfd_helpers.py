@@ -64,7 +64,10 @@ def assert_shows(mask: MaskFD) -> None:
     epolled = by_epoll(fd)
     r, w, x = by_select(fd)
     sel = by_selectors(fd)
-    where = f"stored {events:#x}, poll {polled:#x}, epoll {epolled:#x}, select {r, w, x}, selectors {sel}"
+    where = (
+        f"stored {events:#x}, poll {polled:#x}, epoll {epolled:#x}, "
+        f"select {r, w, x}, selectors {sel}"
+    )
     assert polled & events == events, where
     assert epolled & events == events, where
     if events & (IN | HUP | ERR):

@@ -142,7 +142,8 @@ def test_blocking_fd_drained_by_another_coroutine(efd: EventFD) -> None:
         await parked(*tasks)
         efd.write(1)
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        assert len(done) == 1 and len(pending) == 1
+        assert len(done) == 1
+        assert len(pending) == 1
         (loser,) = pending
         await parked(loser)  # it ran its EAGAIN path and is waiting again
         efd.write(4)

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 
 import eventfd_ext
 from eventfd_ext.bench import report
-from eventfd_ext.bench.results import Result
+from eventfd_ext.bench.results import NOISY, Result
 
 # A hang must become a failure: --quick takes a few seconds.
 TIMEOUT = 120
@@ -71,6 +72,9 @@ def test_json_statistics_are_consistent(quick_run: Run) -> None:
     _, _, doc = quick_run
     config = doc["config"]
     for r in doc["results"]:
+        # The document gives the result back (ratio_to_floor is the run's).
+        back = Result.from_json(r).to_json()
+        assert back == {k: v for k, v in r.items() if k != "ratio_to_floor"}, r["case"]
         samples = r["samples"]
         reps = config["percall_repetitions" if r["group"] == "per-call" else "repetitions"]
         assert len(samples) == r["repetitions"] == reps, r["case"]
@@ -105,31 +109,98 @@ def test_json_goals_are_ratios_of_medians(quick_run: Run) -> None:
             )
 
 
-def test_table_and_progress(quick_run: Run) -> None:
-    stdout, stderr, doc = quick_run
+@pytest.fixture(scope="module")
+def quick_dev_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """One --quick --dev run, writing JSON to a file and the table to stdout."""
+    tmp = tmp_path_factory.mktemp("bench-dev")
+    proc = bench("-m", "eventfd_ext.bench", "--quick", "--dev", "--json", "out.json", cwd=tmp)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, proc.stderr, json.loads((tmp / "out.json").read_text())
+
+
+def _row_names(stdout: str) -> set[str]:
+    """The first column of every table row (two-space indented lines)."""
+    names = set()
+    for line in stdout.splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            names.add(re.split(r"\s{2,}", line.strip())[0])
+    return names
+
+
+def test_table_and_progress(quick_run: Run, quick_dev_run: Run) -> None:
+    stdout, stderr, _ = quick_run
     assert stdout.startswith("eventfd_ext bench (quick)")
-    for title in (
-        "Per-call cost",
-        "Ping-pong round trip, threads",
-        "Throughput",
-        "Goals",
-    ):
+    for title in ("Per-call cost", "Ping-pong round trip, threads", "Throughput"):
         assert title in stdout
-    for r in doc["results"]:
-        assert r["case"] in stdout
+    dev_stdout, _, dev_doc = quick_dev_run
+    assert dev_stdout.startswith("eventfd_ext bench (quick)")
+    assert "Goals" in dev_stdout
+    for r in dev_doc["results"]:
+        assert r["case"] in dev_stdout
     # Progress went to stderr, one line per step when it is not a terminal.
-    assert "per-call" in stderr and "ping-pong" in stderr and "throughput" in stderr
+    assert "per-call" in stderr
+    assert "ping-pong" in stderr
+    assert "throughput" in stderr
+
+
+def test_default_output_is_for_users(quick_run: Run) -> None:
+    stdout, _, doc = quick_run
+    names = _row_names(stdout)
+    for r in doc["results"]:
+        dev_only = r["kind"] in ("floor", "diagnostic")
+        assert (r["case"] in names) != dev_only, r["case"]
+    assert "(floor)" not in stdout
+    assert "shim" not in stdout
+    assert "x C floor" not in stdout
+    assert "Goals" not in stdout
+    assert "NOT met" not in stdout
+    assert "bound" not in stdout
+    # Each section ends with its fastest, naming the next and by how much.
+    sections = stdout.split("\n\n")[:-1]
+    assert len(sections) == len({(r["group"], r["placement"]) for r in doc["results"]})
+    for text in sections:
+        last = text.splitlines()[-1]
+        assert re.match(
+            r"  (Fastest|Most signals per read): .*, \d+\.\d\dx .* than the next, ", last
+        )
+    # The "which one to use" block ends the output.
+    assert stdout.split("\n\n")[-1].startswith("Which one to use")
+    assert stdout.rstrip().splitlines()[-1].startswith(f"  {report.WINNER} the fastest")
+
+
+def test_dev_output_adds_floors_shims_and_goals(quick_dev_run: Run) -> None:
+    stdout, _, doc = quick_dev_run
+    names = _row_names(stdout)
+    assert {r["case"] for r in doc["results"]} <= names
+    assert "x C floor" in stdout
+    for goal in doc["goals"]:
+        assert goal["goal"] in stdout
+    assert "(bound: the same ratio one layer down" in stdout
+    assert stdout.split("\n\n")[-1].startswith("Which one to use")
+
+
+def test_json_names_each_sections_fastest(quick_run: Run) -> None:
+    _, _, doc = quick_run
+    results = [Result.from_json(r) for r in doc["results"]]
+    assert doc["fastest"] == report.leaders(results)
+    assert {(f["group"], f["placement"]) for f in doc["fastest"]} == {
+        (r["group"], r["placement"]) for r in doc["results"]
+    }
+    for r in doc["results"]:
+        assert r["p10"] <= r["q1"] <= r["q3"] <= r["p90"], r
+        assert r["noisy"] == (r["q3"] > NOISY * r["q1"]), r
 
 
 def test_which_one_block_shows_this_runs_medians(quick_run: Run) -> None:
     stdout, _, doc = quick_run
-    block = stdout[stdout.index("Which one to use") :].splitlines()[2:]
+    block = stdout[stdout.index("Which one to use") :].splitlines()[2:-1]
     medians = {(r["group"], r["placement"], r["case"]): r["median"] for r in doc["results"]}
     columns = [c for c in report.WHICH_ONE_COLUMNS if any(k[:2] == c[:2] for k in medians)]
     assert len(block) == len(report.WHICH_ONE_CASES)
     for case, line in zip(report.WHICH_ONE_CASES, block, strict=True):
         assert line.strip().startswith(case)
-        cells = line[len(line) - 19 * len(columns) :].split()
+        # The figures, without the winner's mark and a noisy figure's quartiles.
+        cells = re.sub(r"\([^)]*\)", "", line[len(case) + 2 :]).replace(report.WINNER, "").split()
         for (group, placement, _, scale), cell in zip(columns, cells, strict=True):
             median = medians.get((group, placement, case))
             if median is None:
@@ -203,7 +274,8 @@ def test_script_runs_where_python_m_would_import_the_source_tree(
         text=True,
         timeout=TIMEOUT,
     )
-    assert shadowed.returncode != 0 and "uncompiled" in shadowed.stderr
+    assert shadowed.returncode != 0
+    assert "uncompiled" in shadowed.stderr
     proc = subprocess.run(
         [script, "--quick", "--only", "per-call"],
         cwd=tmp_path,
@@ -215,7 +287,8 @@ def test_script_runs_where_python_m_would_import_the_source_tree(
     assert proc.stdout.startswith("eventfd_ext bench (quick)")
     assert "Per-call cost" in proc.stdout
     usage = subprocess.run([script, "--cpus", "x"], capture_output=True, text=True, timeout=TIMEOUT)
-    assert usage.returncode == 2 and usage.stderr.startswith("usage: eventfd-ext-bench")
+    assert usage.returncode == 2
+    assert usage.stderr.startswith("usage: eventfd-ext-bench")
 
 
 def test_quartiles_and_goal_rows() -> None:
@@ -239,3 +312,165 @@ def test_quartiles_and_goal_rows() -> None:
             "bound": None,  # its bound's cases were not measured
         }
     ]
+
+
+def _timed(
+    case: str,
+    samples: list[float],
+    *,
+    group: str = "ping-pong",
+    placement: str = "threads",
+    **kw: Any,
+) -> Result:
+    r = Result.time(group, case, placement, **{"floor": None, **kw})
+    r.samples = samples
+    return r
+
+
+def test_leader_names_the_fastest_ranked_row_and_by_how_much() -> None:
+    rows = [
+        _timed("slow", [4e-6] * 4),
+        _timed("fast", [1e-6] * 4),
+        _timed("second", [2e-6] * 4),
+        _timed("C floor", [0.1e-6] * 4, kind="floor"),
+        _timed("shim", [0.2e-6] * 4, kind="diagnostic"),
+        _timed("other operation", [0.5e-6] * 4, ranked=False),
+    ]
+    lead = report.leader(rows)
+    assert lead == {
+        "group": "ping-pong",
+        "placement": "threads",
+        "case": "fast",
+        "next": "second",
+        "ratio": 2.0,
+        "within_noise": False,
+    }
+    text = report.table(rows)
+    assert "  Fastest: fast (1 us), 2.00x faster than the next, second (2 us)" in text
+    assert report.leader(rows[:1] + rows[3:]) is None  # one ranked row: no race
+
+
+def test_leader_says_when_the_lead_is_within_the_noise() -> None:
+    best = _timed("a", [1e-6, 1e-6, 2.8e-6, 2.8e-6])
+    second = _timed("b", [2e-6] * 4)
+    lead = report.leader([best, second])
+    assert lead is not None
+    assert lead["case"] == "a"
+    assert lead["within_noise"]
+    assert "within the noise" in report.table([best, second])
+
+
+def test_leader_of_a_rate_is_the_highest() -> None:
+    def rate(case: str, value: float) -> Result:
+        return Result("throughput", case, "threads", "signals/s", True, samples=[value] * 4)
+
+    lead = report.leader([rate("low", 1e6), rate("high", 3e6)])
+    assert lead is not None
+    assert (lead["case"], lead["next"], lead["ratio"]) == ("high", "low", 3.0)
+
+
+def test_leader_marks_a_reference_point() -> None:
+    rows = [_timed("semaphore", [1e-6] * 4, kind="reference"), _timed("eventfd", [2e-6] * 4)]
+    assert "Fastest: semaphore (1 us; no fd, a reference point)" in report.table(rows)
+
+
+def test_table_hides_dev_rows_unless_asked() -> None:
+    rows = [
+        _timed("EventFD.write/read", [2e-6] * 4, floor="C eventfd (floor)"),
+        _timed("C eventfd (floor)", [1e-6] * 4, kind="floor"),
+        _timed("shim in do-nothing defs", [1.5e-6] * 4, kind="diagnostic"),
+    ]
+    user = report.table(rows)
+    assert "EventFD.write/read" in user
+    assert "C eventfd (floor)" not in user
+    assert "shim" not in user
+    assert "x C floor" not in user
+    dev = report.table(rows, dev=True)
+    assert "C eventfd (floor)" in dev
+    assert "shim in do-nothing defs" in dev
+    assert "x C floor" in dev
+    assert "2.00x" in dev
+
+
+def test_a_new_section_is_one_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    sections = dict(report.SECTIONS)
+    sections["channel"] = report.Section(
+        "Channel round trip, {placement}", 1e6, "us", "us per message", "fastest", "faster"
+    )
+    monkeypatch.setattr(report, "SECTIONS", sections)
+    rows = [
+        _timed("Channel", [1e-6] * 4, group="channel", placement="processes"),
+        _timed("pipe", [3e-6] * 4, group="channel", placement="processes"),
+    ]
+    text = report.table(rows)
+    assert text.startswith("Channel round trip, processes (us per message; median")
+    assert "Fastest: Channel (1 us), 3.00x faster than the next, pipe (3 us)" in text
+
+
+def test_which_one_marks_each_columns_winner_and_shows_noisy_spreads() -> None:
+    def row(case: str, samples: list[float], placement: str) -> Result:
+        return _timed(case, samples, placement=placement)
+
+    across, same = "processes, across CPUs", "processes, same CPU"
+    results = [
+        row("EventFD.write/read", [40e-6] * 4, across),
+        row("Doorbell.write/read", [0.5e-6, 0.5e-6, 46e-6, 46e-6], across),  # noisy
+        row("os.eventfd_write/read", [30e-6] * 4, across),
+        row("EventFD.write/read", [11e-6] * 4, same),
+        row("Doorbell.write/read", [8e-6] * 4, same),
+    ]
+    columns = report.which_one_cells(results)
+    assert [heading for heading, _ in columns] == ["procs 2 CPUs us", "procs 1 CPU us"]
+    (_, two_cpus), (_, one_cpu) = columns
+    winner = report.WINNER
+    assert [cell for cell, _ in two_cpus] == ["40.0 ", f"23.2{winner}", "- ", "30.0 ", "- "]
+    assert [spread for _, spread in two_cpus] == ["", "(0.5-46.0)", "", "", ""]
+    assert [cell for cell, _ in one_cpu] == ["11.0 ", f"8{winner}", "- ", "- ", "- "]
+    text = report.which_one(results)
+    assert "(q1-q3): the quartiles of a noisy figure" in text
+    assert text.count(winner) == 3  # one per column, and the legend's
+
+
+def test_noisy_and_deciles() -> None:
+    r = _timed("x", [float(i) for i in range(1, 12)])
+    assert r.deciles == (2.0, 10.0)
+    assert r.quartiles == (3.5, 8.5)
+    assert r.noisy  # 8.5 > 1.5 * 3.5
+    assert not _timed("y", [10.0, 11.0, 12.0, 13.0]).noisy
+    assert _timed("z", [1.0, 2.0]).deciles == (1.0, 2.0)  # under 10 samples: min and max
+
+
+def test_plot_has_a_legend_and_os_eventfd_its_own_colour(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs the plot extra")
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+
+    drawn: list[Figure] = []
+    savefig = Figure.savefig
+
+    def keep(fig: Figure, *args: Any, **kwargs: Any) -> None:
+        drawn.append(fig)
+        savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    rows = [
+        _timed("EventFD.write/read", [2e-6] * 4),
+        _timed("os.eventfd_write/read", [1e-6] * 4, kind="os.eventfd"),
+        _timed("pipe os.write/read", [3e-6] * 4, kind="alternative"),
+        _timed("C eventfd (floor)", [1e-6] * 4, kind="floor"),
+    ]
+    report.plot(rows, str(tmp_path / "out.png"), "title")
+    (fig,) = drawn
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == [report.KIND_STYLE[k][1] for k in ("eventfd_ext", "os.eventfd", "alternative")]
+    (ax,) = [ax for ax in fig.axes if ax.get_visible()]
+    colours = {
+        t.get_text(): p.get_facecolor()
+        for t, p in zip(ax.get_yticklabels(), ax.patches, strict=True)
+    }
+    assert set(colours) == {"EventFD.write/read", "os.eventfd_write/read", "pipe os.write/read"}
+    assert colours["os.eventfd_write/read"] == to_rgba(report.KIND_STYLE["os.eventfd"][0])
+    assert len(set(colours.values())) == 3

@@ -43,7 +43,8 @@ def state(channel: Channel) -> dict[str, int]:
 def test_a_message_comes_back_whole_as_bytes(ch: Channel) -> None:
     ch.send(b"hello")
     message = ch.recv()
-    assert message == b"hello" and type(message) is bytes
+    assert message == b"hello"
+    assert type(message) is bytes
 
 
 @pytest.mark.parametrize(
@@ -87,7 +88,8 @@ def test_messages_wrap_around_the_ring_intact(ch: Channel) -> None:
 
 
 def test_zero_length_and_largest_messages(ch: Channel) -> None:
-    assert ch.capacity == 4096 and ch.max_message == 4088
+    assert ch.capacity == 4096
+    assert ch.max_message == 4088
     ch.send(b"")
     assert ch.recv() == b""
     big = bytes(range(256)) * 15 + bytes(248)
@@ -111,7 +113,8 @@ def test_a_message_that_never_fits_is_refused_and_queues_nothing(ch: Channel) ->
 def test_capacity_default_and_rounding() -> None:
     with Channel() as default, Channel(100) as rounded:
         assert default.capacity == 1 << 20
-        assert rounded.capacity == 104 and rounded.max_message == 96
+        assert rounded.capacity == 104
+        assert rounded.max_message == 96
 
 
 @pytest.mark.parametrize(
@@ -154,7 +157,7 @@ def test_bad_timeouts_are_refused_before_anything_moves(ch: Channel, timeout: ob
     for call in (lambda: ch.send(b"x", timeout), lambda: ch.recv(timeout)):  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="timeout"):
             call()
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="timeout"):
         ch.recv(math.nan)
     assert state(ch) == before
 
@@ -175,8 +178,10 @@ def test_recv_into_fills_the_buffer(ch: Channel) -> None:
     assert ch.recv_into(buf) == 5
     assert buf == b"hello\0\0\0\0\0"
     ch.send(b"abcd")
-    view = memoryview(bytearray(8))[2:6]
-    assert ch.recv_into(view) == 4 and view.obj[2:6] == b"abcd"  # type: ignore[index]
+    backing = bytearray(8)
+    view = memoryview(backing)[2:6]
+    assert ch.recv_into(view) == 4
+    assert backing[2:6] == b"abcd"
 
 
 def test_recv_into_never_truncates(ch: Channel) -> None:

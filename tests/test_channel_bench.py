@@ -36,14 +36,19 @@ def test_goals_compare_with_the_fastest_peer_or_the_named_one() -> None:
         row["goal"].split(" ")[0] + row["goal"].split(" ")[1]: row for row in bench.goals(figures)
     }
     assert rows["roundtrip"]["against"] == "pyzmq PAIR ipc://"
-    assert rows["roundtrip"]["value"] == 1.0 / 20.0 and not rows["roundtrip"]["met"]
+    assert rows["roundtrip"]["value"] == 1.0 / 20.0
+    assert not rows["roundtrip"]["met"]
     assert rows["one-way64"]["against"] == "pyzmq PAIR ipc://"
-    assert rows["one-way64"]["value"] == 2.0 and not rows["one-way64"]["met"]
+    assert rows["one-way64"]["value"] == 2.0
+    assert not rows["one-way64"]["met"]
     assert rows["1MiB"]["against"] == "multiprocessing.Pipe"
-    assert rows["1MiB"]["value"] == 3.0 and rows["1MiB"]["met"]
+    assert rows["1MiB"]["value"] == 3.0
+    assert rows["1MiB"]["met"]
     assert rows["amessage"]["against"] is None  # the spinning anchor is not a peer
-    assert rows["amessage"]["value"] == 12.0 and not rows["amessage"]["met"]
-    assert "MISSED" in bench.table(figures) and "[met]" in bench.table(figures)
+    assert rows["amessage"]["value"] == 12.0
+    assert not rows["amessage"]["met"]
+    assert "MISSED" in bench.table(figures)
+    assert "[met]" in bench.table(figures)
 
 
 def test_a_tiny_run_measures_every_case() -> None:
@@ -63,10 +68,12 @@ def test_the_cli_runs_the_section_when_asked(tmp_path: Path) -> None:
         [sys.executable, "-m", "eventfd_ext.bench", "--help"],
         capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=tmp_path,
     )  # fmt: skip
-    assert proc.returncode == 0 and "channel" in proc.stdout
+    assert proc.returncode == 0
+    assert "channel" in proc.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "eventfd_ext.bench", "--only", "chanel"],
         capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=tmp_path,
     )  # fmt: skip
-    assert bad.returncode == 2 and "'channel'" in bad.stderr
+    assert bad.returncode == 2
+    assert "'channel'" in bad.stderr
     json.dumps(bench.GOALS[0].text)

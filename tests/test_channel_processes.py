@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import eventfd_ext
 from _kernel import TIMEOUT, Child, eventfd_id, open_fds, send_raw
 from eventfd_ext import Channel, Doorbell, recv_channel, recv_doorbell, send_channel, send_doorbell
 
@@ -59,7 +60,9 @@ def test_from_fds_adopts_a_channel_in_another_object() -> None:
     with Channel(4096, nonblocking=True) as ch:
         fds = [os.dup(fd) for fd in ch.fds()]
         with Channel.from_fds(*fds, spin=0) as other:
-            assert other.capacity == 4096 and not other.nonblocking and other.spin == 0
+            assert other.capacity == 4096
+            assert not other.nonblocking
+            assert other.spin == 0
             ch.send(b"across")
             assert other.recv(timeout=TIMEOUT) == b"across"
             other.shutdown()
@@ -193,7 +196,10 @@ def test_a_c_peer_mapping_the_layout_receives_and_sends(tmp_path: Path) -> None:
     if cc is None:
         pytest.skip("no C compiler to build the peer")
     exe = tmp_path / "chan_peer"
-    subprocess.run([cc, "-O2", "-o", str(exe), str(PEER)], check=True, timeout=120)
+    # The peer #includes the module's own sources (csrc/), which need the
+    # Doorbell's installed header beside them.
+    flags = ["-O2", f"-I{eventfd_ext.get_include()}"]
+    subprocess.run([cc, *flags, "-o", str(exe), str(PEER)], check=True, timeout=120)
     with Channel(4096) as there, Channel(4096) as back:
         fds = [*there.fds(), *back.fds()]
         peer = subprocess.Popen([str(exe), "echo", *map(str, fds)], pass_fds=fds)

@@ -361,7 +361,7 @@ CONVERSIONS: list[tuple[str, Callable[[int], tuple[Any, ...]]]] = [
 ]
 
 
-@pytest.mark.parametrize("name, make", CONVERSIONS, ids=[name for name, _ in CONVERSIONS])
+@pytest.mark.parametrize(("name", "make"), CONVERSIONS, ids=[name for name, _ in CONVERSIONS])
 def test_each_argument_is_converted_as_often_as_os_converts_it(
     name: str, make: Callable[[int], tuple[Any, ...]], twins: tuple[int, int]
 ) -> None:
@@ -625,7 +625,7 @@ def test_fileno_none_message_like_os(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name, args, kwargs",
+    ("name", "args", "kwargs"),
     [
         ("eventfd", (), {}),
         ("eventfd", (), {"flags": 0}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import functools
 import gc
 import os
 import pickle
@@ -87,7 +88,7 @@ def test_modes_are_keyword_only() -> None:
 
 
 @pytest.mark.parametrize(
-    "initval, exc",
+    ("initval", "exc"),
     [
         (-1, ValueError),
         (-(2**100), ValueError),
@@ -102,9 +103,9 @@ def test_modes_are_keyword_only() -> None:
 )
 def test_bad_initval(initval: object, exc: type[Exception]) -> None:
     before = _kernel.open_fds()
-    with _kernel.nothing_warned():  # a half-built object must not warn
-        with pytest.raises(exc):
-            EventFD(initval)  # type: ignore[arg-type]
+    # A half-built object must not warn.
+    with _kernel.nothing_warned(), pytest.raises(exc):
+        EventFD(initval)  # type: ignore[arg-type]
     assert _kernel.open_fds() == before
     # The same exception type as os.eventfd.  Not its message: that is the
     # running interpreter's (3.14 words it anew), EventFD's is its own.
@@ -132,7 +133,8 @@ def test_write_read_peek(efd: EventFD) -> None:
     assert efd.peek() == START + 1 + 2**63
     assert efd.peek() == START + 1 + 2**63  # peek does not consume
     value = efd.read()
-    assert value == START + 1 + 2**63 and type(value) is int
+    assert value == START + 1 + 2**63
+    assert type(value) is int
     assert efd.peek() == 0
     efd.write(0)
     assert efd.peek() == 0
@@ -156,7 +158,7 @@ def test_semaphore_reads_one() -> None:
 
 
 @pytest.mark.parametrize(
-    "value, exc",
+    ("value", "exc"),
     [
         (-1, ValueError),
         (-(2**70), ValueError),
@@ -242,9 +244,9 @@ def test_write_past_max_blocks_until_a_read(api: str) -> None:
     with EventFD(0) as efd:
         efd.write(_kernel.MAX)
         if api == "EventFD.write":
-            writer: Callable[[], Any] = lambda: efd.write(7)
+            writer: Callable[[], Any] = functools.partial(efd.write, 7)
         else:
-            writer = lambda: eventfd_ext.eventfd_write(efd.fileno(), 7)
+            writer = functools.partial(eventfd_ext.eventfd_write, efd.fileno(), 7)
         thread, out = _kernel.in_thread(writer)
         try:
             assert _kernel.wait_in_syscall(thread, "write")
@@ -277,7 +279,7 @@ def test_read_timeout_takes_a_waiting_count(nonblocking: bool) -> None:
 
 
 @pytest.mark.parametrize("nonblocking", [False, True])
-@pytest.mark.parametrize("timeout", [0, 0.001, 0.02, -1.0])
+@pytest.mark.parametrize("timeout", [0, -0.0, 0.001, 0.02])
 def test_read_timeout_expires_with_timeouterror(nonblocking: bool, timeout: float) -> None:
     with EventFD(nonblocking=nonblocking) as efd:
         with pytest.raises(TimeoutError):
@@ -335,7 +337,7 @@ def test_wait_does_not_consume(efd: EventFD) -> None:
     assert efd.peek() == START
 
 
-@pytest.mark.parametrize("timeout", [0, 0.001, 0.02, -1.0])
+@pytest.mark.parametrize("timeout", [0, -0.0, 0.001, 0.02])
 def test_wait_times_out_with_false(blocking: EventFD, timeout: float) -> None:
     assert blocking.wait(timeout) is False
     assert blocking.peek() == 0
@@ -486,10 +488,9 @@ def test_context_manager() -> None:
         assert efd.read() == 1
     assert efd.closed
     assert_fd_closed(fd)
-    with pytest.raises(RuntimeError):
-        with EventFD.from_fd(high_fd(os.eventfd(0))) as efd:
-            fd = efd.fileno()
-            raise RuntimeError("boom")  # propagates, and the fd is closed
+    with pytest.raises(RuntimeError), EventFD.from_fd(high_fd(os.eventfd(0))) as efd:
+        fd = efd.fileno()
+        raise RuntimeError("boom")  # propagates, and the fd is closed
     assert efd.closed
     assert_fd_closed(fd)
 
@@ -527,13 +528,15 @@ def test_repr_shows_fd_count_and_modes() -> None:
         text = repr(efd)
         assert f"fd={efd.fileno()}" in text
         assert "count=42" in text
-        assert "semaphore" in text and "nonblocking" in text
+        assert "semaphore" in text
+        assert "nonblocking" in text
         efd.read()
         assert "count=41" in repr(efd)
     with EventFD(2**32 - 1) as efd:
         text = repr(efd)
         assert str(2**32 - 1) in text
-        assert "semaphore" not in text and "nonblocking" not in text
+        assert "semaphore" not in text
+        assert "nonblocking" not in text
         assert text.startswith("<EventFD")
     assert "closed" in repr(efd)
 
@@ -554,8 +557,10 @@ def test_from_fd_adopts_and_owns() -> None:
     efd = EventFD.from_fd(fd)
     assert isinstance(efd, EventFD)
     assert efd.fileno() == fd
-    assert efd.semaphore and efd.nonblocking
-    assert efd.read() == 1 and efd.peek() == 2
+    assert efd.semaphore
+    assert efd.nonblocking
+    assert efd.read() == 1
+    assert efd.peek() == 2
     efd.close()
     assert_fd_closed(fd)
 
@@ -605,7 +610,7 @@ def test_from_fd_refuses_a_regular_file(tmp_path: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad, exc",
+    ("bad", "exc"),
     [(-1, ValueError), (2**40, OverflowError), (1.5, TypeError), (None, TypeError)],
     ids=repr,
 )
@@ -693,7 +698,7 @@ def test_unclosed_object_closes_its_fd_when_the_warning_is_an_error(
 
 @pytest.mark.parametrize("cls", ["EventFD", "MaskFD"])
 @pytest.mark.parametrize(
-    "holder, warns",
+    ("holder", "warns"),
     [
         ("keep = eventfd_ext.{cls}()", True),  # a __main__ global: collected early
         # Collected so late that the warning may have nowhere to go: no failure.
@@ -728,7 +733,7 @@ _OWNER_GLOBALS = ["_core", "_aio", "lib", "_owner_fd", "_ECLOSED"]
 
 
 @pytest.mark.parametrize(
-    "cls, modules",
+    ("cls", "modules"),
     [
         ("EventFD", {"_owner": _OWNER_GLOBALS, "_eventfd": ["os", "_core", "lib"]}),
         ("MaskFD", {"_owner": _OWNER_GLOBALS, "_maskfd": ["lib", "_core", "event_names"]}),
@@ -769,11 +774,13 @@ def test_nothing_warned_sees_a_warning_raised_in_del() -> None:
         def __del__(self, _warn_unclosed: object = None, _lib: object = None) -> None:
             warnings.warn("from __del__", ResourceWarning, stacklevel=1)
 
-    with pytest.raises(AssertionError, match="ResourceWarning: from __del__"):
-        with _kernel.nothing_warned():
-            efd = AlwaysWarns()
-            efd.close()
-            del efd
+    with (
+        pytest.raises(AssertionError, match="ResourceWarning: from __del__"),
+        _kernel.nothing_warned(),
+    ):
+        efd = AlwaysWarns()
+        efd.close()
+        del efd
 
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
@@ -822,7 +829,7 @@ def test_no_fd_leak_over_create_close_cycles() -> None:
     assert _kernel.open_fds() == before
 
 
-# -- spin and try_read (issue 12) -------------------------------------------------
+# -- spin and try_read ---------------------------------------------------------
 
 
 def test_try_read_never_blocks_and_returns_zero_for_none() -> None:

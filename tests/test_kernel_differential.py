@@ -10,11 +10,12 @@ failure; set EVENTFD_DIFF_SEED=<n> to replay it.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import random
 import select
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -115,10 +116,10 @@ def choose_value(rng: random.Random, count: int) -> int:
 
 
 @pytest.fixture(params=list(SEEDS), ids=list(SEEDS))
-def seed(request: pytest.FixtureRequest) -> Iterator[int]:
+def seed(request: pytest.FixtureRequest) -> int:
     value = SEEDS[request.param]
     print(f"differential seed: {value} (replay: EVENTFD_DIFF_SEED={value})")
-    yield value
+    return value
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -154,8 +155,8 @@ def test_same_as_the_kernel(mode: str, seed: int) -> None:
             history.append(f"{op}({value})" if op == "write" else op)
             if op == "write":
                 want = oracle.write(value)
-                got = efd_outcome(lambda: efd.write(value))
-                got_dropin = run(lambda: eventfd_ext.eventfd_write(dropin, value))
+                got = efd_outcome(functools.partial(efd.write, value))
+                got_dropin = run(functools.partial(eventfd_ext.eventfd_write, dropin, value))
                 assert got_dropin == want, where
                 assert got == want, where
             elif op == "read":

@@ -141,7 +141,7 @@ def test_creation_failure_closes_what_it_opened() -> None:
 
 
 @pytest.mark.parametrize(
-    "uses,backing",
+    ("uses", "backing"),
     [
         (IN, "pipe"),
         (IN | HUP, "pipe"),
@@ -258,9 +258,8 @@ def test_context_manager_closes() -> None:
     with MaskFD() as m:
         assert not m.closed
     assert m.closed
-    with pytest.raises(ValueError):
-        with m:
-            pass
+    with pytest.raises(ValueError), m:
+        pass
 
 
 def test_unclosed_is_closed_with_resource_warning() -> None:
@@ -320,7 +319,7 @@ def _stream_after_hup(out: bool) -> MaskFD:
 
 
 @pytest.mark.parametrize(
-    "backing,setup,call,err,verb,named",
+    ("backing", "setup", "call", "err", "verb", "named"),
     [
         (
             "pipe",

@@ -106,7 +106,7 @@ def shown(m: MaskFD) -> int:
     return by_poll(m.fileno())
 
 
-# -- 1: failure is never read from errno after the call -------------------------
+# -- failure is never read from errno after the call ---------------------------
 
 
 def test_creation_failure_survives_a_handler_that_touches_errno() -> None:
@@ -141,7 +141,7 @@ def test_creation_failure_survives_a_handler_that_touches_errno() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-# -- 3: fork: the parent knows at the moment of the write -----------------------
+# -- fork: the parent knows at the moment of the write -------------------------
 
 
 def _hold_fork_os(release: int) -> int:
@@ -182,7 +182,7 @@ FORKERS: dict[str, Callable[[int], Any]] = {
 
 @pytest.mark.parametrize("forker", list(FORKERS))
 @pytest.mark.parametrize(
-    "backing,bit,before",
+    ("backing", "bit", "before"),
     [
         ("stream", ERR, IN),
         ("pipe", HUP, IN),
@@ -221,10 +221,38 @@ def test_write_right_after_fork_shows_or_fails_changing_nothing(
                 os.close(release_w)
             # and the MaskFD still works in the parent
             m.write(IN, 6)
-            assert m.read() == (IN, 6) and shown(m) & IN
+            assert m.read() == (IN, 6)
+            assert shown(m) & IN
 
 
-# -- 4 and 5: a holder SIGKILLed inside a change ----------------------------------
+@pytest.mark.parametrize(("backing", "bit"), [("stream", ERR), ("pipe", HUP)])
+def test_a_refused_last_close_bit_takes_back_the_bits_shown_before_it(
+    backing: Backing, bit: int
+) -> None:
+    """set(IN | bit) from nothing while a child forked from C (no at-fork
+    hook told the state it is shared) holds a copy of the peer: IN shows
+    first, then the bit cannot (the copy keeps the peer alive), and the
+    refusal takes IN back: nothing stored, nothing shown."""
+    release_r, release_w = os.pipe()
+    try:
+        with MaskFD(0, 5, backing=backing) as m:
+            child = _hold_fork_c(release_r)
+            try:
+                old = (m.read(), shown(m))
+                with pytest.raises(OSError) as info:
+                    m.set(IN | bit)
+                assert info.value.errno == errno.EBUSY, info.value
+                assert f"cannot show {event_names(bit)}" in str(info.value)
+                assert (m.read(), shown(m)) == old
+            finally:
+                os.write(release_w, b"x")
+                os.waitpid(child, 0)
+    finally:
+        os.close(release_r)
+        os.close(release_w)
+
+
+# -- a holder SIGKILLed inside a change ----------------------------------------
 
 WRITERS: dict[Backing, list[tuple[int, int]]] = {
     "stream": [(IN, 1), (0, 2), (PRI | OUT, 3)]
@@ -250,7 +278,11 @@ def test_holder_killed_while_holding_the_lock(backing: Backing, rounds: int) -> 
             start = pairs[r % len(pairs)]
             m.write(*start)
             cycle = itertools.cycle(pairs[r % len(pairs) :] + pairs[: r % len(pairs)])
-            pid = fork_looping(lambda: m.write(*next(cycle)))
+
+            def write_next(cycle: Iterator[tuple[int, int]] = cycle) -> None:
+                m.write(*next(cycle))
+
+            pid = fork_looping(write_next)
             held = stop_while_holding(m, pid)
             kill_and_reap(pid)
             landed += held
@@ -265,7 +297,7 @@ def test_holder_killed_while_holding_the_lock(backing: Backing, rounds: int) -> 
         assert lib.mfx_recoveries(m._m) - recoveries0 >= landed
 
 
-# -- 6: edge-triggered epoll sees every bit the stored mask gains -----------------
+# -- edge-triggered epoll sees every bit the stored mask gains -----------------
 
 
 def _reachable(backing: Backing) -> Iterator[int]:
@@ -308,7 +340,7 @@ def test_every_gained_bit_is_an_edge(backing: Backing) -> None:
     assert checked >= 8
 
 
-# -- 7: a stopped holder does not freeze the others past a signal ---------------
+# -- a stopped holder does not freeze the others past a signal -----------------
 
 
 class Alarm(Exception):
@@ -395,7 +427,7 @@ def test_close_does_not_wait_for_a_stopped_holder_in_another_process(backing: Ba
             kill_and_reap(pid)  # lets a close() still waiting go, on a red run
 
 
-# -- 9: subclasses travel to multiprocessing children -------------------------
+# -- subclasses travel to multiprocessing children -----------------------------
 
 
 class Sub(MaskFD):
@@ -447,7 +479,7 @@ def test_subclass_still_refuses_plain_pickle() -> None:
         pickle.dumps(m)
 
 
-# -- 10: int subclasses and other objects, as CPython's int converters -------------
+# -- int subclasses and other objects, as CPython's int converters -------------
 
 
 class W(int):
@@ -468,7 +500,8 @@ class Idx:
 
 def test_int_subclass_is_taken_at_its_value_everywhere() -> None:
     with MaskFD(W(IN), W(7), uses=W(IN | OUT)) as m:
-        assert m.read() == (IN, 7) and m.backing == "stream"
+        assert m.read() == (IN, 7)
+        assert m.backing == "stream"
         m.write(W(OUT), W(2))
         assert m.read() == (OUT, 2)
         m.set(W(IN))
@@ -526,7 +559,7 @@ def test_non_integers_are_type_errors_changing_nothing(bad: object) -> None:
             assert (m.read(), shown(m), m.syscalls) == before
 
 
-# -- 4 and 5, deterministically: SIGKILL at every step of a change -------------
+# -- a holder SIGKILLed at every step of a change, deterministically -----------
 
 # Masks each backing moves between; every ordered pair is a change, killed
 # at each of its steps in turn.  (pipe: HUP only changes in its creator, so

@@ -141,7 +141,8 @@ def test_pipe_no_lost_wakeup() -> None:
             if not wait_for(m.fileno(), HUP) & HUP or missed:
                 break
         thread.join(WAIT_MS / 1000)
-        assert done.is_set() and not missed, missed
+        assert done.is_set(), missed
+        assert not missed, missed
 
 
 def test_writer_threads_leave_read_and_readiness_in_agreement() -> None:
@@ -183,10 +184,10 @@ needs_oob = pytest.mark.skipif(not kernel_has_unix_oob(), reason="needs AF_UNIX 
 
 @needs_oob
 def test_stored_changes_never_fail_under_concurrent_changes() -> None:
-    """Issue 18 item 10: 12 threads change IN, OUT and PRI of one stream
-    MaskFD at once.  Every change is stored, so none may raise (it was
-    BlockingIOError: each IN gained while PRI showed queued one more byte
-    for its edge, until the peer's send buffer was full), and afterwards
+    """12 threads change IN, OUT and PRI of one stream MaskFD at once.
+    Every change is stored, so none may raise (a BlockingIOError would say
+    that each IN gained while PRI shows queued one more byte for its edge,
+    until the peer's send buffer filled), and afterwards
     what the fd shows is the stored bits (PRI's documented IN aside), with
     no pile of bytes behind them."""
     rounds = 400
@@ -222,7 +223,8 @@ def test_stored_changes_never_fail_under_concurrent_changes() -> None:
         assert by_poll(m.fileno()) == events | IN  # PRI brings IN, nothing else
         assert queued_bytes(m.fileno()) <= 2
         m.write(0)
-        assert by_poll(m.fileno()) == 0 and queued_bytes(m.fileno()) == 0
+        assert by_poll(m.fileno()) == 0
+        assert queued_bytes(m.fileno()) == 0
 
 
 @needs_oob
@@ -237,13 +239,15 @@ def test_every_in_gained_beside_pri_is_an_edge_without_growing_the_queue() -> No
         for i in range(2000):
             m.set(IN)
             ready = ep.poll(0)
-            assert ready and ready[0][1] & IN, f"cycle {i}: no edge"
+            assert ready, f"cycle {i}: no edge"
+            assert ready[0][1] & IN, f"cycle {i}: no edge"
             assert queued_bytes(m.fileno()) <= 2, f"cycle {i}"
             m.clear(IN)
             assert by_poll(m.fileno()) == IN | PRI  # IN: PRI's documented extra
         assert m.read().events == PRI
         m.clear(PRI)
-        assert by_poll(m.fileno()) == 0 and queued_bytes(m.fileno()) == 0
+        assert by_poll(m.fileno()) == 0
+        assert queued_bytes(m.fileno()) == 0
 
 
 def test_close_racing_with_writers_is_safe() -> None:
@@ -252,7 +256,9 @@ def test_close_racing_with_writers_is_safe() -> None:
         errors: list[BaseException] = []
         start = threading.Barrier(3)
 
-        def writer() -> None:
+        def writer(
+            m: MaskFD = m, start: threading.Barrier = start, errors: list[BaseException] = errors
+        ) -> None:
             start.wait(5)
             try:
                 for _ in range(500):
@@ -415,7 +421,8 @@ def test_multiprocessing_child_gets_the_same_object(method: str) -> None:
             assert parent.poll(30), "child did not start"
             assert parent.recv() == (OUT, 7)
             assert parent.recv() == OUT
-            assert parent.poll(30) and parent.recv() == "written"
+            assert parent.poll(30)
+            assert parent.recv() == "written"
             assert m.read() == (IN | OUT, 0xC0FFEE)
             assert by_poll(m.fileno()) == IN | OUT
             parent.send(other)  # through a connection: resource_sharer
@@ -457,7 +464,7 @@ def test_holder_killed_inside_a_change_wedges_no_one(backing: Backing) -> None:
             os.kill(pid, signal.SIGKILL)
             assert reap(pid) == -signal.SIGKILL
 
-            def check() -> int:  # in a child too: a wedged lock is a hang
+            def check(attempt: int = attempt) -> int:  # in a child too: a wedged lock is a hang
                 for events in masks:
                     m.write(events, attempt)
                     assert_shows(m)

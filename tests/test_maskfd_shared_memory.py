@@ -1,8 +1,7 @@
-"""MaskFD's shared page against the other holders of its memfd (issue 18,
-part 2): none can resize it (a shrink made every other holder die of
-SIGBUS), adopting refuses a memfd that could be resized and fds that are
-not the state's own, and ``fds()``/``from_fds`` carry a MaskFD to a
-``subprocess``."""
+"""MaskFD's shared page against the other holders of its memfd: none can
+resize it (a shrink would make every other holder die of SIGBUS), adopting
+refuses a memfd that could be resized and fds that are not the state's own,
+and ``fds()``/``from_fds`` carry a MaskFD to a ``subprocess``."""
 
 from __future__ import annotations
 
@@ -23,6 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from _kernel import is_open
 from eventfd_ext import MaskFD
 from eventfd_ext._backings import Backing
 from eventfd_ext._shim import ffi, lib
@@ -41,14 +41,6 @@ def memfd_of(m: MaskFD) -> int:
 
 def peer_of(m: MaskFD) -> int:
     return int(lib.mfx_peer_fd(m._m))
-
-
-def is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture(params=BACKINGS)
@@ -167,7 +159,7 @@ def _ends(m: MaskFD) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    "flags,seals,size",
+    ("flags", "seals", "size"),
     [
         pytest.param(os.MFD_CLOEXEC, 0, PAGE, id="unsealed"),
         pytest.param(os.MFD_ALLOW_SEALING, 0, PAGE, id="sealable-not-sealed"),
@@ -260,7 +252,9 @@ def test_a_pipes_writer_is_not_adopted() -> None:
         try:
             with pytest.raises(ValueError):
                 MaskFD.from_fds(memfd, a, writer)
-            assert is_open(memfd) and is_open(a) and is_open(writer)
+            assert is_open(memfd)
+            assert is_open(a)
+            assert is_open(writer)
         finally:
             os.close(writer)
         with MaskFD.from_fds(memfd, a) as adopted:
@@ -423,7 +417,7 @@ SCRIBBLE_RUNS = [
 ]
 
 
-@pytest.mark.parametrize("seconds,seeds", SCRIBBLE_RUNS)
+@pytest.mark.parametrize(("seconds", "seeds"), SCRIBBLE_RUNS)
 @pytest.mark.parametrize("backing", BACKINGS)
 def test_a_peer_scribbling_on_the_page_never_crashes_or_wedges_a_holder(
     backing: Backing, seconds: float, seeds: list[int]
@@ -530,4 +524,5 @@ def test_every_shared_word_lied_about_in_the_creator(backing: Backing) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
-    assert report["cases"] >= 300 and report["leaks"] == [], report
+    assert report["cases"] >= 300, report
+    assert report["leaks"] == [], report

@@ -55,11 +55,11 @@ def test_send_recv_doorbell(socks: Socks) -> None:
     with Doorbell(3) as bell:
         send_doorbell(a, bell)
         with recv_doorbell(b) as got:
-            assert got.fileno() != bell.fileno()
+            assert got.fds()[1] != bell.fds()[1]
             assert got.fds()[0] != bell.fds()[0]
             assert same_file(got.fds()[0], bell.fds()[0])
-            assert eventfd_id(bell.fileno()) is not None
-            assert eventfd_id(got.fileno()) == eventfd_id(bell.fileno())
+            assert eventfd_id(bell.fds()[1]) is not None
+            assert eventfd_id(got.fds()[1]) == eventfd_id(bell.fds()[1])
             assert got.read() == 3  # the sender's count
             got.write(4)
             assert bell.read() == 4
@@ -73,7 +73,7 @@ def test_the_received_fds_are_close_on_exec(socks: Socks) -> None:
     with Doorbell() as bell:
         send_doorbell(a, bell)
         with recv_doorbell(b) as got:
-            assert not os.get_inheritable(got.fileno())
+            assert not os.get_inheritable(got.fds()[1])
             assert not os.get_inheritable(got.fds()[0])
 
 
@@ -240,7 +240,7 @@ def test_recv_doorbell_refuses_fds_that_are_not_a_doorbells(
 ) -> None:
     a, b = socks
     with Doorbell() as bell:
-        fds = {**parts, "bell memfd": bell.fds()[0], "bell eventfd": bell.fileno()}
+        fds = {**parts, "bell memfd": bell.fds()[0], "bell eventfd": bell.fds()[1]}
         before = open_fds()
         send_raw(a, [fds[name] for name in forgery], b"D")
         with pytest.raises(ValueError, match="not a Doorbell's"):
@@ -266,7 +266,7 @@ def test_each_sender_takes_only_its_own_kind(socks: Socks) -> None:
         with pytest.raises(TypeError, match="expected a Doorbell, got EventFD"):
             send_doorbell(a, efd)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="expected a Doorbell, got int"):
-            send_doorbell(a, bell.fileno())  # type: ignore[arg-type]
+            send_doorbell(a, bell.fds()[1])  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="expected an EventFD, got Doorbell"):
             send_eventfd(a, bell)  # type: ignore[arg-type]
     assert nothing_queued(b)

@@ -145,7 +145,8 @@ SELECTORS = [
 def test_selectors_accept_the_object(cls: type[selectors.BaseSelector], efd: EventFD) -> None:
     with cls() as sel:
         key = sel.register(efd, selectors.EVENT_READ | selectors.EVENT_WRITE, "data")
-        assert key.fileobj is efd and key.fd == efd.fileno()
+        assert key.fileobj is efd
+        assert key.fd == efd.fileno()
         assert sel.get_key(efd) == key
         assert sel.select(0) == [(key, selectors.EVENT_WRITE)]
         efd.write(1)
@@ -174,6 +175,5 @@ def test_selectors_wait_for_a_write(cls: type[selectors.BaseSelector]) -> None:
 def test_selector_refuses_a_closed_object() -> None:
     efd = EventFD()
     efd.close()
-    with selectors.DefaultSelector() as sel:
-        with pytest.raises(ValueError):
-            sel.register(efd, selectors.EVENT_READ)
+    with selectors.DefaultSelector() as sel, pytest.raises(ValueError):
+        sel.register(efd, selectors.EVENT_READ)

@@ -137,7 +137,8 @@ def test_multiprocessing_argument_is_the_same_eventfd(
     assert exitcode == 0
     # The same eventfds; the child's fd is close-on-exec like any EventFD's.
     assert ids == (eventfd_id(to_child.fileno()), eventfd_id(to_parent.fileno()), False)
-    assert to_child.peek() == 0 and to_parent.peek() == 0  # still ours, usable
+    assert to_child.peek() == 0
+    assert to_parent.peek() == 0
 
 
 def test_multiprocessing_pipe_to_a_running_child() -> None:
@@ -432,9 +433,8 @@ def test_recv_timeout(socks: tuple[socket.socket, socket.socket]) -> None:
 
 def test_send_refuses_bad_arguments(socks: tuple[socket.socket, socket.socket]) -> None:
     a, b = socks
-    with EventFD() as efd:
-        with pytest.raises(TypeError, match="EventFD"):
-            send_eventfd(a, efd.fileno())  # type: ignore[arg-type]
+    with EventFD() as efd, pytest.raises(TypeError, match="EventFD"):
+        send_eventfd(a, efd.fileno())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="closed"):
         send_eventfd(a, efd)
     b.setblocking(False)

@@ -273,7 +273,8 @@ def test_efd_read_says_whether_to_wait() -> None:
     assert lib.efx_efd_read(blocking, count) == 1  # empty, blocking: the caller waits
     assert lib.efx_efd_read(nonblocking, count) == -errno.EAGAIN
     assert lib.efx_efd_write(blocking, 5) == 0
-    assert lib.efx_efd_read(blocking, count) == 0 and count[0] == 5
+    assert lib.efx_efd_read(blocking, count) == 0
+    assert count[0] == 5
 
 
 def test_a_closed_owner_refuses_every_call_before_touching_its_fd() -> None:

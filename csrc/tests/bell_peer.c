@@ -1,8 +1,11 @@
 /* A plain C peer of a Doorbell: maps it from a memfd and an eventfd that it
  * inherited (or received), and rings and takes under the same rules as
  * every other peer, the Python module included.  It follows the rules by
- * compiling the reference implementation (csrc/doorbell.c, all static) into
- * itself; the layout it checks is csrc/doorbell_layout.h.
+ * including the C API the package installs (eventfd_ext/doorbell.h,
+ * header-only), found with eventfd_ext.get_include():
+ *
+ *   cc -Wall -Wextra -Werror -I"$(python -c 'import eventfd_ext; print(eventfd_ext.get_include())')" \
+ *      bell_peer.c -o bell_peer
  *
  *   bell_peer pong MEMFD_A EFD_A MEMFD_B EFD_B ROUNDS [SPIN_NS]
  *       ROUNDS times: take 1 from A (waiting), then write 1 to B.
@@ -13,7 +16,7 @@
  * Exit status 0, or 1 with a message (a wait longer than 5 s included).
  */
 #define _GNU_SOURCE
-#include "../doorbell.c"
+#include <eventfd_ext/doorbell.h>
 
 #include <stdio.h>
 #include <string.h>

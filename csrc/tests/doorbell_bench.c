@@ -23,7 +23,7 @@ struct chan {
     int kind;
     int64_t spin;
     efx_bell_t *a, *b; /* CH_BELL */
-    int ea, eb;        /* the eventfds */
+    int ea, eb;        /* CH_SPIN_READ: blocking eventfds, as EventFD's default */
 };
 
 static int send_(struct chan *c, int to_pong)
@@ -38,11 +38,7 @@ static int send_(struct chan *c, int to_pong)
  * ns, then a blocking read.  1, or -errno. */
 static int eventfd_spin_read(int fd, int64_t spin, uint64_t *v)
 {
-    int64_t end = efxb_now_ns() + spin;
-    struct pollfd pfd = {fd, POLLIN, 0};
-    do
-        sched_yield();
-    while (poll(&pfd, 1, 0) == 0 && efxb_now_ns() < end);
+    efx_floor_spin(fd, spin);
     return read(fd, v, sizeof *v) == sizeof *v ? 1 : -errno;
 }
 
@@ -79,12 +75,12 @@ static double pingpong(struct chan *c, long n, int cpu_ping, int cpu_pong)
     int err = 0;
     for (long i = 0; i < warm + n && !err; i++) {
         if (i == warm)
-            t0 = efx_floor_now_ns();
+            t0 = efx_now_ns();
         err = send_(c, 1);
         if (!err)
             err = recv_(c, 0);
     }
-    double ns = (double)(efx_floor_now_ns() - t0) / n;
+    double ns = (double)(efx_now_ns() - t0) / n;
     int status;
     if (err)
         kill(pid, SIGKILL);
@@ -97,9 +93,16 @@ int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 20000;
     int ping_cpu = argc > 3 ? atoi(argv[2]) : 0, pong_cpu = argc > 3 ? atoi(argv[3]) : 1;
-    int ma, mb;
+    int ma, mb, bell_efd_a, bell_efd_b;
     struct chan c = {0};
-    if (efx_bell_create(0, 0, &ma, &c.ea, &c.a) || efx_bell_create(0, 0, &mb, &c.eb, &c.b))
+    if (efx_bell_create(0, 0, &ma, &bell_efd_a, &c.a) ||
+        efx_bell_create(0, 0, &mb, &bell_efd_b, &c.b))
+        return 1;
+    /* Not the Doorbells' wake-up eventfds: those are non-blocking, and a
+     * spin that ends before the count comes must block in its read. */
+    c.ea = eventfd(0, EFD_CLOEXEC);
+    c.eb = eventfd(0, EFD_CLOEXEC);
+    if (c.ea < 0 || c.eb < 0)
         return 1;
     printf("round trip, two processes on CPUs %d and %d, %ld rounds (us):\n", ping_cpu,
            pong_cpu, n);
@@ -129,12 +132,11 @@ int main(int argc, char **argv)
     t = efx_floor_call_eventfd(fd, pairs);
     printf("write+read pair, nobody asleep (ns):\n  eventfd write+read                %8.1f\n",
            (double)t / pairs);
-    uint64_t v;
-    int64_t t0 = efx_floor_now_ns();
+    int64_t t0 = efx_now_ns();
     for (long i = 0; i < pairs; i++)
-        if (efx_bell_write(c.a, 1, 0) || efx_bell_take(c.a, &v))
+        if (efx_bell_write(c.a, 1, 0) || !efx_bell_take(c.a))
             return 1;
     printf("  Doorbell write+take               %8.1f\n",
-           (double)(efx_floor_now_ns() - t0) / pairs);
+           (double)(efx_now_ns() - t0) / pairs);
     return 0;
 }

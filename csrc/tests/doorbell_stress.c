@@ -1,4 +1,4 @@
-/* Stress test of the Doorbell (csrc/doorbell.c), C only.
+/* Stress test of the Doorbell's C API (eventfd_ext/doorbell.h), C only.
  *
  *   doorbell_stress threads [ROUNDS]   threads of one process (run it under
  *                                      TSan: .ci/tsan)
@@ -16,7 +16,7 @@
  * passed.
  */
 #define _GNU_SOURCE
-#include "../doorbell.c"
+#include <eventfd_ext/doorbell.h>
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -79,17 +79,17 @@ static void test_edges(void)
     int memfd, efd;
     uint64_t v;
     efx_bell_t *bell = new_bell(0, &memfd, &efd), *other;
-    int r = efx_bell_take(bell, &v);
-    check(r == -EAGAIN, bell, "take on 0", r);
-    r = efx_bell_write(bell, UINT64_MAX, 0);
+    v = efx_bell_take(bell);
+    check(v == 0, bell, "take on 0", 0);
+    int r = efx_bell_write(bell, UINT64_MAX, 0);
     check(r == -EINVAL, bell, "write(2**64-1)", r);
     r = efx_bell_write(bell, EFX_BELL_MAX, 0);
     check(r == 0, bell, "write(max)", r);
     r = efx_bell_write(bell, 1, 0);
     check(r == -EAGAIN, bell, "write past max, non-blocking", r);
-    int64_t t0 = efxb_now_ns();
+    int64_t t0 = efx_now_ns();
     r = efx_bell_write(bell, 1, 30);
-    check(r == -EAGAIN && efxb_now_ns() - t0 >= 30000000, bell, "write past max, 30 ms", r);
+    check(r == -EAGAIN && efx_now_ns() - t0 >= 30000000, bell, "write past max, 30 ms", r);
     r = efx_bell_write(bell, 0, 0);
     check(r == 0, bell, "write(0) at max", r);
     r = efx_bell_wait_read(bell, 0, 0, &v);
@@ -103,8 +103,8 @@ static void test_edges(void)
     efx_bell_write(other, 5, 0);
     r = efx_bell_wait(bell, 0, 0);
     check(r == 1, bell, "wait sees an attached peer's write", r);
-    r = efx_bell_take(bell, &v);
-    check(r == 0 && v == 5, bell, "take the peer's write", r);
+    v = efx_bell_take(bell);
+    check(v == 5, bell, "take the peer's write", 0);
     efx_bell_detach(other);
     r = efx_bell_attach(efd, efd, &other);
     check(r == -EINVAL, bell, "attach to an eventfd", r);
@@ -119,12 +119,12 @@ static void test_edges(void)
     check(poll(&pfd, 1, 0) == 0, bell, "no ring without sleepers or watchers", 0);
     efx_bell_watch_enter(bell);
     check(poll(&pfd, 1, 0) == 1, bell, "watch_enter rings for a pending count", 0);
-    r = efx_bell_poll_take(bell, &v);
-    check(r == 0 && v == 2, bell, "poll_take", r);
+    v = efx_bell_poll_take(bell);
+    check(v == 2, bell, "poll_take", 0);
     check(poll(&pfd, 1, 0) == 0, bell, "poll_take took the token", 0);
     efx_bell_write(bell, 1, 0);
     check(poll(&pfd, 1, 0) == 1, bell, "a write while watched rings", 0);
-    efx_bell_poll_take(bell, &v);
+    efx_bell_poll_take(bell);
     efx_bell_watch_exit(bell);
     free_bell(bell, memfd, efd);
 
@@ -133,13 +133,13 @@ static void test_edges(void)
     efx_bell_watch_enter(bell);
     efx_bell_write(bell, 2, 0);
     pfd.fd = efd;
-    r = efx_bell_poll_take(bell, &v);
-    check(r == 0 && v == 1, bell, "semaphore poll_take", r);
+    v = efx_bell_poll_take(bell);
+    check(v == 1, bell, "semaphore poll_take", 0);
     check(poll(&pfd, 1, 0) == 1, bell, "the count left behind rang again", 0);
-    r = efx_bell_poll_take(bell, &v);
-    check(r == 0 && v == 1, bell, "semaphore poll_take 2", r);
-    r = efx_bell_poll_take(bell, &v);
-    check(r == -EAGAIN, bell, "semaphore empty", r);
+    v = efx_bell_poll_take(bell);
+    check(v == 1, bell, "semaphore poll_take 2", 0);
+    v = efx_bell_poll_take(bell);
+    check(v == 0, bell, "semaphore empty", 0);
     efx_bell_watch_exit(bell);
     free_bell(bell, memfd, efd);
 
@@ -165,13 +165,13 @@ static void answer(efx_bell_t *bell, int efd, int style, int64_t spin_ns, long r
 {
     uint64_t v = 0;
     int r;
-    int64_t t0 = efxb_now_ns();
+    int64_t t0 = efx_now_ns();
     if (style == PONG_TAKE) {
         r = efx_bell_wait_read(bell, HANDSHAKE_MS, spin_ns, &v);
     } else if (style == PONG_WAIT) {
         r = efx_bell_wait(bell, HANDSHAKE_MS, spin_ns);
         if (r == 1)
-            r = efx_bell_take(bell, &v) == 0 ? 1 : -EAGAIN;
+            r = (v = efx_bell_take(bell)) ? 1 : -EAGAIN;
     } else {
         int64_t deadline = efxb_deadline(HANDSHAKE_MS);
         for (;;) {
@@ -179,13 +179,11 @@ static void answer(efx_bell_t *bell, int efd, int style, int64_t spin_ns, long r
             r = poll(&pfd, 1, efxb_left_ms(deadline));
             if (r <= 0)
                 break;
-            r = efx_bell_poll_take(bell, &v);
-            if (r == 0) {
+            v = efx_bell_poll_take(bell);
+            if (v) {
                 r = 1;
                 break;
             }
-            if (r != -EAGAIN)
-                break;
         }
     }
     if (r != 1 || v != 1)
@@ -193,7 +191,7 @@ static void answer(efx_bell_t *bell, int efd, int style, int64_t spin_ns, long r
              r == 0 ? "no answer in 5 s: a lost wake-up" : "bad result");
     /* A wait's last try after its timeout takes a count whose wake-up was
      * lost: an answer that slow is a lost wake-up too. */
-    int64_t ms = (efxb_now_ns() - t0) / 1000000;
+    int64_t ms = (efx_now_ns() - t0) / 1000000;
     if (ms >= SLOW_MS)
         fail(bell, "%s round %ld: the answer took %lld ms: a lost wake-up", who, round,
              (long long)ms);
@@ -248,7 +246,7 @@ static void test_pingpong_threads(long rounds, int style, int64_t spin_ns)
     efx_bell_t *a = new_bell(0, &ma, &ea), *b = new_bell(0, &mb, &eb);
     struct pingpong pp = {a, b, ea, rounds, spin_ns, style};
     pthread_t t;
-    int64_t t0 = efxb_now_ns();
+    int64_t t0 = efx_now_ns();
     pthread_create(&t, NULL, pong_thread, &pp);
     ping(&pp);
     pthread_join(t, NULL);
@@ -258,7 +256,7 @@ static void test_pingpong_threads(long rounds, int style, int64_t spin_ns)
     printf("ok   pingpong threads %-22s spin %6lld: %ld rounds, %.2f us/round,"
            " sleeps %llu+%llu, spins paid %llu+%llu\n",
            pong_names[style], (long long)spin_ns, rounds,
-           (efxb_now_ns() - t0) / 1e3 / rounds, (unsigned long long)v[5],
+           (efx_now_ns() - t0) / 1e3 / rounds, (unsigned long long)v[5],
            (unsigned long long)w[5], (unsigned long long)v[6], (unsigned long long)w[6]);
     free_bell(pp.a, ma, ea);
     free_bell(pp.b, mb, eb);
@@ -317,14 +315,13 @@ static void mix_reader(efx_bell_t *bell, struct mix *mx, int kind)
         case R_WAIT:
             r = efx_bell_wait(bell, -1, 0);
             if (r == 1)
-                r = efx_bell_take(bell, &v) == 0;
+                r = (v = efx_bell_take(bell)) != 0;
             break;
         default: {
             struct pollfd pfd = {mx->efd, POLLIN, 0};
             r = poll(&pfd, 1, -1);
             check(r == 1, bell, "poller poll", r);
-            r = efx_bell_poll_take(bell, &v);
-            r = r == 0 ? 1 : r == -EAGAIN ? 0 : r;
+            r = (v = efx_bell_poll_take(bell)) != 0;
         }
         }
         check(r >= 0, bell, reader_names[kind], r);
@@ -344,7 +341,7 @@ static void mix_finish(efx_bell_t *bell, struct mix *mx, uint64_t total, int rea
                        const char *what)
 {
     uint64_t last = 0;
-    int64_t progress = efxb_now_ns();
+    int64_t progress = efx_now_ns();
     for (;;) {
         uint64_t sum = atomic_load(&mx->read_sum);
         if (sum == total)
@@ -354,8 +351,8 @@ static void mix_finish(efx_bell_t *bell, struct mix *mx, uint64_t total, int rea
                  (unsigned long long)total);
         if (sum != last) {
             last = sum;
-            progress = efxb_now_ns();
-        } else if (efxb_now_ns() - progress > (int64_t)STALL_MS * 1000000) {
+            progress = efx_now_ns();
+        } else if (efx_now_ns() - progress > (int64_t)STALL_MS * 1000000) {
             fail(bell, "%s: stuck at %llu of %llu read for %d ms: a lost wake-up", what,
                  (unsigned long long)sum, (unsigned long long)total, STALL_MS);
         }
@@ -364,7 +361,7 @@ static void mix_finish(efx_bell_t *bell, struct mix *mx, uint64_t total, int rea
     atomic_store(&mx->done, 1);
     int64_t deadline = efxb_deadline(STALL_MS);
     while (atomic_load(&mx->readers_out) < readers) {
-        if (efxb_now_ns() > deadline)
+        if (efx_now_ns() > deadline)
             fail(bell, "%s: readers did not stop", what);
         efx_bell_write(bell, 1, 0);
         usleep(500);
@@ -410,7 +407,7 @@ static void test_mix_threads(int flags, int writers, uint64_t per_writer)
     int readers = 2 * R_KINDS;
     pthread_t t[64];
     struct mix_arg args[64];
-    int64_t t0 = efxb_now_ns();
+    int64_t t0 = efx_now_ns();
     for (int i = 0; i < readers; i++) {
         args[i] = (struct mix_arg){bell, mx, i % R_KINDS, 0};
         pthread_create(&t[i], NULL, mix_reader_thread, &args[i]);
@@ -430,7 +427,7 @@ static void test_mix_threads(int flags, int writers, uint64_t per_writer)
     printf("ok   mix threads %s: %d writers, %d readers, %llu read == written,"
            " %.0f ms, rings %llu sleeps %llu spins paid %llu\n",
            flags ? "semaphore" : "normal   ", writers, readers,
-           (unsigned long long)(per_writer * writers), (efxb_now_ns() - t0) / 1e6,
+           (unsigned long long)(per_writer * writers), (efx_now_ns() - t0) / 1e6,
            (unsigned long long)v[4], (unsigned long long)v[5], (unsigned long long)v[6]);
     free_bell(bell, mx->memfd, mx->efd);
     munmap(mx, sizeof *mx);
@@ -520,7 +517,7 @@ static void test_mix_procs(int flags, int writers, uint64_t per_writer)
     efx_bell_t *bell = new_bell(flags, &mx->memfd, &mx->efd);
     int readers = R_KINDS + 2;
     pid_t pids[64];
-    int64_t t0 = efxb_now_ns();
+    int64_t t0 = efx_now_ns();
     for (int i = 0; i < readers; i++)
         if ((pids[i] = spawn()) == 0) {
             mix_reader(child_attach(mx->memfd, mx->efd), mx, i % R_KINDS);
@@ -538,7 +535,7 @@ static void test_mix_procs(int flags, int writers, uint64_t per_writer)
         reap(pids[i], "mix reader");
     printf("ok   mix procs %s: %d writer and %d reader processes, %llu read == written, %.0f ms\n",
            flags ? "semaphore" : "normal   ", writers, readers,
-           (unsigned long long)(per_writer * writers), (efxb_now_ns() - t0) / 1e6);
+           (unsigned long long)(per_writer * writers), (efx_now_ns() - t0) / 1e6);
     free_bell(bell, mx->memfd, mx->efd);
     munmap(mx, sizeof *mx);
 }
@@ -548,7 +545,7 @@ static void test_pingpong_procs(long rounds, int style, int64_t spin_ns)
     int ma, ea, mb, eb;
     efx_bell_t *a = new_bell(0, &ma, &ea), *b = new_bell(0, &mb, &eb);
     struct pingpong pp = {a, b, ea, rounds, spin_ns, style};
-    int64_t t0 = efxb_now_ns();
+    int64_t t0 = efx_now_ns();
     pid_t pid = spawn();
     if (pid == 0) {
         struct pingpong mine = pp;
@@ -560,7 +557,7 @@ static void test_pingpong_procs(long rounds, int style, int64_t spin_ns)
     ping(&pp);
     reap(pid, "pong process");
     printf("ok   pingpong procs   %-22s spin %6lld: %ld rounds, %.2f us/round\n",
-           pong_names[style], (long long)spin_ns, rounds, (efxb_now_ns() - t0) / 1e3 / rounds);
+           pong_names[style], (long long)spin_ns, rounds, (efx_now_ns() - t0) / 1e3 / rounds);
     free_bell(pp.a, ma, ea);
     free_bell(pp.b, mb, eb);
 }
@@ -606,7 +603,7 @@ static void test_peer(const char *peer, long rounds)
         sum += v;
     }
     reap(pid, "bell_peer write");
-    check(sum == (uint64_t)units && efx_bell_take(pp.a, &v) == -EAGAIN, pp.a,
+    check(sum == (uint64_t)units && efx_bell_take(pp.a) == 0, pp.a,
           "peer: read == written", 0);
     printf("ok   the exec'ed C peer's %ld writes all read\n", units);
     free_bell(pp.a, ma, ea);

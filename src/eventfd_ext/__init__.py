@@ -19,6 +19,7 @@ from ._constants import (
 from ._doorbell import Doorbell
 from ._dropin import eventfd, eventfd_read, eventfd_write
 from ._eventfd import EventFD
+from ._include import get_include
 from ._maskabi import EFD_MASK_SIZE, MaskState, pack_mask, unpack_mask
 from ._maskfd import MaskFD
 from ._passing import (
@@ -45,6 +46,7 @@ __all__ = [
     "MaskFD",
     "MaskState",
     "choose_backing",
+    "get_include",
     "pack_mask",
     "unpack_mask",
     "eventfd",

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from ._checks import check_events
 from ._constants import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI
-from ._maskabi import EVENT_NAMES, check_events, event_names
+from ._maskabi import EVENT_NAMES, event_names
+from ._requirements import UNIX_OOB
 from ._shim import lib
 
 __all__ = [
@@ -54,6 +56,21 @@ class BackingRecord:
     cant_clear: Mapping[int, str]
     #: Bits only the creating process may change: why.
     owner_only: Mapping[int, str]
+    #: Bits of cant_set it never shows, whatever the kernel or the state.
+    never: int = 0
+
+    def check_uses(self, uses: object) -> int:
+        """*uses* (the bits a caller means to write), if this backing can
+        show every one of them; ValueError naming the ones it never shows."""
+        uses = check_events(uses, "uses")
+        if uses & self.never:
+            names = event_names(uses & self.never)
+            why = _reasons(self.cant_set, uses & self.never, "not available")
+            raise ValueError(
+                f"uses={event_names(uses)}: the {self.name!r} backing never shows "
+                f"{names} ({why}); leave out backing= to have one chosen"
+            )
+        return uses
 
     def refusal(self, err: int, bits: int) -> OSError:
         """The error for a change the shim refused with *err*, naming *bits*
@@ -94,7 +111,7 @@ STREAM = BackingRecord(
     kind=lib.MFX_STREAM,
     cant_set=_why(
         {
-            POLLPRI: "needs AF_UNIX MSG_OOB (Linux >= 5.15, CONFIG_AF_UNIX_OOB), "
+            POLLPRI: f"needs {UNIX_OOB.what} (Linux >= {UNIX_OOB.linux}), "
             "which this kernel refused, or a peer that has not shut down",
             POLLERR: "ERR comes from the peer's last close, once, with unread data "
             "at the peer (none after HUP with OUT shown), and only while no other process "
@@ -119,6 +136,7 @@ DGRAM = BackingRecord(
     ),
     cant_clear=_why({POLLHUP: _HUP_FINAL, POLLOUT: _OUT_AFTER_HUP}),
     owner_only=_why({}),
+    never=POLLPRI,
 )
 PIPE = BackingRecord(
     name="pipe",
@@ -136,6 +154,7 @@ PIPE = BackingRecord(
             POLLHUP: "HUP means every writer closed, and it holds the writer",
         }
     ),
+    never=POLLPRI | POLLOUT | POLLERR,
 )
 
 #: The records, in order of preference when several would do.

@@ -18,8 +18,8 @@ import pickle
 from collections.abc import Iterator
 from typing import Any, cast
 
-from . import _aio, _core
-from ._doorbell import _new_watch, _spin_ns
+from . import _aio, _checks, _core
+from ._doorbell import _new_watch
 from ._eventfd import eventfd_fdinfo
 from ._owner import FDOwner
 from ._shim import ffi, lib
@@ -30,7 +30,7 @@ _send = lib.efx_ch_send
 _recv = lib.efx_ch_recv
 _spin_step = lib.efx_db_spin
 _sleep_step = lib.efx_db_sleep
-_ADAPTIVE = -1  # the shim's spin_ns for "the handle's adaptive budget"
+_ADAPTIVE = _checks.ADAPTIVE_SPIN  # the shim's spin_ns for "the handle's adaptive budget"
 #: A receive tries this buffer first; a longer message is received again
 #: into one of its size.
 _FIRST_TRY = 512
@@ -91,7 +91,7 @@ class Channel(FDOwner):
         low, high = lib.EFX_CHAN_MIN_CAPACITY, lib.EFX_CHAN_MAX_CAPACITY
         if not low <= capacity <= high:
             raise ValueError(f"capacity must be between {low} and {high} bytes, not {capacity}")
-        self._spin = _spin_ns(spin)
+        self._spin = _checks.spin_ns(spin, adaptive=True)
         self._nonblocking = bool(nonblocking)
         out = ffi.new("efx_owner_t **")
         self._own(lib.efx_ch_create((capacity + 7) & ~7, out), out)
@@ -119,8 +119,8 @@ class Channel(FDOwner):
         them and will close them.  Anything else is refused with ValueError
         (not a sealed Channel memfd, or not its eventfds), and the fds are
         then left open.  Only fd numbers are taken."""
-        fds = _core.as_fd_numbers("from_fds() takes fd numbers", memfd, data_efd, space_efd)
-        spin_ns = _spin_ns(spin)
+        fds = _checks.as_fd_numbers("from_fds() takes fd numbers", memfd, data_efd, space_efd)
+        spin_ns = _checks.spin_ns(spin, adaptive=True)
         if any(eventfd_fdinfo(fd) is None for fd in fds[1:]):
             raise ValueError(f"fds {', '.join(map(str, fds))} are not a Channel's fds")
         self = cls.__new__(cls)
@@ -183,7 +183,7 @@ class Channel(FDOwner):
 
     @spin.setter
     def spin(self, value: float | None) -> None:
-        self._spin = _spin_ns(value)
+        self._spin = _checks.spin_ns(value, adaptive=True)
 
     # -- sending ------------------------------------------------------------
 
@@ -331,7 +331,7 @@ class Channel(FDOwner):
         self._check_open()
         if timeout is None and self._nonblocking:
             _core.raise_errno(errno.EAGAIN)
-        if not _core.wait_ready(self, deadline, self._spin, _spin_step, _sleep_step):
+        if not _core.wait_ready(self._h, self._fail, deadline, self._spin, _spin_step, _sleep_step):
             raise TimeoutError(f"no message within {timeout} s")
 
     def recv_into(self, buffer: Any, timeout: float | None = None) -> int:
@@ -439,7 +439,7 @@ class Channel(FDOwner):
                 message = self.try_recv()
                 if message is not None:
                     return message
-                await _aio._wait(self.fileno(), _aio._READ, self._check_open)
+                await _aio.wait(self.fileno(), _aio._READ, self._check_open)
                 # The token before the message (a stale one would wake the
                 # loop forever); one left for others is rung again.
                 result = lib.efx_db_drain_token(self._h)
@@ -477,7 +477,7 @@ class Channel(FDOwner):
                 fd = lib.efx_ch_space_fd(self._h)
                 if fd < 0:
                     self._fail(fd)
-                await _aio._wait(fd, _aio._READ, self._check_open)
+                await _aio.wait(fd, _aio._READ, self._check_open)
                 result = lib.efx_ch_space_drain(self._h)
                 if result < 0:
                     self._fail(result)

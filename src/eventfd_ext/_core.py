@@ -1,95 +1,57 @@
 """The one place that turns shim results into Python values and exceptions.
 
-Every public entry point (the drop-in functions, EventFD, the asyncio helpers)
+Every public entry point (the drop-in functions, EventFD, Doorbell, MaskFD)
 calls the shim directly on its fast path and comes here only when the shim
-reports a failure, so that argument conversion, EINTR retries (PEP 475) and
-errno mapping are written once.
+reports a failure, so that EINTR retries (PEP 475), the owner's closed check
+and errno mapping are written once (:func:`finish`), as is the waiting loop
+(:func:`wait_ready`).  Arguments are checked in ``_checks``.
 """
 
 from __future__ import annotations
 
 import errno
 import math
-import numbers
-import operator
 import os
 import time
 import warnings
-from typing import Any, Callable, NoReturn, Protocol, Union
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._shim import ffi, lib
+from ._checks import check_timeout
+
+if TYPE_CHECKING:
+    from ._shim import OwnerHandle
 
 __all__ = [
-    "FileDescriptorLike",
-    "as_fd",
-    "check_initval",
-    "check_value",
+    "SPIN_SLICE_NS",
     "deadline",
+    "fail_errno",
+    "finish",
     "left_ms",
     "raise_errno",
-    "read_again",
-    "retry_write",
+    "sleep_until",
     "spin_first",
-    "spin_ns",
     "timeout_ms",
     "wait_ready",
+    "warn_unclosed",
 ]
 
-_U64_LIMIT = 1 << 64
-_INITVAL_LIMIT = 1 << 32
-_NO_FILENO = object()
+_EINTR = -errno.EINTR
 # poll(2) takes an int of milliseconds; longer timeouts are waited in slices.
 _MAX_POLL_MS = 2**31 - 1
-
-
-class _HasFileno(Protocol):
-    def fileno(self) -> int: ...
-
-
-FileDescriptorLike = Union[int, _HasFileno]
+#: A spin returns to Python at least this often, so that signal handlers
+#: run (Ctrl-C leaves a spin within about this long).
+SPIN_SLICE_NS = 1_000_000
+#: A shim step: (handle, budget, limit) -> > 0 ready, 0 not yet, < 0 -errno.
+Step = Callable[["OwnerHandle", int, int], int]
+#: What raises for a failed call's -errno: an owner's ``_fail`` (ValueError
+#: once closed, else the errno's OSError) or :func:`fail_errno`.
+Fail = Callable[[int], NoReturn]
 
 
 def raise_errno(err: int) -> NoReturn:
     """Raise the OSError subclass the interpreter maps *err* to."""
     raise OSError(err, os.strerror(err))
-
-
-def as_fd(obj: object) -> int:
-    """Convert an int or an object with fileno() to an fd, as os functions do.
-
-    An int subclass counts by its value (operator.index), never by an
-    ``__int__`` or ``__repr__`` of its own, as CPython's converter does.
-    """
-    if isinstance(obj, int):
-        fd = operator.index(obj)
-    else:
-        fileno: Any = getattr(obj, "fileno", _NO_FILENO)
-        if fileno is _NO_FILENO:
-            raise TypeError("argument must be an int, or have a fileno() method.")
-        fd = fileno()  # CPython calls whatever fileno is: None raises TypeError
-        if not isinstance(fd, int):
-            raise TypeError("fileno() returned a non-integer")
-        fd = operator.index(fd)
-    # Range before sign, as CPython does: -2**70 is an OverflowError there.
-    if not -(2**31) <= fd <= 2**31 - 1:
-        raise OverflowError("Python int too large to convert to C int")
-    if fd < 0:
-        raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
-    return fd
-
-
-def as_fd_numbers(takes: str, *fds: object) -> list[int]:
-    """*fds* for an adopter (``from_fd``, ``from_fds``): fd numbers only,
-    since an object with ``fileno()`` still owns its fd and two owners would
-    close it twice; every type is checked before any value.  *takes* starts
-    the TypeError: "from_fd() takes an fd number"."""
-    for fd in fds:
-        if not isinstance(fd, int):
-            raise TypeError(
-                f"{takes}, not {type(fd).__name__!r}: the object still owns its fd; "
-                "adopt os.dup(obj.fileno()) instead"
-            )
-    return [as_fd(fd) for fd in fds]
 
 
 def warn_unclosed(owner: object, fd: int, _warn: Any = warnings.warn) -> None:
@@ -107,89 +69,32 @@ def warn_unclosed(owner: object, fd: int, _warn: Any = warnings.warn) -> None:
     _warn(f"unclosed {text}", ResourceWarning, source=owner)
 
 
-def check_initval(initval: object) -> int:
-    """Validate an eventfd initial value exactly as os.eventfd does."""
-    if not isinstance(initval, int):
-        raise TypeError("an integer is required")
-    initval = operator.index(initval)  # an int subclass's value, not its __int__
-    if initval < 0:
-        raise ValueError("value must be positive")
-    if initval >= _U64_LIMIT:  # CPython converts to unsigned long first
-        raise OverflowError("Python int too large to convert to C unsigned long")
-    if initval >= _INITVAL_LIMIT:
-        raise OverflowError("Python int too large for C unsigned int")
-    return initval
+def fail_errno(result: int) -> NoReturn:
+    """The failure of a call that has no owner (the drop-ins on a raw fd):
+    the OSError of the -errno in *result*."""
+    raise_errno(-result)
 
 
-def check_value(value: object) -> int:
-    """Validate a value to add to the counter exactly as os.eventfd_write does.
+def finish(result: int, fail: Fail, call: Callable[..., int], *args: Any) -> int:
+    """Finish a shim call whose first try, ``call(*args)``, returned *result*.
 
-    2**64 - 1 passes here, as it does in CPython; the kernel refuses it.
+    -EINTR did nothing, so the call is made again (PEP 475) once the
+    interpreter has run the signal handlers (it runs them at this loop's
+    back edge: one that raises leaves from here).  Any other negative
+    result goes to *fail*.  Returns the first result that is not negative.
     """
-    if not isinstance(value, int):
-        raise TypeError("an integer is required")
-    value = operator.index(value)  # an int subclass's value, not its __int__
-    if value < 0:
-        raise ValueError("value must be positive")
-    if value >= _U64_LIMIT:
-        raise OverflowError("int too big to convert")
-    return value
+    while result == _EINTR:
+        result = call(*args)
+    if result < 0:
+        fail(result)
+    return result
 
 
-def read_again(fd: int) -> int:
-    """Read the count of the raw eventfd *fd* after the drop-in's hot read
-    (``efx_take``) returned 0.
-
-    That 0 says only that the read failed (it took nothing), not why: the
-    read is made again through ``efx_read``, which returns its own errno (see
-    csrc/eventfd_shim.h).  EINTR is retried once signal handlers have had
-    their chance to run (the interpreter runs them at the loop's back edge,
-    so an exception raised by one leaves from here).
-    """
-    count = ffi.new("uint64_t *")  # per call: a signal handler may read too
-    while True:
-        result = lib.efx_read(fd, count)
-        if not result:
-            return int(count[0])
-        if result != -errno.EINTR:
-            raise_errno(-result)
-
-
-def retry_write(fd: int, value: int, result: int) -> None:
-    """Finish a drop-in write to the raw eventfd *fd* whose first try
-    returned -errno in *result*: EINTR wrote nothing, so it is retried."""
-    while result == -errno.EINTR:
-        result = lib.efx_write(fd, value)
-    if result:
-        raise_errno(-result)
-
-
-#: The longest spin budget: a wake-up costs tens of microseconds, so
-#: spinning longer than this never pays.
-MAX_SPIN = 1.0
-#: A spin returns to Python at least this often, so that signal handlers
-#: run (Ctrl-C leaves a spin within about this long).
-SPIN_SLICE_NS = 1_000_000
-
-
-def spin_ns(spin: object) -> int:
-    """A spin budget in seconds (0 <= spin <= MAX_SPIN) as nanoseconds."""
-    if not isinstance(spin, numbers.Real) or isinstance(spin, bool):
-        raise TypeError(f"spin must be a number of seconds, not {type(spin).__name__!r}")
-    try:
-        seconds = float(spin)
-    except OverflowError:  # an int past float's range: as absurd as inf
-        seconds = math.inf
-    if not 0 <= seconds <= MAX_SPIN:  # NaN included
-        raise ValueError(f"spin must be between 0 and {MAX_SPIN} seconds, not {spin!r}")
-    return int(seconds * 1e9)
-
-
-def deadline(timeout: float | None) -> float | None:
-    """The monotonic deadline of *timeout* seconds (None: none), validated
-    as ``timeout_ms`` does; a negative timeout is already past."""
-    timeout_ms(timeout)
-    return None if timeout is None else time.monotonic() + max(float(timeout), 0.0)
+def deadline(timeout: object) -> float | None:
+    """The monotonic deadline of *timeout* seconds (None: none), checked by
+    ``check_timeout`` (TypeError, or ValueError for a negative or NaN one)."""
+    seconds = check_timeout(timeout)
+    return None if seconds is None else time.monotonic() + seconds
 
 
 def left_ms(deadline: float | None) -> int:
@@ -197,40 +102,48 @@ def left_ms(deadline: float | None) -> int:
     return -1 if deadline is None else timeout_ms(deadline - time.monotonic())
 
 
-def wait_ready(
-    owner: Any,
-    deadline: float | None,
-    spin: int,
-    spin_step: Callable[[Any, int, int], int],
-    sleep_step: Callable[[Any, int, int], int],
-) -> bool:
-    """Wait until *owner* is ready (a count is pending), at most until
-    *deadline*: True, or False once it passed.  Nothing is taken.
-
-    The one waiting loop of every owner: :func:`spin_first`, then sleeps;
-    all of it counts against the deadline.  Each step is one crossing that
-    looks without taking and returns to Python, so signal handlers run
-    between steps (a raising one leaves with the count still in the
-    counter) and EINTR is retried with the time left (PEP 475).  The steps
-    are the shim's (h, spin_ns, limit_ns) and (h, ms, spun_ns); a failure
-    raises through ``owner._fail`` (ValueError once closed).
-    """
-    start = time.monotonic()
-    if spin_first(owner, deadline, spin, spin_step):
-        return True
-    h, spun = owner._h, int((time.monotonic() - start) * 1e9)
+def sleep_until(fail: Fail, deadline: float | None, step: Callable[[int], int]) -> bool:
+    """Call ``step(ms)`` with the poll(2) milliseconds left until it says
+    ready (> 0: True) or *deadline* passes (False).  -EINTR is retried with
+    the time left (PEP 475; handlers run in between), any other failure
+    raises through *fail*."""
     while True:
-        result = sleep_step(h, left_ms(deadline), spun)
+        result = step(left_ms(deadline))
         if result > 0:
             return True
-        if result < 0 and result != -errno.EINTR:
-            owner._fail(result)
+        if result < 0 and result != _EINTR:
+            fail(result)
         if deadline is not None and time.monotonic() >= deadline:
             return False
 
 
+def wait_ready(
+    h: OwnerHandle,
+    fail: Fail,
+    deadline: float | None,
+    spin: int,
+    spin_step: Step,
+    sleep_step: Step,
+) -> bool:
+    """Wait until the owner of handle *h* is ready (a count is pending), at most until
+    *deadline*: True, or False once it passed.  Nothing is taken.
+
+    The one waiting loop of every owner: :func:`spin_first`, then sleeps
+    (:func:`sleep_until`); all of it counts against the deadline.  Each step
+    is one crossing that looks without taking and returns to Python, so
+    signal handlers run between steps (a raising one leaves with the count
+    still in the counter).  The steps are the shim's (h, spin_ns, limit_ns)
+    and (h, ms, spun_ns).
+    """
+    start = time.monotonic()
+    if spin_first(h, fail, deadline, spin, spin_step):
+        return True
+    spun = int((time.monotonic() - start) * 1e9)
+    return sleep_until(fail, deadline, lambda ms: sleep_step(h, ms, spun))
+
+
 def spin_first(
-    owner: Any, deadline: float | None, spin: int, spin_step: Callable[[Any, int, int], int]
+    h: OwnerHandle, fail: Fail, deadline: float | None, spin: int, spin_step: Step
 ) -> bool:
     """Spin *spin* ns (< 0: the shim's adaptive budget), never past
     *deadline*, in slices of at most SPIN_SLICE_NS (a slice returns to
@@ -238,7 +151,6 @@ def spin_first(
     taken), False when none came."""
     if not spin or not left_ms(deadline):
         return False
-    h = owner._h
     spin_end = None if spin < 0 else time.monotonic() + spin / 1e9
     while True:
         now = time.monotonic()
@@ -253,26 +165,18 @@ def spin_first(
         if result > 0:
             return True
         if result < 0:
-            owner._fail(result)
+            fail(result)
         if spin_end is None:
             return False  # the adaptive budget fits one slice
 
 
-def timeout_ms(timeout: float | None) -> int:
-    """Convert a timeout in seconds (None: forever) to poll(2) milliseconds.
+def timeout_ms(seconds: float) -> int:
+    """poll(2) milliseconds for *seconds* (checked already; <= 0: 0).
 
     Rounds up, so a wait never ends before the timeout has passed.
     """
-    if timeout is None:
-        return -1
-    if not isinstance(timeout, numbers.Real):
-        raise TypeError(
-            f"timeout must be a number of seconds or None, not {type(timeout).__name__!r}"
-        )
-    if math.isnan(timeout):
-        raise ValueError("timeout must not be NaN")
-    if timeout <= 0:
+    if seconds <= 0:
         return 0
-    if timeout * 1000 >= _MAX_POLL_MS:  # also inf, which math.ceil refuses
+    if seconds * 1000 >= _MAX_POLL_MS:  # also inf, which math.ceil refuses
         return _MAX_POLL_MS
-    return math.ceil(timeout * 1000)
+    return math.ceil(seconds * 1000)

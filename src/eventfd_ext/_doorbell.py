@@ -5,22 +5,30 @@ maps; the eventfd (``fileno()``) is only the wake-up channel.  A write makes
 no syscall unless a reader sleeps or a poller watches; a read that finds a
 count makes none; a read that finds none spins for a while, then sleeps on
 the eventfd.  The protocol, and the orderings that keep a wake-up from
-being lost, are csrc/DOORBELL.md; the shared layout, for C peers, is
-csrc/doorbell_layout.h; the object's calls are csrc/bell_owner.h.
+being lost, are docs/doorbell-protocol.md; the shared layout and the C
+API, for C peers, are include/eventfd_ext/doorbell.h; the object's calls
+are csrc/bell_owner.h.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
+import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import _aio, _core
+from . import _aio, _checks, _core
 from ._constants import OVERFLOW
 from ._eventfd import eventfd_fdinfo
 from ._owner import FDOwner
+from ._requirements import NOWAIT_READ
 from ._shim import ffi, lib
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 __all__ = ["Doorbell"]
 
@@ -28,7 +36,6 @@ _take = lib.efx_db_take
 _signal = lib.efx_db_signal
 _spin_step = lib.efx_db_spin
 _sleep_step = lib.efx_db_sleep
-_ADAPTIVE = -1  # the shim's spin_ns for "the handle's adaptive budget"
 _INFO_COUNT, _INFO_FLAGS = 0, 10  # indices in efx_db_info's snapshot
 # watch() tokens: one freed without an exit (an exception anywhere, even
 # in a signal handler between two lines) exits as it is freed.
@@ -39,9 +46,9 @@ _new_watch = ffi.new_allocator(
 )
 
 
-def _spin_ns(spin: object) -> int:
-    """A spin budget in seconds (None: adaptive) as the shim's nanoseconds."""
-    return _ADAPTIVE if spin is None else _core.spin_ns(spin)
+# Guards each Doorbell's count of the watch() blocks it is in (entered and
+# left from any thread, also on the free-threaded build).
+_watching_lock = threading.Lock()
 
 
 class Doorbell(FDOwner):
@@ -53,11 +60,19 @@ class Doorbell(FDOwner):
     an adaptive budget that shrinks when spinning does not pay).
     """
 
-    __slots__ = ("_nonblocking", "_spin")
+    __slots__ = ("_nonblocking", "_spin", "_watching")
+    _needs = NOWAIT_READ
 
     _nonblocking: bool
     _spin: int
+    #: (pid, n): n watch() blocks of this object are open in process pid.
+    _watching: tuple[int, int]
     _OTHER_WAYS = ", or send it over a UNIX socket with eventfd_ext.send_doorbell"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        self = super().__new__(cls, *args, **kwargs)
+        self._watching = (0, 0)  # from_fds builds without __init__
+        return self
 
     def __init__(
         self,
@@ -67,8 +82,8 @@ class Doorbell(FDOwner):
         nonblocking: bool = False,
         spin: float | None = None,
     ) -> None:
-        initval = _core.check_initval(initval)
-        self._spin = _spin_ns(spin)
+        initval = _checks.check_initval(initval)
+        self._spin = _checks.spin_ns(spin, adaptive=True)
         self._nonblocking = bool(nonblocking)
         out = ffi.new("efx_owner_t **")
         flags = lib.EFX_BELL_SEMAPHORE if semaphore else 0
@@ -107,8 +122,8 @@ class Doorbell(FDOwner):
         The eventfd may be blocking: the Doorbell never reads it in a way
         that could block.  Only fd numbers are taken, as by
         ``EventFD.from_fd``: an object with ``fileno()`` still owns its fd."""
-        memfd, efd = _core.as_fd_numbers("from_fds() takes fd numbers", memfd, efd)
-        spin_ns = _spin_ns(spin)
+        memfd, efd = _checks.as_fd_numbers("from_fds() takes fd numbers", memfd, efd)
+        spin_ns = _checks.spin_ns(spin, adaptive=True)
         # The wake-up channel is rung with write(2): anything but an eventfd
         # (a pipe, a file, the memfd itself) would have bytes written into it.
         info = eventfd_fdinfo(efd)
@@ -158,22 +173,22 @@ class Doorbell(FDOwner):
     def nonblocking(self) -> bool:
         """Whether reads and writes raise BlockingIOError instead of waiting
         (this object's mode, not shared with other holders)."""
-        self.fileno()
+        self._check_open()
         return self._nonblocking
 
     @nonblocking.setter
     def nonblocking(self, value: bool) -> None:
-        self.fileno()
+        self._check_open()
         self._nonblocking = bool(value)
 
     @property
     def spin(self) -> float | None:
         """Seconds a read spins before sleeping; None: adaptive."""
-        return None if self._spin == _ADAPTIVE else self._spin / 1e9
+        return None if self._spin == _checks.ADAPTIVE_SPIN else self._spin / 1e9
 
     @spin.setter
     def spin(self, value: float | None) -> None:
-        self._spin = _spin_ns(value)
+        self._spin = _checks.spin_ns(value, adaptive=True)
 
     # -- the counter ----------------------------------------------------
 
@@ -186,32 +201,26 @@ class Doorbell(FDOwner):
         that waking the sleepers failed, and that the value was added).
         """
         if type(value) is not int:
-            value = _core.check_value(value)
+            value = _checks.check_value(value)
         elif value == 1:
             result: int = _signal(self._h)  # the hot path: one CAS, no syscall
             if not result:
                 return
             if result > 0:  # added: never again
                 self._ring_failed(result)
-        elif not 0 <= value <= OVERFLOW:
-            _core.check_value(value)
-        timeout = 0 if self._nonblocking else -1
-        while True:
-            result = lib.efx_db_write(self._h, value, timeout)
-            if not result:
-                return
-            if result > 0:
-                self._ring_failed(result)
-            if result == -errno.EINTR:
-                continue  # nothing added; signal handlers ran at this back edge
-            if result == -errno.EINVAL:
-                raise ValueError(
-                    "2**64 - 1 cannot be written to an eventfd (the kernel "
-                    "reserves it to mark an overflow)"
-                )
-            self._fail(result)
+        elif not 0 <= value < OVERFLOW:
+            _checks.check_value(value)
+        # A value other than 1, or a 1 that found no room: waits for room
+        # unless non-blocking.  A positive result added the value but failed
+        # to wake the sleepers.
+        h, timeout = self._h, 0 if self._nonblocking else -1
+        result = lib.efx_db_write(h, value, timeout)
+        if result < 0:
+            result = _core.finish(result, self._fail, lib.efx_db_write, h, value, timeout)
+        if result:
+            self._ring_failed(result)
 
-    def _ring_failed(self, err: int) -> None:
+    def _ring_failed(self, err: int) -> NoReturn:
         raise OSError(err, f"{os.strerror(err)} (the value was added; waking sleepers failed)")
 
     def try_read(self) -> int:
@@ -248,7 +257,7 @@ class Doorbell(FDOwner):
             self._check_open()
             if timeout is None and self._nonblocking:
                 _core.raise_errno(errno.EAGAIN)
-            if not _core.wait_ready(self, deadline, self._spin, _spin_step, _sleep_step):
+            if not _core.wait_ready(h, self._fail, deadline, self._spin, _spin_step, _sleep_step):
                 raise TimeoutError(f"no count within {timeout} s")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -257,7 +266,7 @@ class Doorbell(FDOwner):
         thread wakes it with ValueError."""
         self._check_open()
         deadline = _core.deadline(timeout)
-        return _core.wait_ready(self, deadline, self._spin, _spin_step, _sleep_step)
+        return _core.wait_ready(self._h, self._fail, deadline, self._spin, _spin_step, _sleep_step)
 
     def peek(self) -> int:
         """The current count, without taking it (one load, no syscall)."""
@@ -280,26 +289,60 @@ class Doorbell(FDOwner):
             lib.efx_db_watch_exit(token)  # counted even when its ring failed
             self._fail(result)
         try:
-            yield self
+            self._count_watch(+1)
+            try:
+                yield self
+            finally:
+                self._count_watch(-1)
         finally:
             lib.efx_db_watch_exit(token)
 
+    def _count_watch(self, step: int) -> None:
+        here = os.getpid()
+        with _watching_lock:
+            pid, n = self._watching
+            # A forked child's copy counts only the blocks it entered itself.
+            self._watching = (here, (n if pid == here else 0) + step)
+
+    def fileno(self) -> int:
+        """The eventfd that wakes pollers, inside :meth:`watch` only.
+
+        Outside every watch() block of this object, writes do not reach the
+        fd, so a poller given it would miss counts: io.UnsupportedOperation
+        says so (it is a ValueError, as for a closed object, so selectors
+        still unregisters the object by identity).  :meth:`fds` gives the
+        numbers for passing; ``aread()``/``await_readable()`` watch by
+        themselves."""
+        fd = super().fileno()
+        pid, n = self._watching
+        if not n or pid != os.getpid():
+            raise io.UnsupportedOperation(
+                "a Doorbell's fileno() is pollable only inside its watch(): outside it "
+                "writes do not reach the fd; poll within 'with bell.watch():', await "
+                "bell.aread() or bell.await_readable(), or use bell.fds() to pass it on"
+            )
+        return fd
+
     async def aread(self) -> int:
-        """Take the count in a coroutine, never blocking the loop; close()
-        meanwhile raises ValueError here (as EventFD.aread)."""
+        """Take the count in a task of asyncio (uvloop included), trio or
+        anyio, never blocking the loop; inside its own watch(), so that the
+        loop sees every write.  close() meanwhile raises ValueError here (as
+        EventFD.aread)."""
+        loop = _aio.running_loop()
         with self.watch():
             while True:
                 value = self.try_read()
                 if value:
                     return value
-                await _aio._wait(self.fileno(), _aio._READ, self._check_open)
+                await _aio.wait(self.fileno(), _aio._READ, self._check_open, loop)
 
     async def await_readable(self) -> None:
         """Wait in the running loop until the count is nonzero, taking
-        nothing."""
+        nothing; inside its own watch(), as aread()."""
+        loop = _aio.running_loop()
         with self.watch():  # rings at once if a count is pending
             while not self.peek():
-                await _aio._wait(self.fileno(), _aio._READ, self._check_open)
+                await _aio.wait(self.fileno(), _aio._READ, self._check_open, loop)
                 # The token before the count (a stale one would wake the
                 # loop forever); a token drained while a count stays behind
                 # is rung again, for the other pollers and sleepers.

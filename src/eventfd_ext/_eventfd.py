@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import errno
 import os
-import time
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
-from . import _aio, _core
-from ._constants import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, OVERFLOW
+from . import _aio, _checks, _core
+from ._constants import EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE
 from ._owner import FDOwner
+from ._requirements import NOWAIT_READ
 from ._shim import ffi, lib
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 __all__ = ["EventFD", "eventfd_fdinfo", "is_eventfd"]
 
-# from_fd on a subclass returns the subclass (typing.Self needs Python 3.11).
-_E = TypeVar("_E", bound="EventFD")
 
 _take = lib.efx_efd_take
 _write = lib.efx_efd_write
@@ -36,12 +37,12 @@ def _fdinfo(fd: int) -> dict[str, str]:
     for an fd this process is about to adopt (an owner reads its own
     through its handle).  A closed fd raises OSError(EBADF)."""
     try:
-        f = open(f"/proc/self/fdinfo/{fd}", encoding="ascii")
+        with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
+            text = f.read()
     except FileNotFoundError:
         os.fstat(fd)  # EBADF if fd is closed; otherwise /proc itself is missing
         raise
-    with f:
-        return _parse_fdinfo(f.read())
+    return _parse_fdinfo(text)
 
 
 def eventfd_fdinfo(fd: int) -> dict[str, str] | None:
@@ -68,6 +69,7 @@ class EventFD(FDOwner):
     """
 
     __slots__ = ("_spin",)
+    _needs = NOWAIT_READ
 
     _spin: int
     _OTHER_WAYS = ", or send it over a UNIX socket with eventfd_ext.send_eventfd"
@@ -81,8 +83,8 @@ class EventFD(FDOwner):
         cloexec: bool = True,
         spin: float = 0.0,
     ) -> None:
-        _core.check_initval(initval)
-        self._spin = _core.spin_ns(spin)
+        initval = _checks.check_initval(initval)
+        self._spin = _checks.spin_ns(spin)
         flags = (
             (EFD_SEMAPHORE if semaphore else 0)
             | (EFD_NONBLOCK if nonblocking else 0)
@@ -92,7 +94,7 @@ class EventFD(FDOwner):
         self._own(lib.efx_efd_create(initval, flags, out), out)
 
     @classmethod
-    def from_fd(cls: type[_E], fd: int) -> _E:
+    def from_fd(cls, fd: int) -> Self:
         """Adopt an existing eventfd: the object owns (and will close) *fd*.
 
         Use it for an fd inherited through ``subprocess`` ``pass_fds`` or
@@ -101,7 +103,7 @@ class EventFD(FDOwner):
         an object with ``fileno()`` (another EventFD, a file) still owns its
         fd, and two owners would close it twice; adopt ``os.dup(obj.fileno())``.
         """
-        (fd,) = _core.as_fd_numbers("from_fd() takes an fd number", fd)
+        (fd,) = _checks.as_fd_numbers("from_fd() takes an fd number", fd)
         if not is_eventfd(fd):
             raise ValueError(f"fd {fd} is not an eventfd")
         self = cls.__new__(cls)
@@ -111,10 +113,10 @@ class EventFD(FDOwner):
         return self
 
     @classmethod
-    def from_fds(cls: type[_E], fd: int, *, spin: float = 0.0) -> _E:
+    def from_fds(cls, fd: int, *, spin: float = 0.0) -> Self:
         """:meth:`from_fd`, in the protocol every owner shares with
         :meth:`fds` (multiprocessing and socket passing use it)."""
-        spin_ns = _core.spin_ns(spin)
+        spin_ns = _checks.spin_ns(spin)
         self = cls.from_fd(fd)
         self._spin = spin_ns
         return self
@@ -204,17 +206,13 @@ class EventFD(FDOwner):
 
     def _read_waiting(self, timeout: float | None) -> int:
         # Its own function, so that read() makes no cells on the fast path.
+        h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
         if timeout is None and not self._spin:  # the common wait: one crossing
-            h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
-            while True:
-                result = _wait_read(h, -1, count)
-                if result > 0:
-                    return int(count[0])
-                if result != -errno.EINTR:
-                    self._fail(result)  # BlockingIOError for a non-blocking fd
+            # BlockingIOError for a non-blocking fd, through _fail.
+            _core.finish(_wait_read(h, -1, count), self._fail, _wait_read, h, -1, count)
+            return int(count[0])
         self.fileno()  # a closed object says so before a bad timeout does
         deadline = _core.deadline(timeout)
-        h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
         if timeout is None:  # a non-blocking fd raises at once, never spins
             result = lib.efx_efd_read(h, count)
             if not result:
@@ -223,15 +221,10 @@ class EventFD(FDOwner):
                 self._fail(result)
         # The spin looks without taking (a handler that raises after it
         # leaves the count); then one crossing sleeps and takes.
-        _core.spin_first(self, deadline, self._spin, _spin_step)
-        while True:
-            result = _wait_read(h, _core.left_ms(deadline), count)
-            if result > 0:
-                return int(count[0])
-            if result < 0 and result != -errno.EINTR:
-                self._fail(result)  # BlockingIOError for a non-blocking fd
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"no count within {timeout} s")
+        _core.spin_first(h, self._fail, deadline, self._spin, _spin_step)
+        if _core.sleep_until(self._fail, deadline, lambda ms: _wait_read(h, ms, count)):
+            return int(count[0])
+        raise TimeoutError(f"no count within {timeout} s")
 
     def write(self, value: int = 1) -> None:
         """Add *value* (0 <= value < 2**64 - 1) to the count, waking readers.
@@ -240,27 +233,21 @@ class EventFD(FDOwner):
         2**64 - 2.  A refused value leaves the count as it was.
         """
         if type(value) is not int:  # cffi would take Decimal('1.5') as 1
-            value = _core.check_value(value)
+            value = _checks.check_value(value)
         try:
             # The one-argument call (METH_O, no argument tuple) makes the
             # common write(1) cheaper (the bench's per-call rows).
             result = _signal(self._h) if value == 1 else _write(self._h, value)
         except (TypeError, OverflowError):
-            _core.check_value(value)  # raises for what cffi refuses
+            _checks.check_value(value)  # raises for what cffi refuses
             raise
         if result:
             self._write_failed(value, result)
 
     def _write_failed(self, value: int, result: int) -> None:
-        if value == OVERFLOW:
-            raise ValueError(
-                "2**64 - 1 cannot be written to an eventfd (the kernel "
-                "reserves it to mark an overflow)"
-            )
-        while result == -errno.EINTR:  # nothing written: handlers ran, again
-            result = _write(self._h, value)
-        if result:
-            self._fail(result)
+        if result == -errno.EINVAL:
+            _checks.check_value(value)  # 2**64 - 1: the kernel's overflow mark
+        _core.finish(result, self._fail, _write, self._h, value)
 
     def try_read(self) -> int:
         """The count (1 in semaphore mode), or 0 if there is none: never
@@ -286,7 +273,7 @@ class EventFD(FDOwner):
 
     @spin.setter
     def spin(self, value: float) -> None:
-        self._spin = _core.spin_ns(value)
+        self._spin = _checks.spin_ns(value)
 
     def peek(self) -> int:
         """The current count, without taking it (from /proc/self/fdinfo)."""
@@ -299,24 +286,28 @@ class EventFD(FDOwner):
         A close() from another thread wakes it with ValueError.
         """
         self.fileno()
-        return _core.wait_ready(self, _core.deadline(timeout), 0, _spin_step, _sleep_step)
+        deadline = _core.deadline(timeout)
+        return _core.wait_ready(self._h, self._fail, deadline, 0, _spin_step, _sleep_step)
 
-    # -- asyncio (eventfd_ext/_aio.py) ------------------------------------
+    # -- async: asyncio, uvloop, trio, anyio (eventfd_ext/_aio.py) --------
 
     async def aread(self) -> int:
-        """Take the count (1 in semaphore mode) in a coroutine.
+        """Take the count (1 in semaphore mode) in a task of asyncio
+        (uvloop included), trio or anyio.
 
         Waits in the running loop while the count is zero, never blocking
-        it, whatever the fd's mode: a count that another reader (coroutine,
+        it, whatever the fd's mode: a count that another reader (task,
         thread or process) takes first sends it back to waiting.  Any number
-        of coroutines may await the same EventFD; cancelling one (or an
-        ``asyncio.wait_for`` timeout) leaves the count and the fd as they
-        were.  Closing the EventFD meanwhile raises ValueError here.
+        of tasks may await the same EventFD; cancelling one (a timeout, a
+        cancel scope) leaves the count and the fd as they were.  Closing the
+        EventFD meanwhile, from any thread, raises ValueError here.  Outside
+        those frameworks it raises RuntimeError.
         """
         return await _aio.read(self)
 
     async def await_readable(self) -> None:
         """Wait in the running loop until the count is nonzero, without
-        taking it: the async twin of ``wait()`` (use ``asyncio.wait_for``
-        for a timeout).  Shares aread()'s one registration per loop."""
-        await _aio._wait(self.fileno(), _aio._READ, self._check_open)
+        taking it: the async twin of ``wait()`` (use the framework's
+        timeout for one).  Shares aread()'s one registration per loop."""
+        loop = _aio.running_loop()
+        await _aio.wait(self.fileno(), _aio._READ, self._check_open, loop)

@@ -1,24 +1,28 @@
 """The byte ABI of the EFD_MASK patch: the 12-byte ``struct efd_mask``
 {u32 events; u64 data;} (native order, packed), the pair it carries, and
-how an event mask and a data word are checked, as CPython's converters
-check ints."""
+its packing (the checks of an event mask and a data word are ``_checks``)."""
 
 from __future__ import annotations
 
-import operator
 import struct
-from typing import Any, NamedTuple
+import sys
+from typing import TYPE_CHECKING, NamedTuple
 
-from ._constants import EFD_MASK_EVENTS, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI
+from ._checks import check_data, check_events
+from ._constants import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI
+
+if TYPE_CHECKING:
+    # Any object with the buffer protocol (bytes, bytearray, memoryview, array).
+    if sys.version_info >= (3, 12):
+        from collections.abc import Buffer as Buffer
+    else:
+        from typing_extensions import Buffer as Buffer
 
 __all__ = [
     "EFD_MASK_SIZE",
     "MaskState",
     "STRUCT",
-    "check_data",
-    "check_events",
     "event_names",
-    "index",
     "pack_mask",
     "unpack_mask",
 ]
@@ -33,7 +37,6 @@ EVENT_NAMES = (
     (POLLERR, "POLLERR"),
     (POLLHUP, "POLLHUP"),
 )
-_U64_LIMIT = 1 << 64
 
 
 class MaskState(NamedTuple):
@@ -48,35 +51,6 @@ def event_names(events: int) -> str:
     return "|".join(name for bit, name in EVENT_NAMES if events & bit) or "0"
 
 
-def index(value: object, what: str) -> int:
-    """*value* as CPython's C int converters take it: an int (an int
-    subclass at its real value, never its ``__int__``) or an object with
-    ``__index__``; TypeError for anything else (float, Decimal, str, None)."""
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, not {type(value).__name__}") from None
-
-
-def check_events(events: object, what: str = "events") -> int:
-    events = index(events, what)
-    if events < 0 or events & ~EFD_MASK_EVENTS:
-        raise ValueError(
-            f"invalid events {events:#x}: only POLLIN|POLLPRI|POLLOUT|POLLERR|"
-            f"POLLHUP ({EFD_MASK_EVENTS:#x}) may be set"
-        )
-    return events
-
-
-def check_data(data: object) -> int:
-    data = index(data, "data")
-    if data < 0:
-        raise ValueError(f"data must be >= 0 (an unsigned 64-bit word), not {data}")
-    if data >= _U64_LIMIT:
-        raise OverflowError(f"data {data:#x} does not fit in 64 bits")
-    return data
-
-
 def pack_mask(events: int, data: int = 0) -> bytes:
     """The 12-byte ``struct efd_mask`` for (*events*, *data*), native order.
 
@@ -85,7 +59,7 @@ def pack_mask(events: int, data: int = 0) -> bytes:
     return STRUCT.pack(check_events(events), check_data(data))
 
 
-def unpack_mask(buffer: Any) -> MaskState:
+def unpack_mask(buffer: Buffer) -> MaskState:
     """Decode the first 12 bytes of *buffer* (any bytes-like object).
 
     ValueError for a shorter buffer or an invalid event bit.

@@ -19,24 +19,23 @@ has the fidelity table of each backing, as measured by
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import weakref
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import _core
+from . import _aio, _core
 from ._backings import BACKINGS, BY_KIND, BY_NAME, Backing, BackingRecord, choose_backing
+from ._checks import as_fd_numbers, check_data, check_events, index
 from ._constants import EFD_MASK_EVENTS
-from ._maskabi import (
-    EFD_MASK_SIZE,
-    STRUCT,
-    MaskState,
-    check_data,
-    check_events,
-    event_names,
-    index,
-)
+from ._maskabi import EFD_MASK_SIZE, STRUCT, MaskState, event_names
 from ._owner import FDOwner
 from ._shim import ffi, lib
+
+if TYPE_CHECKING:
+    from ._maskabi import Buffer
+    from ._shim import MaskHandle
 
 __all__ = ["MaskFD"]
 
@@ -44,26 +43,17 @@ _change = lib.mfx_change
 _set = lib.mfx_set
 _clear = lib.mfx_clear
 _EINTR = -errno.EINTR
+_EBADF = -errno.EBADF
 # A refused change packs the refused bits above the errno (maskfd_shim.h).
 _REFUSED_SHIFT = lib.MFX_REFUSED_SHIFT
 _ERRNO_MASK = (1 << _REFUSED_SHIFT) - 1
 # Out-arguments are allocated per call (never a shared buffer: a signal
 # handler may run a MaskFD call between another's return and its use).
-_new: Callable[[str], Any] = ffi.new
-
-
-def _retry(call: Callable[..., int], *args: Any) -> int:
-    """Call a shim function that takes the MaskFD's lock until it returns
-    something else than -EINTR.  The shim waits for the lock in slices and
-    returns -EINTR after each (a holder stopped by SIGSTOP or a debugger
-    would otherwise keep it waiting in C): between two calls the interpreter
-    runs its signal handlers, so Ctrl-C or a raising handler leaves here at
-    once.  The one place every entry point that takes the lock goes through.
-    """
-    result = call(*args)
-    while result == _EINTR:
-        result = call(*args)
-    return result
+# Every shim call that takes the MaskFD's lock waits for it in slices and
+# returns -EINTR after each (a holder stopped by SIGSTOP or a debugger would
+# otherwise keep it waiting in C): _core.finish calls it again, and signal
+# handlers run in between, so Ctrl-C or a raising handler leaves at once.
+_new = ffi.new
 
 
 # Every live MaskFD, so that a fork can mark its state shared.
@@ -109,7 +99,7 @@ class MaskFD(FDOwner):
 
     __slots__ = ("_m",)
 
-    _m: Any  # struct mfx_handle *, owned (and freed) by the handle _h
+    _m: MaskHandle  # owned (and freed) by the handle _h
 
     def __init__(
         self,
@@ -123,11 +113,11 @@ class MaskFD(FDOwner):
         data = check_data(data)
         if backing is None:
             backing = BACKINGS[0] if uses is None else choose_backing(uses)
-        elif uses is not None:
-            check_events(uses, "uses")
         record = BY_NAME.get(backing) if isinstance(backing, str) else None
         if record is None:
             raise ValueError(f"backing must be one of {BACKINGS}, not {backing!r}")
+        if uses is not None:
+            record.check_uses(uses)
         out = _new("struct mfx_handle **")
         result = lib.mfx_new(record.kind, out)
         if result:
@@ -140,7 +130,7 @@ class MaskFD(FDOwner):
                 self.close()
                 raise
 
-    def _adopt(self, handle: Any) -> None:
+    def _adopt(self, handle: MaskHandle) -> None:
         """Own *handle* (a new or attached mfx handle) through the core."""
         out = _new("efx_owner_t **")
         result = lib.mfx_own(handle, out)
@@ -167,7 +157,7 @@ class MaskFD(FDOwner):
         read-write gives the mapping's OSError.  Only fd numbers are taken:
         an object with ``fileno()`` still owns its fd."""
         numbers = [memfd, fd] if peer is None else [memfd, fd, peer]
-        fds = _core.as_fd_numbers("from_fds() takes fd numbers", *numbers)
+        fds = as_fd_numbers("from_fds() takes fd numbers", *numbers)
         if len(set(fds)) != len(fds):
             raise ValueError(f"from_fds() needs distinct fds, not {fds}")
         out = _new("struct mfx_handle **")
@@ -256,13 +246,9 @@ class MaskFD(FDOwner):
             result = _change(self._m, EFD_MASK_EVENTS, events, 1, data)
         except (TypeError, OverflowError):
             self._refuse(events, data)
+            raise
         if result:
-            self._failed(
-                result,
-                (_change, self._m, EFD_MASK_EVENTS, events, 1, data),
-                EFD_MASK_EVENTS,
-                events,
-            )
+            self._finish(result, 0, events, _change, EFD_MASK_EVENTS, events, 1, data)
 
     def set(self, events: int) -> None:
         """Add the bits in *events* to the stored mask; the data stays."""
@@ -272,8 +258,9 @@ class MaskFD(FDOwner):
             result = _set(self._m, events)
         except (TypeError, OverflowError):
             self._refuse(events, 0)
+            raise
         if result:
-            self._failed(result, (_set, self._m, events), 0, events)
+            self._finish(result, 0, events, _set, events)
 
     def clear(self, events: int) -> None:
         """Remove the bits in *events* from the stored mask; the data stays."""
@@ -283,8 +270,9 @@ class MaskFD(FDOwner):
             result = _clear(self._m, events)
         except (TypeError, OverflowError):
             self._refuse(events, 0)
+            raise
         if result:
-            self._failed(result, (_clear, self._m, events), events, 0)
+            self._finish(result, events, 0, _clear, events)
 
     def update(self, set: int = 0, clear: int = 0, data: int | None = None) -> None:
         """Set and clear bits (set wins) and optionally replace the data, at once."""
@@ -298,15 +286,16 @@ class MaskFD(FDOwner):
         except (TypeError, OverflowError):
             check_events(clear)
             self._refuse(set, value)
+            raise
         if result:
-            self._failed(result, (_change, self._m, clear, set, set_data, value), clear, set)
+            self._finish(result, clear, set, _change, clear, set, set_data, value)
 
     def read(self) -> MaskState:
         """The last written pair ``(events, data)``, as EFD_MASK's read."""
-        out = _new("struct mfx_pair *")  # this call's own: no shared buffer
-        result = _retry(lib.mfx_get, self._handle(), out)
+        out, h = _new("struct mfx_pair *"), self._handle()  # this call's own buffer
+        result = lib.mfx_get(h, out)
         if result:
-            self._raise(result)
+            _core.finish(result, self._raise, lib.mfx_get, h, out)
         return MaskState(out.events, out.data)
 
     @property
@@ -319,9 +308,24 @@ class MaskFD(FDOwner):
         """The stored data word."""
         return self.read().data
 
+    # -- async: asyncio, uvloop, trio, anyio (eventfd_ext/_aio.py) --------
+
+    async def await_readable(self) -> None:
+        """Wait in a task of asyncio (uvloop included), trio or anyio until
+        the fd shows POLLIN (or POLLHUP/POLLERR, which wake readers too),
+        changing nothing.  Any number of tasks may wait; close() from any
+        thread wakes them with ValueError."""
+        loop = _aio.running_loop()
+        await _aio.wait(self.fileno(), _aio._READ, self._check_open, loop)
+
+    async def await_writable(self) -> None:
+        """Wait until the fd shows POLLOUT (or POLLERR), as await_readable."""
+        loop = _aio.running_loop()
+        await _aio.wait(self.fileno(), _aio._WRITE, self._check_open, loop)
+
     # -- the byte ABI of the patch ----------------------------------------
 
-    def write_bytes(self, buffer: Any) -> int:
+    def write_bytes(self, buffer: Buffer) -> int:
         """Write a packed ``struct efd_mask``, as write(2) on the patch's fd.
 
         Returns 12.  Bytes past the 12th are ignored; a shorter buffer or an
@@ -370,41 +374,43 @@ class MaskFD(FDOwner):
 
     def limits(self) -> tuple[int, int]:
         """``(cannot_set, cannot_clear)``: bits the backing refuses now."""
-        packed = _retry(lib.mfx_limits, self._handle())
-        if packed < 0:
-            self._raise(packed)
+        h = self._handle()
+        packed = _core.finish(lib.mfx_limits(h), self._raise, lib.mfx_limits, h)
         return packed >> 16, packed & 0xFFFF
 
     # -- internals --------------------------------------------------------
 
-    def _handle(self) -> Any:
+    def _handle(self) -> MaskHandle:
         self._check_open()
         return self._m
 
-    def _refuse(self, events: object, data: object) -> NoReturn:
-        """Raise the exception for arguments cffi would not convert."""
+    def _refuse(self, events: object, data: object) -> None:
+        """Raise the exception for arguments cffi would not convert (a
+        closed object says so first)."""
         self._check_open()
         check_events(events)
         check_data(data)
-        raise TypeError("events and data must be ints")  # unreachable
 
     def _raise(self, result: int) -> NoReturn:
         """Raise for a shim result other than a change's."""
-        if result == -errno.EBADF:
+        if result == _EBADF:
             self._raise_closed()  # closed by another thread meanwhile
         _core.raise_errno(-result)
 
-    def _failed(self, result: int, call: tuple[Any, ...], clear: int, set: int) -> None:
-        """A change returned *result*: call it again while the lock was
-        busy (signal handlers run in between), else raise what it means.
+    def _finish(
+        self, result: int, clear: int, set: int, change: Callable[..., int], *args: int
+    ) -> None:
+        """A change ``change(self._m, *args)`` of bits *clear* and *set*
+        returned *result*: finish it through :func:`_core.finish`."""
+        fail = functools.partial(self._change_failed, clear, set)
+        _core.finish(result, fail, change, self._m, *args)
+
+    def _change_failed(self, clear: int, set: int, result: int) -> NoReturn:
+        """Raise what a change's failed *result* means.
 
         A refusal names the bits the shim refused in that very call, under
         its lock: nothing is asked again, so another holder's change since
         cannot make it name the wrong ones."""
-        if result == _EINTR:
-            result = _retry(*call)
-            if not result:
-                return
         err, refused = -result & _ERRNO_MASK, -result >> _REFUSED_SHIFT
         if err == errno.EINVAL:
             check_events(clear)

@@ -25,16 +25,22 @@ A subclass sets ``_h`` (the handle, through :meth:`_own`) in ``__init__``.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, ClassVar, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from . import _aio, _core
+from ._requirements import KernelFeature
 from ._shim import ffi, lib
 
-__all__ = ["FDOwner"]
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
-_Self = TypeVar("_Self", bound="FDOwner")
+    from ._shim import OwnerHandle, OwnerOut
+
+__all__ = ["FDOwner", "dup_fds", "from_fds_modes", "on_subclass"]
+
 
 _ECLOSED = -lib.EFX_ECLOSED
 _owner_fd = lib.efx_owner_fd
@@ -50,7 +56,7 @@ class FDOwner:
 
     __slots__ = ("_h", "__weakref__")
 
-    _h: Any  # efx_owner_t *, freed (its fds closed if still open) by __del__
+    _h: OwnerHandle  # freed (its fds closed if still open) by __del__
     #: Called with every subclass when it is defined (multiprocessing's
     #: pickler matches exact classes, so each one registers; see _reduction).
     _subclass_hooks: ClassVar[list[Callable[[type[FDOwner]], None]]] = []
@@ -62,12 +68,12 @@ class FDOwner:
         for hook in FDOwner._subclass_hooks:
             hook(cls)
 
-    def __new__(cls: type[_Self], *args: Any, **kwargs: Any) -> _Self:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         self = super().__new__(cls)
         self._h = _DEAD  # until built: every call says closed, nothing warns
         return self
 
-    def _own(self, result: int, out: Any) -> None:
+    def _own(self, result: int, out: OwnerOut) -> None:
         """Take the handle a shim's create or adopt call made (*result* 0)
         into *out*; raise for its -errno.  Until then the object is
         half-built: no handle, so nothing to close and nothing to warn of."""
@@ -116,8 +122,8 @@ class FDOwner:
         _aio.notify_closing(fd, self._closed_message(), leave)
         return fd
 
-    def __enter__(self: _Self) -> _Self:
-        self.fileno()
+    def __enter__(self) -> Self:
+        self._check_open()
         return self
 
     def __exit__(
@@ -181,11 +187,17 @@ class FDOwner:
 
     # -- for subclasses ---------------------------------------------------
 
+    #: The kernel feature whose absence this class's calls report as
+    #: EOPNOTSUPP (None: EOPNOTSUPP means what its errno says).
+    _needs: ClassVar[KernelFeature | None] = None
+
     def _fail(self, result: int) -> NoReturn:
         """Raise for a shim call's failed *result*: ValueError once closed,
-        else the OSError of its errno."""
+        the missing kernel feature's error, else the OSError of its errno."""
         if result == _ECLOSED:
             self._raise_closed()
+        if result == -errno.EOPNOTSUPP and self._needs is not None:
+            raise self._needs.missing()
         _core.raise_errno(-result)
 
     def _check_open(self, fd: int = -1) -> None:
@@ -199,3 +211,22 @@ class FDOwner:
 
     def _raise_closed(self) -> NoReturn:
         raise ValueError(self._closed_message())
+
+
+# -- the passing protocol, for _reduction and _passing ------------------------
+
+
+def dup_fds(owner: FDOwner) -> list[int]:
+    """Duplicates of ``owner.fds()`` for passing the object to another
+    process, made inside one call of the object; the caller closes them."""
+    return owner._dup_fds()
+
+
+def from_fds_modes(owner: FDOwner) -> dict[str, Any]:
+    """What ``from_fds`` needs beside the fds to rebuild *owner*'s modes."""
+    return owner._modes()
+
+
+def on_subclass(hook: Callable[[type[FDOwner]], None]) -> None:
+    """Call *hook* with every subclass of FDOwner defined from now on."""
+    FDOwner._subclass_hooks.append(hook)

@@ -21,10 +21,11 @@ from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
 from ._channel import Channel
-from ._doorbell import Doorbell, _spin_ns
+from ._checks import spin_ns
+from ._doorbell import Doorbell
 from ._eventfd import EventFD
 from ._maskfd import MaskFD
-from ._owner import FDOwner
+from ._owner import FDOwner, dup_fds
 
 __all__ = [
     "recv_channel",
@@ -114,7 +115,7 @@ def send_channel(sock: socket.socket, channel: Channel) -> None:
 def _send(sock: socket.socket, owner: FDOwner, kind: _Kind) -> None:
     if not isinstance(owner, kind.cls):
         raise TypeError(f"{kind.sender}() expected {kind.what}, got {type(owner).__name__}")
-    fds = owner._dup_fds()  # made inside one call of the object: no racing close
+    fds = dup_fds(owner)  # made inside one call of the object: no racing close
     try:
         socket.send_fds(sock, [kind.marker], fds)
     finally:
@@ -154,7 +155,7 @@ def recv_doorbell(
     Doorbell's memfd and eventfd, every fd it carried being then closed.
     The new fds are close-on-exec.
     """
-    _spin_ns(spin)  # a bad spin fails before a message is taken off the socket
+    spin_ns(spin, adaptive=True)  # a bad spin fails before a message is taken off the socket
     return _recv(
         sock, _DOORBELL, functools.partial(Doorbell.from_fds, nonblocking=nonblocking, spin=spin)
     )
@@ -176,7 +177,7 @@ def recv_channel(
     own (as in :class:`Channel`).  Errors and timeout as
     :func:`recv_eventfd`; ValueError also for fds that ``Channel.from_fds``
     refuses, every fd the message carried being then closed."""
-    _spin_ns(spin)  # a bad spin fails before a message is taken off the socket
+    spin_ns(spin, adaptive=True)  # a bad spin fails before a message is taken off the socket
     return _recv(
         sock, _CHANNEL, functools.partial(Channel.from_fds, nonblocking=nonblocking, spin=spin)
     )

@@ -23,7 +23,7 @@ from multiprocessing.context import get_spawning_popen
 from multiprocessing.util import Finalize
 from typing import Any
 
-from ._owner import FDOwner
+from ._owner import FDOwner, dup_fds, from_fds_modes, on_subclass
 
 __all__: list[str] = []
 
@@ -58,7 +58,7 @@ def _restore(owner: FDOwner, state: dict[str, Any] | None) -> None:
 def _reduce(owner: FDOwner) -> _Reduced:
     # DupFd hands each fd to the child process being started (spawn,
     # forkserver) or, for a Pipe/Queue, to multiprocessing's resource sharer.
-    fds = owner._dup_fds()  # ours, made inside one call of the object
+    fds = dup_fds(owner)  # ours, made inside one call of the object
     popen = get_spawning_popen()
     if popen is not None:
         # spawn and forkserver pass the numbers when they launch the child:
@@ -72,7 +72,7 @@ def _reduce(owner: FDOwner) -> _Reduced:
         finally:
             for fd in fds:
                 os.close(fd)
-    return _rebuild, (type(owner), dupfds, owner._modes(), _state(owner))
+    return _rebuild, (type(owner), dupfds, from_fds_modes(owner), _state(owner))
 
 
 def _rebuild(
@@ -112,4 +112,4 @@ def _subclasses(cls: type[FDOwner]) -> list[type[FDOwner]]:
 
 for _cls in _subclasses(FDOwner):  # those defined before this module ran
     _register(_cls)
-FDOwner._subclass_hooks.append(_register)
+on_subclass(_register)

@@ -3,7 +3,7 @@
 and print them as markdown (optionally into docs/reliability.md).
 
     python tests/reliability/figures.py            # CI sizes, about a minute
-    python tests/reliability/figures.py --full     # the sizes (--runslow)
+    python tests/reliability/figures.py --full     # the full sizes (--runslow)
     python tests/reliability/figures.py --full --write docs/reliability.md
 
 Run with an interpreter that has eventfd_ext installed with its test extra
@@ -266,7 +266,7 @@ def render(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--full", action="store_true", help="the issue's sizes (--runslow)")
+    ap.add_argument("--full", action="store_true", help="the full sizes (--runslow)")
     ap.add_argument("--no-sanitize", action="store_true", help="skip .ci/sanitize")
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
     ap.add_argument("--write", type=Path, help=f"replace {BEGIN}..{END} in this file")

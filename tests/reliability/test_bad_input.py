@@ -60,7 +60,7 @@ class Lying(int):
 class Counters:
     """One class's objects: the shared cases run on EventFD's and Doorbell's."""
 
-    cls: type[EventFD] | type[Doorbell]
+    cls: type[EventFD | Doorbell]
     ev: Any  # count 5, blocking, normal mode
     nb: Any  # count 0, non-blocking
     full: Any  # count MAX, non-blocking
@@ -68,7 +68,7 @@ class Counters:
     closed: Any
 
     @classmethod
-    def make(cls, kind: type[EventFD] | type[Doorbell]) -> Counters:
+    def make(cls, kind: type[EventFD | Doorbell]) -> Counters:
         closed = kind()
         closed.close()
         full = kind(nonblocking=True)
@@ -124,7 +124,7 @@ class World:
 
 
 PIPE_DATA = b"abc"
-_VERSION, _FLAGS = 8, 16  # offsets in a Doorbell's layout (csrc/doorbell_layout.h)
+_VERSION, _FLAGS = 8, 16  # offsets in a Doorbell's layout (eventfd_ext/doorbell.h)
 
 
 def _pipe_bytes(fd: int) -> int:
@@ -280,6 +280,9 @@ SHARED: list[tuple[str, SharedCase, type[BaseException], int | None]] = [
     ("{cls}(spin='1')", lambda c: c.cls(spin="1"), TypeError, None),  # type: ignore[arg-type]
     ("{cls}(spin=True)", lambda c: c.cls(spin=True), TypeError, None),
     ("{cls}(spin=Decimal)", lambda c: c.cls(spin=Decimal("0.1")), TypeError, None),  # type: ignore[arg-type]
+    ("{cls}(spin=1e9)", lambda c: c.cls(spin=1e9), ValueError, None),
+    ("{cls}(spin=inf)", lambda c: c.cls(spin=float("inf")), ValueError, None),
+    ("{cls}(spin=2**2000)", lambda c: c.cls(spin=2**2000), ValueError, None),
     # write: values and types
     ("{cls}.write(-1)", lambda c: c.ev.write(-1), ValueError, None),
     ("{cls}.write(-2**70)", lambda c: c.ev.write(-(2**70)), ValueError, None),
@@ -303,7 +306,11 @@ SHARED: list[tuple[str, SharedCase, type[BaseException], int | None]] = [
     ("{cls}.read(timeout=nan)", lambda c: c.ev.read(timeout=float("nan")), ValueError, None),
     ("{cls}.read(timeout=Decimal)", lambda c: c.ev.read(timeout=Decimal("0.1")), TypeError, None),
     ("{cls}.read(timeout=1j)", lambda c: c.ev.read(timeout=1j), TypeError, None),
+    ("{cls}.read(timeout=-1)", lambda c: c.ev.read(timeout=-1), ValueError, None),
+    ("{cls}.read(timeout=-1e-9)", lambda c: c.ev.read(timeout=-1e-9), ValueError, None),
+    ("{cls}.read(timeout=-inf)", lambda c: c.ev.read(timeout=float("-inf")), ValueError, None),
     ("{cls}.read(1, 2)", lambda c: c.ev.read(1, 2), TypeError, None),
+    ("{cls}.wait(-1)", lambda c: c.ev.wait(-1), ValueError, None),
     ("{cls}.wait('x')", lambda c: c.ev.wait("x"), TypeError, None),
     ("{cls}.wait(nan)", lambda c: c.ev.wait(float("nan")), ValueError, None),
     ("{cls}.wait(Decimal)", lambda c: c.ev.wait(Decimal("0.1")), TypeError, None),
@@ -314,6 +321,7 @@ SHARED: list[tuple[str, SharedCase, type[BaseException], int | None]] = [
     ("{cls}.spin = nan", lambda c: _set("spin", float("nan"))(c.ev), ValueError, None),
     ("{cls}.spin = '1'", lambda c: _set("spin", "1")(c.ev), TypeError, None),
     ("{cls}.spin = True", lambda c: _set("spin", True)(c.ev), TypeError, None),
+    ("{cls}.spin = 2", lambda c: _set("spin", 2)(c.ev), ValueError, None),
     # EAGAIN and timeouts
     ("{cls} nonblocking read at 0", lambda c: c.nb.read(), BlockingIOError, errno.EAGAIN),
     ("{cls} nonblocking write past max", lambda c: c.full.write(1), BlockingIOError, errno.EAGAIN),
@@ -548,13 +556,14 @@ def test_enough_distinct_cases() -> None:
     record("bad_input.doorbell_cases", len(SHARED) + len(DOORBELL_ONLY))
 
 
-@pytest.mark.parametrize("case,exc,err", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("case", "exc", "err"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input(world: World, case: Case, exc: type[BaseException], err: int | None) -> None:
     before, mapped = snapshot(world), set(shared_mappings())
     with pytest.raises(exc) as info:
         case(world)
     if err is not None:
-        assert isinstance(info.value, OSError) and info.value.errno == err
+        assert isinstance(info.value, OSError)
+        assert info.value.errno == err
     for counters in world.counters():
         counters.ev.nonblocking = False  # a case may switch it on first
     assert snapshot(world) == before
@@ -580,3 +589,59 @@ def _said(case: SharedCase, counters: Counters) -> tuple[object, ...]:
 )
 def test_doorbell_says_what_eventfd_says(world: World, case: SharedCase) -> None:
     assert _said(case, world.doorbell) == _said(case, world.eventfd)
+
+
+# Each bad input's whole message: it names the argument, what it must be,
+# and what it was.  The drop-ins keep os's words (test_cpython_os.py).
+_SPIN = "spin must be between 0 and 1.0 seconds, not {}"
+_VALUE = "value must be between 0 and 2**64 - 2, not {}"
+_INITVAL = "initval must be between 0 and 2**32 - 1, not {}"
+_TIMEOUT = "timeout must be a number of seconds >= 0 or None, not {}"
+_RESERVED = "2**64 - 1 cannot be written to an eventfd (the kernel reserves it to mark an overflow)"
+MESSAGES: list[tuple[str, SharedCase, type[BaseException], str]] = [
+    ("write(-1)", lambda c: c.ev.write(-1), ValueError, _VALUE.format(-1)),
+    ("write(2**64)", lambda c: c.ev.write(2**64), OverflowError, _VALUE.format(2**64)),
+    ("write(2**64 - 1)", lambda c: c.ev.write(2**64 - 1), ValueError, _RESERVED),
+    (
+        "write(int subclass 2**64 - 1)",
+        lambda c: c.ev.write(Lying(2**64 - 1)),
+        ValueError,
+        _RESERVED,
+    ),
+    ("write(1.0)", lambda c: c.ev.write(1.0), TypeError, "value must be an integer, not 'float'"),
+    ("cls(2**32)", lambda c: c.cls(2**32), OverflowError, _INITVAL.format(2**32)),
+    ("cls(-1)", lambda c: c.cls(-1), ValueError, _INITVAL.format(-1)),
+    ("cls(None)", lambda c: c.cls(None), TypeError, "initval must be an integer, not 'NoneType'"),  # type: ignore[arg-type]
+    ("read(timeout=-1)", lambda c: c.ev.read(timeout=-1), ValueError, _TIMEOUT.format(-1)),
+    ("wait(-0.5)", lambda c: c.ev.wait(-0.5), ValueError, _TIMEOUT.format(-0.5)),
+    (
+        "read(timeout=nan)",
+        lambda c: c.ev.read(timeout=float("nan")),
+        ValueError,
+        _TIMEOUT.format("nan"),
+    ),
+    ("cls(spin=1e9)", lambda c: c.cls(spin=1e9), ValueError, _SPIN.format(1e9)),
+    ("cls(spin=-1)", lambda c: c.cls(spin=-1), ValueError, _SPIN.format(-1)),
+    ("spin = 1.5", lambda c: _set("spin", 1.5)(c.ev), ValueError, _SPIN.format(1.5)),
+    (
+        "cls(spin='1')",
+        lambda c: c.cls(spin="1"),  # type: ignore[arg-type]
+        TypeError,
+        "spin must be a number of seconds, not 'str'",
+    ),
+]
+
+
+@pytest.mark.parametrize("kind", ["eventfd", "doorbell"])
+@pytest.mark.parametrize(
+    ("case", "exc", "message"), [c[1:] for c in MESSAGES], ids=[c[0] for c in MESSAGES]
+)
+def test_bad_input_says_what_was_wrong(
+    world: World, kind: str, case: SharedCase, exc: type[BaseException], message: str
+) -> None:
+    before = snapshot(world)
+    with pytest.raises(exc) as info:
+        case(getattr(world, kind))
+    assert str(info.value) == message
+    assert snapshot(world) == before  # ev still holds its count of 5
+    assert getattr(world, kind).ev.read() == 5

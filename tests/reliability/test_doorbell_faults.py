@@ -1,4 +1,4 @@
-"""Doorbell holders killed mid-operation (issue 12): a writer SIGKILLed at a
+"""Doorbell holders killed mid-operation: a writer SIGKILLed at a
 random point loses at most the write it was inside; a sleeper SIGKILLed
 while counted as one leaves later writes ringing needlessly, never lost,
 and nobody hanging.

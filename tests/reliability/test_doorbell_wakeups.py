@@ -1,4 +1,4 @@
-"""No lost wakeups through the Doorbell (issue 12): set/clear handshakes
+"""No lost wakeups through the Doorbell: set/clear handshakes
 between the test and a peer (a forked process or a thread), with random
 spin budgets (0 included), each side blocked in read(), read(timeout),
 wait(), or a poller inside watch(): poll, epoll level- and edge-triggered.
@@ -112,5 +112,6 @@ def test_doorbell_handshakes(peer: str, mode: str, rounds: int) -> None:
             waiter=WAITERS[mode],
             release=lambda: ping.write(rounds),  # a peer left waiting gets out
         )
-        assert ping.peek() == 0 and pong.peek() == 0
+        assert ping.peek() == 0
+        assert pong.peek() == 0
     record(f"doorbell_wakeups.{peer}.{mode}.{rounds}", figures)

@@ -125,7 +125,7 @@ def _doorbell_semaphore_nonblocking() -> None:
 
 def _doorbell_from_fds() -> None:
     with Doorbell(5) as bell:
-        fds = os.dup(bell.fds()[0]), os.dup(bell.fileno())
+        fds = tuple(map(os.dup, bell.fds()))
         with Doorbell.from_fds(*fds, nonblocking=True, spin=0) as again:
             assert again.read() == 5
             again.write(6)
@@ -133,13 +133,12 @@ def _doorbell_from_fds() -> None:
 
 
 def _doorbell_watch() -> None:
-    with Doorbell(1) as bell:
-        with bell.watch():  # rings at once: a count is pending
-            assert bell.read() == 1  # the token, then the count
-            assert bell.try_read() == 0
-            bell.write(2)
-            with bell.watch():
-                assert bell.read(timeout=0) == 2
+    with Doorbell(1) as bell, bell.watch():  # rings at once: a count is pending
+        assert bell.read() == 1  # the token, then the count
+        assert bell.try_read() == 0
+        bell.write(2)
+        with bell.watch():
+            assert bell.read(timeout=0) == 2
 
 
 def _doorbell_error_paths() -> None:
@@ -161,7 +160,7 @@ def _doorbell_error_paths() -> None:
         junk = os.memfd_create("eventfd_ext.test")
         os.ftruncate(junk, 256)
         try:
-            for fds in ((bell.fds()[0], r), (small, bell.fileno()), (junk, bell.fileno())):
+            for fds in ((bell.fds()[0], r), (small, bell.fds()[1]), (junk, bell.fds()[1])):
                 try:
                     Doorbell.from_fds(*fds)
                 except ValueError:

@@ -12,7 +12,6 @@ import gc
 import mmap
 import os
 import pickle
-import resource
 import select
 import struct
 import sys
@@ -22,17 +21,9 @@ from decimal import Decimal
 
 import pytest
 
-from _kernel import c_heap_in_use, open_fds, record, rss_bytes
+from _kernel import c_heap_in_use, fd_limit, open_fds, record, rss_bytes
 from eventfd_ext import MaskFD, pack_mask, unpack_mask
-
-IN, PRI, OUT, ERR, HUP = (
-    select.POLLIN,
-    select.POLLPRI,
-    select.POLLOUT,
-    select.POLLERR,
-    select.POLLHUP,
-)
-
+from maskfd_helpers import ERR, HUP, IN, OUT, PRI
 
 # -- bad input ---------------------------------------------------------------
 
@@ -92,6 +83,42 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("MaskFD(backing=1)", lambda w: MaskFD(backing=1), ValueError, None),  # type: ignore[arg-type]
     ("MaskFD(uses=0x40)", lambda w: MaskFD(uses=0x40), ValueError, None),
     (
+        "MaskFD(uses=0x40, backing='stream')",
+        lambda w: MaskFD(uses=0x40, backing="stream"),
+        ValueError,
+        None,
+    ),
+    (
+        "MaskFD(uses=1.5, backing='pipe')",
+        lambda w: MaskFD(uses=1.5, backing="pipe"),  # type: ignore[arg-type]
+        TypeError,
+        None,
+    ),
+    (
+        "MaskFD(uses=PRI, backing='pipe')",
+        lambda w: MaskFD(uses=PRI, backing="pipe"),
+        ValueError,
+        None,
+    ),
+    (
+        "MaskFD(uses=IN|OUT, backing='pipe')",
+        lambda w: MaskFD(uses=IN | OUT, backing="pipe"),
+        ValueError,
+        None,
+    ),
+    (
+        "MaskFD(uses=ERR, backing='pipe')",
+        lambda w: MaskFD(uses=ERR, backing="pipe"),
+        ValueError,
+        None,
+    ),
+    (
+        "MaskFD(uses=PRI, backing='dgram')",
+        lambda w: MaskFD(uses=PRI, backing="dgram"),
+        ValueError,
+        None,
+    ),
+    (
         "MaskFD(PRI, backing='pipe')",
         lambda w: MaskFD(PRI, backing="pipe"),
         OSError,
@@ -120,8 +147,8 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("write_bytes(11 bytes)", lambda w: w.m.write_bytes(bytes(11)), OSError, errno.EINVAL),
     ("write_bytes(b'')", lambda w: w.m.write_bytes(b""), OSError, errno.EINVAL),
     ("write_bytes(bad events)", lambda w: w.m.write_bytes(b"\xff" * 12), OSError, errno.EINVAL),
-    ("write_bytes(str)", lambda w: w.m.write_bytes("x" * 12), TypeError, None),
-    ("write_bytes(None)", lambda w: w.m.write_bytes(None), TypeError, None),
+    ("write_bytes(str)", lambda w: w.m.write_bytes("x" * 12), TypeError, None),  # type: ignore[arg-type]
+    ("write_bytes(None)", lambda w: w.m.write_bytes(None), TypeError, None),  # type: ignore[arg-type]
     ("read_bytes(11)", lambda w: w.m.read_bytes(11), OSError, errno.EINVAL),
     ("read_bytes('x')", lambda w: w.m.read_bytes("x"), TypeError, None),  # type: ignore[arg-type]
     ("pipe: write(OUT)", lambda w: w.pipe.write(OUT), OSError, errno.EOPNOTSUPP),
@@ -146,7 +173,7 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("pack_mask(0x20)", lambda w: pack_mask(0x20), ValueError, None),
     ("pack_mask(IN, -1)", lambda w: pack_mask(IN, -1), ValueError, None),
     ("unpack_mask(11 bytes)", lambda w: unpack_mask(bytes(11)), ValueError, None),
-    ("unpack_mask(None)", lambda w: unpack_mask(None), TypeError, None),
+    ("unpack_mask(None)", lambda w: unpack_mask(None), TypeError, None),  # type: ignore[arg-type]
 ]
 
 
@@ -155,7 +182,7 @@ def test_enough_distinct_maskfd_cases() -> None:
     record("bad_input.maskfd_cases", len(CASES))
 
 
-@pytest.mark.parametrize("case,exc,err", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("case", "exc", "err"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_maskfd_bad_input(
     world: World, case: Case, exc: type[BaseException], err: int | None
 ) -> None:
@@ -163,29 +190,86 @@ def test_maskfd_bad_input(
     with pytest.raises(exc) as info:
         case(world)
     if err is not None:
-        assert isinstance(info.value, OSError) and info.value.errno == err
+        assert isinstance(info.value, OSError)
+        assert info.value.errno == err
     assert snapshot(world) == before
     world.m.write(IN, 1)  # still usable
     assert world.m.read() == (IN, 1)
+
+
+_EVENTS = "invalid {} {:#x}: only POLLIN|POLLPRI|POLLOUT|POLLERR|POLLHUP (0x1f) may be set"
+_DATA = "data must be between 0 and 2**64 - 1, not {}"
+MESSAGES: list[tuple[str, Case, type[BaseException], str]] = [
+    ("MaskFD(0x20)", lambda w: MaskFD(0x20), ValueError, _EVENTS.format("events", 0x20)),
+    ("MaskFD(1.0)", lambda w: MaskFD(1.0), TypeError, "events must be an integer, not 'float'"),  # type: ignore[arg-type]
+    ("MaskFD(0, -1)", lambda w: MaskFD(0, -1), ValueError, _DATA.format(-1)),
+    ("write(IN, 2**64)", lambda w: w.m.write(IN, 2**64), OverflowError, _DATA.format(2**64)),
+    ("set(-1)", lambda w: w.m.set(-1), ValueError, _EVENTS.format("events", -1)),
+    (
+        "update(clear=0x40)",
+        lambda w: w.m.update(clear=0x40),
+        ValueError,
+        _EVENTS.format("events", 0x40),
+    ),
+    ("MaskFD(uses=0x40)", lambda w: MaskFD(uses=0x40), ValueError, _EVENTS.format("uses", 0x40)),
+    (
+        "MaskFD(uses='x')",
+        lambda w: MaskFD(uses="x"),  # type: ignore[arg-type]
+        TypeError,
+        "uses must be an integer, not 'str'",
+    ),
+    (
+        "MaskFD(backing='tcp')",
+        lambda w: MaskFD(backing="tcp"),  # type: ignore[arg-type]
+        ValueError,
+        "backing must be one of ('stream', 'dgram', 'pipe'), not 'tcp'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "exc", "message"), [c[1:] for c in MESSAGES], ids=[c[0] for c in MESSAGES]
+)
+def test_maskfd_bad_input_says_what_was_wrong(
+    world: World, case: Case, exc: type[BaseException], message: str
+) -> None:
+    before = snapshot(world)
+    with pytest.raises(exc) as info:
+        case(world)
+    assert str(info.value) == message
+    assert snapshot(world) == before
+
+
+def test_uses_a_backing_never_shows_is_refused_by_name() -> None:
+    with pytest.raises(ValueError) as info:
+        MaskFD(uses=IN | PRI, backing="pipe")
+    assert str(info.value) == (
+        "uses=POLLIN|POLLPRI: the 'pipe' backing never shows POLLPRI (a pipe never "
+        "shows PRI; use backing='stream'); leave out backing= to have one chosen"
+    )
+
+
+@pytest.mark.parametrize(
+    ("uses", "backing"),
+    [(IN | HUP, "pipe"), (IN | OUT | ERR | HUP, "dgram"), (IN | PRI | OUT | ERR | HUP, "stream")],
+)
+def test_uses_a_backing_shows_is_taken(uses: int, backing: str) -> None:
+    with MaskFD(uses=uses, backing=backing) as m:  # type: ignore[arg-type]
+        assert m.backing == backing
 
 
 # -- fd exhaustion: half-built objects -----------------------------------------
 
 
 @pytest.fixture
-def fd_limit() -> Iterator[int]:
+def few_fds() -> Iterator[int]:
     """RLIMIT_NOFILE just above the fds open now; restored after."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    limit = max(open_fds()) + 8
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-    try:
+    with fd_limit(8) as limit:
         yield limit
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.parametrize("backing", ["stream", "dgram", "pipe"])
-def test_maskfd_half_built_under_fd_exhaustion(backing: str, fd_limit: int) -> None:
+def test_maskfd_half_built_under_fd_exhaustion(backing: str, few_fds: int) -> None:
     """With 0, 1, 2, ... fds free, MaskFD() either works or raises EMFILE
     having closed every fd it had opened."""
     baseline = open_fds()
@@ -237,10 +321,8 @@ def _cycle(backing: str) -> Callable[[], None]:
             m.write(IN, 3)
             m.update(set=0, clear=IN, data=4)
             assert m.read_bytes() == pack_mask(0, 4)
-            try:
+            with pytest.raises(ValueError):
                 m.write(-1)
-            except ValueError:
-                pass
             repr(m)
         leaked = MaskFD(backing=backing)  # type: ignore[arg-type]
         del leaked  # collected unclosed: closed, with a ResourceWarning
@@ -324,7 +406,7 @@ def test_maskfd_writer_killed_mid_change(backing: str, kills: int) -> None:
         for k in range(kills):
             with MaskFD(backing=backing) as m, MaskFD(backing="pipe") as started:  # type: ignore[arg-type]
 
-                def writer() -> None:
+                def writer(k: int = k) -> None:
                     done = 0
                     while True:
                         m.write(IN if done % 2 else other, done)
@@ -345,7 +427,8 @@ def test_maskfd_writer_killed_mid_change(backing: str, kills: int) -> None:
                 assert events == (IN if data % 2 else other), (k, events, data)
                 assert _shown(m) & events == events, (k, hex(events), hex(_shown(m)))
                 m.write(IN, 12345)
-                assert m.read() == (IN, 12345) and _shown(m) & IN
+                assert m.read() == (IN, 12345)
+                assert _shown(m) & IN
                 worst = max(worst, done)
     finally:
         shared.close()

@@ -28,14 +28,8 @@ from hypothesis.stateful import (
 from _kernel import record
 from conftest import size
 from eventfd_ext import EFD_MASK_EVENTS, MaskFD, pack_mask, unpack_mask
+from maskfd_helpers import ERR, HUP, IN, OUT, PRI
 
-IN, PRI, OUT, ERR, HUP = (
-    select.POLLIN,
-    select.POLLPRI,
-    select.POLLOUT,
-    select.POLLERR,
-    select.POLLHUP,
-)
 ABI = struct.Struct("=IQ")
 REFUSED = (errno.EOPNOTSUPP, errno.ENOTRECOVERABLE, errno.EPERM)
 

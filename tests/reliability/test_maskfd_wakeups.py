@@ -77,5 +77,6 @@ def test_maskfd_handshakes(peer: str, backing: Backing, mode: str, rounds: int) 
             waiter=WAITERS[mode],
             release=lambda: ping.write(IN, rounds),  # a peer left waiting gets out
         )
-        assert ping.read() == (0, rounds - 1) and pong.read() == (0, rounds - 1)
+        assert ping.read() == (0, rounds - 1)
+        assert pong.read() == (0, rounds - 1)
     record(f"maskfd_wakeups.{peer}.{backing}.{mode}.{rounds}", figures)

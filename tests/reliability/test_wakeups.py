@@ -130,5 +130,6 @@ def test_handshakes(peer: str, mode: str, rounds: int) -> None:
             # A forked child owns its main thread: bound its reads too.
             in_child=lambda: signal.signal(signal.SIGALRM, _alarm),
         )
-        assert ping.peek() == 0 and pong.peek() == 0
+        assert ping.peek() == 0
+        assert pong.peek() == 0
     record(f"wakeups.{peer}.{mode}.{rounds}", figures)

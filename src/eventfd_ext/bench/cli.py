@@ -11,14 +11,14 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import channel, report, runner
-from .mechanisms import catalogue
+from .mechanisms import Mechanism, catalogue
 from .results import Result
 
-__all__ = ["EXTRA_GROUPS", "FULL", "GROUPS", "QUICK", "main", "run"]
+__all__ = ["EXTRA_GROUPS", "FULL", "GROUPS", "MEASUREMENTS", "QUICK", "main", "run"]
 
 #: The default run: a few minutes at most on a 2-CPU machine.
 FULL = runner.Config(
@@ -36,7 +36,35 @@ QUICK = runner.Config(
     rounds=200,
     signals=10_000,
 )
-GROUPS = ("per-call", "ping-pong", "throughput")
+
+#: A measurement: (config, mechanisms, the CPUs to pin to, progress) -> results.
+Measurement = Callable[
+    [runner.Config, list[Mechanism], Sequence[int], runner.Progress], list[Result]
+]
+
+
+def _first(cpus: Sequence[int]) -> int | None:
+    return cpus[0] if cpus else None
+
+
+def _last(cpus: Sequence[int]) -> int | None:
+    return cpus[-1] if cpus else None
+
+
+#: What --only chooses from, in the order a run measures them: a new
+#: measurement is one entry here and its sections in report.SECTIONS.
+MEASUREMENTS: dict[str, Measurement] = {
+    "per-call": lambda config, mechs, cpus, progress: runner.percall(
+        config, mechs, _first(cpus), progress
+    ),
+    "ping-pong": lambda config, mechs, cpus, progress: runner.pingpong(
+        config, mechs, runner.placements(cpus), progress
+    ),
+    "throughput": lambda config, mechs, cpus, progress: runner.throughput(
+        config, mechs, (_first(cpus), _last(cpus)), progress
+    ),
+}
+GROUPS = tuple(MEASUREMENTS)
 #: Groups run only when --only names them (the Channel's section forks
 #: processes for every peer: minutes more).
 EXTRA_GROUPS = ("channel",)
@@ -72,7 +100,8 @@ def parser(prog: str = "eventfd-ext-bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Benchmark eventfd_ext against os.eventfd, pipes and "
-        "socketpairs, with the same loops in C as the floor.",
+        "socketpairs, and say which is fastest (--dev: with the same loops in C "
+        "as the floor, and the project's goals).",
     )
     p.add_argument("--quick", action="store_true", help="a short smoke run (seconds)")
     p.add_argument(
@@ -83,6 +112,12 @@ def parser(prog: str = "eventfd-ext-bench") -> argparse.ArgumentParser:
         help="write the results as JSON to FILE, or to stdout instead of the table",
     )
     p.add_argument("--plot", metavar="FILE.png", help="draw a chart (needs matplotlib)")
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help="for work on eventfd_ext: also show the C floors, the rows that split "
+        "a cost into its layers, each row's ratio to its C floor, and the goals",
+    )
     p.add_argument(
         "--cpus",
         type=_cpus,
@@ -138,14 +173,9 @@ def run(
     """Measure *groups* and return every result (C floors included)."""
     mechanisms = catalogue()
     results: list[Result] = []
-    cpu_a = cpus[0] if cpus else None
-    cpu_b = cpus[-1] if cpus else None
-    if "per-call" in groups:
-        results += runner.percall(config, mechanisms, cpu_a, progress)
-    if "ping-pong" in groups:
-        results += runner.pingpong(config, mechanisms, runner.placements(cpus), progress)
-    if "throughput" in groups:
-        results += runner.throughput(config, mechanisms, (cpu_a, cpu_b), progress)
+    for group, measure in MEASUREMENTS.items():
+        if group in groups:
+            results += measure(config, mechanisms, cpus, progress)
     return results
 
 
@@ -212,6 +242,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "eventfd-ext-bench") -> 
             "results": [
                 r.to_json() | {"ratio_to_floor": report.ratio_to_floor(results, r)} for r in results
             ],
+            "fastest": report.leaders(results),
             "goals": report.goal_rows(results),
         }
         if figures:
@@ -228,10 +259,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "eventfd-ext-bench") -> 
     if args.json != "-":
         print(heading)
         if results:
-            print(report.table(results))
+            print(report.table(results, dev=args.dev))
         if figures:
             print(channel.table(figures))
     if args.plot:
-        report.plot(results, args.plot, heading)
+        report.plot(results, args.plot, heading, dev=args.dev)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .results import Kind
+
 __all__ = ["Channel", "Mechanism", "catalogue"]
 
 #: The names a mechanism's statements use, and what closes them.
@@ -56,9 +58,12 @@ class Mechanism:
     take: str | None = None
     #: Whether the channel still works after fork() (threading.Event does not).
     processes: bool = True
-    #: A reference point rather than a way to use eventfd (no goals, no plot
-    #: emphasis).
-    reference: bool = False
+    #: What it is (results.Kind): it picks the row's colour in the plot, and
+    #: "diagnostic" rows are shown only with --dev.
+    kind: Kind = "eventfd_ext"
+    #: Whether it competes for a section's "fastest" line: False for an
+    #: operation other than the one the section compares.
+    ranked: bool = True
 
 
 def _closer(*closers: Callable[[], None]) -> Callable[[], None]:
@@ -204,6 +209,7 @@ def catalogue() -> list[Mechanism]:
             pong="read(a); write(b, 1)",
             give="write(a, 1)",
             take="read(a)",
+            kind="os.eventfd",
         ),
         Mechanism(
             "eventfd_ext drop-in",
@@ -235,6 +241,7 @@ def catalogue() -> list[Mechanism]:
             call="signal(a); read(a)",
             ping="signal(a); read(b)",
             pong="read(a); signal(b)",
+            kind="diagnostic",
         ),
         Mechanism(
             "shim in do-nothing defs",
@@ -243,6 +250,7 @@ def catalogue() -> list[Mechanism]:
             call="write(a, 1); read(a)",
             ping="write(a, 1); read(b)",
             pong="read(a); write(b, 1)",
+            kind="diagnostic",
         ),
         # The same for the calls EventFD makes through its lifecycle handle.
         Mechanism(
@@ -252,6 +260,7 @@ def catalogue() -> list[Mechanism]:
             call="signal(a); read(a)",
             ping=None,
             pong=None,
+            kind="diagnostic",
         ),
         Mechanism(
             "owner shim in do-nothing defs",
@@ -260,6 +269,7 @@ def catalogue() -> list[Mechanism]:
             call="write(a, 1); read(a)",
             ping=None,
             pong=None,
+            kind="diagnostic",
         ),
         # The Doorbell: the count in shared memory, the eventfd only to wake
         # a sleeper; with its default adaptive spin, and never spinning.
@@ -299,6 +309,7 @@ def catalogue() -> list[Mechanism]:
             pong="read(a_r, 1); write(b_w, B)",
             give="write(a_w, B)",
             take="len(read(a_r, 65536))",
+            kind="alternative",
         ),
         Mechanism(
             "socketpair send/recv",
@@ -309,6 +320,7 @@ def catalogue() -> list[Mechanism]:
             pong="b.recv(1); b.send(B)",
             give="a.send(B)",
             take="len(b.recv(65536))",
+            kind="alternative",
         ),
         Mechanism(
             "threading.Event",
@@ -318,7 +330,7 @@ def catalogue() -> list[Mechanism]:
             ping="a.set(); b.wait(); b.clear()",
             pong="a.wait(); a.clear(); b.set()",
             processes=False,
-            reference=True,
+            kind="reference",
         ),
         Mechanism(
             "multiprocessing.Semaphore",
@@ -327,7 +339,7 @@ def catalogue() -> list[Mechanism]:
             call="a.release(); a.acquire()",
             ping="a.release(); b.acquire()",
             pong="a.acquire(); b.release()",
-            reference=True,
+            kind="reference",
         ),
         # MaskFD's stream backing shows POLLIN with one byte in a socketpair:
         # a set then a clear of IN is a send then a recv, compared with the
@@ -340,7 +352,8 @@ def catalogue() -> list[Mechanism]:
             ping=None,
             pong=None,
         ),
-        # A write of the bits already shown makes no system call.
+        # A write of the bits already shown makes no system call; a single
+        # write is not the pair the other rows make, so it is not ranked.
         Mechanism(
             "MaskFD no-change write",
             "socketpair",
@@ -348,5 +361,6 @@ def catalogue() -> list[Mechanism]:
             call="m.write(IN)",
             ping=None,
             pong=None,
+            ranked=False,
         ),
     ]

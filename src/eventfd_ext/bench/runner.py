@@ -178,7 +178,7 @@ def _close_all(cases: Sequence[_Case], abandon: bool = False) -> None:
     for case in cases:
         try:
             case.close(abandon)
-        except Exception as exc:  # noqa: BLE001  (close the rest, then report the first)
+        except Exception as exc:  # close the rest, then report the first
             errors.append(exc)
     if errors:
         raise errors[0]
@@ -202,7 +202,7 @@ def percall(
     }
     try:
         for family, timed in floors.items():
-            result = Result.time("per-call", f"C {family} (floor)", "", floor=None, is_floor=True)
+            result = Result.time("per-call", f"C {family} (floor)", "", floor=None, kind="floor")
             cases.append(_Case(result, timed, cpu=cpu))
         for mech in mechanisms:
             if mech.call is None:
@@ -213,7 +213,8 @@ def percall(
                 mech.name,
                 "",
                 floor=f"C {mech.floor} (floor)",
-                reference=mech.reference,
+                kind=mech.kind,
+                ranked=mech.ranked,
             )
             cases.append(
                 _Case(
@@ -295,7 +296,7 @@ def _start_thread_peer(
         try:
             with pinned(cpu):
                 _loop(stmt, channel)(rounds)
-        except BaseException as exc:  # noqa: BLE001  (reported by join())
+        except BaseException as exc:  # reported by join()
             failure.append(exc)
 
     thread = threading.Thread(target=run, name="bench-pong", daemon=True)
@@ -363,14 +364,15 @@ def _floor_pingpong_case(family: str, kind: int, place: Placement) -> _Case:
     def timed(n: int) -> float:
         return _floor(lib.efx_floor_pingpong(kind, int(place.processes), n, ping, pong))
 
-    result = Result.time("ping-pong", f"C {family} (floor)", place.label, floor=None, is_floor=True)
+    result = Result.time("ping-pong", f"C {family} (floor)", place.label, floor=None, kind="floor")
     return _Case(result, timed)
 
 
 def _pingpong_case(
     mech: Mechanism, place: Placement, rounds: int, lifeline: tuple[int, int]
 ) -> _Case:
-    assert mech.ping is not None and mech.pong is not None
+    assert mech.ping is not None
+    assert mech.pong is not None
     channel = mech.open()
     start = _start_process_peer if place.processes else _start_thread_peer
     try:
@@ -390,7 +392,8 @@ def _pingpong_case(
         mech.name,
         place.label,
         floor=f"C {mech.floor} (floor)",
-        reference=mech.reference,
+        kind=mech.kind,
+        ranked=mech.ranked,
     )
     return _Case(result, _loop(mech.ping, channel), cpu=place.cpu_ping, close=close)
 
@@ -408,8 +411,10 @@ def throughput(
     for mech in mechanisms:
         if mech.give is None or mech.take is None:
             continue
-        rate = Result("throughput", mech.name, label, "signals/s", higher_is_better=True)
-        batch = Result("coalescing", mech.name, label, "signals/read", higher_is_better=True)
+        rate, batch = (
+            Result(group, mech.name, label, unit, True, kind=mech.kind, ranked=mech.ranked)
+            for group, unit in (("throughput", "signals/s"), ("coalescing", "signals/read"))
+        )
         runs.append((mech, rate, batch))
     with _no_gc():
         for rep in range(config.repetitions):
@@ -435,11 +440,12 @@ def consume(n):
 def _produce_consume(
     mech: Mechanism, n: int, cpus: tuple[int | None, int | None]
 ) -> tuple[float, int]:
-    assert mech.give is not None and mech.take is not None
+    assert mech.give is not None
+    assert mech.take is not None
     channel = mech.open()
     try:
         names = dict(channel.names)
-        exec(_CONSUMER.format(take=mech.take), names)  # noqa: S102  (a loop like timeit's)
+        exec(_CONSUMER.format(take=mech.take), names)  # a loop like timeit's
         consume: Callable[[int], int] = names["consume"]
         produce = _loop(mech.give, channel)
         go = threading.Event()

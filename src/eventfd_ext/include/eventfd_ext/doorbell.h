@@ -1,15 +1,39 @@
-/* The Doorbell: an eventfd-like counter in shared memory, with the eventfd
- * kept only as the wake-up channel.  Declarations and the calling
- * convention are in doorbell.h, the shared layout in doorbell_layout.h, the
- * protocol and why each ordering is there in DOORBELL.md.
+/* The Doorbell's C API: an eventfd-like 64-bit counter in shared memory
+ * (a memfd mapped MAP_SHARED), with a user-space fast path and an eventfd
+ * kept only to wake sleepers and pollers.  Header-only: every function is
+ * static inline, so that a C program shares a Doorbell with Python
+ * processes, and with other C peers, by including this file alone:
  *
- * This file is also the reference implementation for C peers: a C program
- * may #include it (everything is static) and then shares a Doorbell with
- * Python processes under the same rules (csrc/tests/bell_peer.c does).
+ *     #define _GNU_SOURCE
+ *     #include <eventfd_ext/doorbell.h>
  *
- * Every cross-process word is a C11 atomic in the memfd mapping.  The
- * lost wake-up is prevented by two store->load pairs, each with a full
- * (seq_cst) barrier between its store and its load:
+ *     cc -I"$(python -c 'import eventfd_ext; print(eventfd_ext.get_include())')" ...
+ *
+ * Python's Doorbell runs these same functions behind its lifecycle core.
+ * The protocol, and the lost wake-up each ordering prevents, is
+ * docs/doorbell-protocol.md.
+ *
+ * Calling convention: an int >= 0 or -errno, never errno; a *_take returns
+ * the count it took, or 0.  A handle (efx_bell_t *) is private to one
+ * process: it holds the mapping, the eventfd's number and the adaptive
+ * spin budget.  Threads may share a handle.  The fds belong to the caller,
+ * who keeps them open until detach.
+ *
+ * timeout_ms: < 0 waits forever, 0 never blocks.
+ * spin_ns: < 0 the handle's adaptive budget, 0 never spins, > 0 spins up
+ * to that many nanoseconds (bounded by the timeout) before sleeping.
+ *
+ * Counting is exact, at every caller: a take returns exactly what it took
+ * (a failed wake-up ring after it is not reported, since the count is the
+ * caller's); a write adds its value once or not at all, and its result
+ * says which, so that no caller retries a write that added.
+ *
+ * Names starting efxb_ are the implementation's own steps: they may change
+ * between versions.  The layout is versioned (EFX_BELL_VERSION).
+ *
+ * How no wake-up is lost: every cross-process word is a C11 atomic in the
+ * mapping, and two store->load pairs each have a full (seq_cst) barrier
+ * between the store and the load:
  *   writer:  count += n      ; FENCE ; load sleepers/watchers -> ring?
  *   sleeper: sleepers++      ; FENCE ; load count           -> sleep?
  * and likewise for writers blocked at the maximum:
@@ -18,31 +42,95 @@
  * In each pair at least one side sees the other's store, so either the
  * waker wakes or the waiter does not sleep.  Everything else is relaxed.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* memfd_create, preadv2 */
-#endif
-#include <errno.h>
+#ifndef EVENTFD_EXT_DOORBELL_H
+#define EVENTFD_EXT_DOORBELL_H
+
+#include "eventfd_io.h" /* defines _GNU_SOURCE first: memfd_create, preadv2 */
+
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "doorbell.h"
+/* ---- the shared layout ---------------------------------------------- *
+ *
+ * Fixed-size (EFX_BELL_SIZE bytes), in the host's byte order (peers share
+ * one machine), and versioned: a peer refuses a mapping whose magic,
+ * version or size differ from its own.  Any change to the meaning or
+ * position of a field bumps EFX_BELL_VERSION. */
 
-#ifndef RWF_NOWAIT
-#define RWF_NOWAIT 0x00000008 /* linux/fs.h; older libc headers lack it */
-#endif
+#define EFX_BELL_MAGIC UINT64_C(0x314c4c4542584645) /* "EFXBELL1" little endian */
+#define EFX_BELL_VERSION 1u
+#define EFX_BELL_SIZE 256u
+/* flags */
+#define EFX_BELL_SEMAPHORE 0x1u /* a take takes 1, not the whole count */
+/* The largest count, as eventfd's: 2**64 - 2. */
+#define EFX_BELL_MAX UINT64_C(0xfffffffffffffffe)
+
+#define EFX_BELL_LINE 64
+
+struct efx_bell_layout {
+    /* Line 0: identity, written once by the creator before the memfd is
+     * handed to anyone, read-only afterwards. */
+    uint64_t magic;      /* EFX_BELL_MAGIC */
+    uint32_t version;    /* EFX_BELL_VERSION */
+    uint32_t size;       /* EFX_BELL_SIZE == sizeof(struct efx_bell_layout) */
+    uint32_t flags;      /* EFX_BELL_SEMAPHORE or 0 */
+    uint32_t reserved0;  /* 0 */
+    /* The kernel's eventfd-id (/proc/self/fdinfo) of the wake-up eventfd,
+     * so that an adopter can refuse another eventfd beside this page; 0:
+     * not recorded (a creator that does not know it). */
+    uint64_t eventfd_id;
+    uint8_t pad0[EFX_BELL_LINE - 32];
+
+    /* Line 1: the counter alone, so that the hot CAS does not share its
+     * line with the words that sleepers and pollers write. */
+    _Atomic uint64_t count; /* 0 .. EFX_BELL_MAX */
+    uint8_t pad1[EFX_BELL_LINE - 8];
+
+    /* Line 2: who must be woken. */
+    _Atomic uint32_t sleepers;  /* readers blocked, or about to block, in
+                                 * poll(eventfd) inside wait/wait_read */
+    _Atomic uint32_t watchers;  /* pollers between watch_enter and
+                                 * watch_exit: every write rings */
+    _Atomic uint32_t writers_waiting; /* writers blocked at EFX_BELL_MAX */
+    _Atomic uint32_t room_seq;  /* futex word (shared, not private): bumped
+                                 * by a take that makes room while
+                                 * writers_waiting > 0 */
+    uint8_t pad2[EFX_BELL_LINE - 16];
+
+    /* Line 3: statistics, relaxed, for tests and tuning only.  None is on
+     * the syscall-free path except spins_paid. */
+    _Atomic uint64_t rings;        /* write(eventfd) done by any peer */
+    _Atomic uint64_t sleeps;       /* poll(eventfd) entered by a sleeper */
+    _Atomic uint64_t spins_paid;   /* spins that found the count */
+    _Atomic uint64_t spins_failed; /* spins that ended in a sleep/timeout */
+    _Atomic uint64_t writer_waits; /* futex waits of writers at the max */
+    uint8_t pad3[EFX_BELL_LINE - 40];
+};
+
+_Static_assert(sizeof(_Atomic uint64_t) == 8, "8-byte atomics");
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
+               "shared-memory atomics must be lock-free");
+_Static_assert(sizeof(struct efx_bell_layout) == EFX_BELL_SIZE, "fixed size");
+_Static_assert(offsetof(struct efx_bell_layout, count) == 64, "count at 64");
+_Static_assert(offsetof(struct efx_bell_layout, sleepers) == 128, "sleepers at 128");
+_Static_assert(offsetof(struct efx_bell_layout, watchers) == 132, "watchers at 132");
+_Static_assert(offsetof(struct efx_bell_layout, writers_waiting) == 136, "at 136");
+_Static_assert(offsetof(struct efx_bell_layout, room_seq) == 140, "room_seq at 140");
+_Static_assert(offsetof(struct efx_bell_layout, rings) == 192, "stats at 192");
+
+#define EFX_BELL_INFO_N 11
+
 #ifndef MFD_CLOEXEC
 #define MFD_CLOEXEC 0x0001U
 #endif
@@ -78,6 +166,8 @@
  * the yield is what lets the peer run and write. */
 #define EFX_BELL_SPIN_TURNS 16
 
+typedef struct efx_bell efx_bell_t;
+
 struct efx_bell {
     struct efx_bell_layout *shm; /* the memfd mapping */
     int efd;                     /* the wake-up eventfd (not owned) */
@@ -93,11 +183,10 @@ struct efxb_cancel {
     int wake_fd;
 };
 
-static int efxb_cancelled(const struct efxb_cancel *cancel)
+static inline int efxb_cancelled(const struct efxb_cancel *cancel)
 {
     return cancel && cancel->cancelled(cancel->ctx);
 }
-typedef struct efx_bell efx_bell_t; /* the cdef's name for a handle */
 
 static inline void efxb_cpu_relax(void)
 {
@@ -113,63 +202,44 @@ static inline void efxb_cpu_relax(void)
 /* The full barrier of every store->load pair (see the top of the file). */
 #define EFXB_STORE_LOAD() atomic_thread_fence(memory_order_seq_cst)
 
-static int64_t efxb_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* The deadline of a timeout: INT64_MAX for "forever". */
-static int64_t efxb_deadline(int timeout_ms)
+static inline int64_t efxb_deadline(int timeout_ms)
 {
-    return timeout_ms < 0 ? INT64_MAX : efxb_now_ns() + (int64_t)timeout_ms * 1000000;
+    return timeout_ms < 0 ? INT64_MAX : efx_now_ns() + (int64_t)timeout_ms * 1000000;
 }
 
 /* Milliseconds left before the deadline for poll(2), rounded up so that a
  * poll never returns before it: -1 forever, 0 when past. */
-static int efxb_left_ms(int64_t deadline)
+static inline int efxb_left_ms(int64_t deadline)
 {
     if (deadline == INT64_MAX)
         return -1;
-    int64_t left = deadline - efxb_now_ns();
+    int64_t left = deadline - efx_now_ns();
     if (left <= 0)
         return 0;
     left = (left + 999999) / 1000000;
     return left > INT_MAX ? INT_MAX : (int)left;
 }
 
-static int efxb_eventfd_read_nowait(int fd, uint64_t *value)
-{
-    struct iovec iov = {value, sizeof *value};
-    ssize_t n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
-    if (n == sizeof *value)
-        return 0;
-    return n < 0 ? -errno : -EINVAL;
-}
-
 /* Ring: one token into the eventfd.  EAGAIN (the eventfd's own count at
  * its maximum) still leaves it readable, so it is a success. */
-static int efxb_ring(struct efx_bell *bell)
+static inline int efxb_ring(struct efx_bell *bell)
 {
-    uint64_t one = 1;
     atomic_fetch_add_explicit(&bell->shm->rings, 1, memory_order_relaxed);
-    ssize_t n = write(bell->efd, &one, sizeof one);
-    if (n == sizeof one || (n < 0 && errno == EAGAIN))
-        return 0;
-    return n < 0 ? -errno : -EINVAL;
-}
-
-/* Take the eventfd's token(s), if any.  0 or -errno (EAGAIN is 0). */
-static int efxb_drain(struct efx_bell *bell)
-{
-    uint64_t tokens;
-    int r = efxb_eventfd_read_nowait(bell->efd, &tokens);
+    int r = efx_write(bell->efd, 1);
     return r == -EAGAIN ? 0 : r;
 }
 
-static int efxb_futex(_Atomic uint32_t *word, int op, uint32_t val,
-                      const struct timespec *timeout)
+/* Take the eventfd's token(s), if any.  0 or -errno (EAGAIN is 0). */
+static inline int efxb_drain(struct efx_bell *bell)
+{
+    uint64_t tokens;
+    int r = efx_read_nowait(bell->efd, &tokens);
+    return r == -EAGAIN ? 0 : r;
+}
+
+static inline int efxb_futex(_Atomic uint32_t *word, int op, uint32_t val,
+                             const struct timespec *timeout)
 {
     /* FUTEX_WAIT/FUTEX_WAKE without FUTEX_PRIVATE_FLAG: the word is in a
      * MAP_SHARED mapping seen by other processes. */
@@ -179,7 +249,7 @@ static int efxb_futex(_Atomic uint32_t *word, int op, uint32_t val,
 
 /* ---- creation ------------------------------------------------------- */
 
-static int efxb_map(int memfd, struct efx_bell_layout **shm)
+static inline int efxb_map(int memfd, struct efx_bell_layout **shm)
 {
     void *p = mmap(NULL, EFX_BELL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
     if (p == MAP_FAILED)
@@ -188,7 +258,7 @@ static int efxb_map(int memfd, struct efx_bell_layout **shm)
     return 0;
 }
 
-static int efxb_new_handle(struct efx_bell_layout *shm, int efd, struct efx_bell **out)
+static inline int efxb_new_handle(struct efx_bell_layout *shm, int efd, struct efx_bell **out)
 {
     struct efx_bell *bell = malloc(sizeof *bell);
     if (!bell)
@@ -200,8 +270,12 @@ static int efxb_new_handle(struct efx_bell_layout *shm, int efd, struct efx_bell
     return 0;
 }
 
-static int efx_bell_create(unsigned int initval, int flags, int *memfd_out,
-                           int *efd_out, struct efx_bell **bell_out)
+/* New Doorbell with count initval: a memfd (MFD_CLOEXEC, sealed against
+ * shrinking and growing) holding the layout, and an eventfd (EFD_CLOEXEC
+ * | EFD_NONBLOCK), both returned to the caller, who owns them.  flags: 0
+ * or EFX_BELL_SEMAPHORE.  0, or -errno (nothing left open on failure). */
+static inline int efx_bell_create(unsigned int initval, int flags, int *memfd_out,
+                                  int *efd_out, struct efx_bell **bell_out)
 {
     struct efx_bell_layout *shm = NULL;
     int err;
@@ -247,7 +321,10 @@ close_memfd:
     return err;
 }
 
-static int efx_bell_attach(int memfd, int efd, struct efx_bell **bell_out)
+/* Map an existing Doorbell.  -EINVAL when the memfd is too small, not
+ * sealed (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), or its magic,
+ * version, size or flags are not this header's; else 0 or -errno. */
+static inline int efx_bell_attach(int memfd, int efd, struct efx_bell **bell_out)
 {
     struct efx_bell_layout *shm = NULL;
     struct stat st;
@@ -273,7 +350,8 @@ static int efx_bell_attach(int memfd, int efd, struct efx_bell **bell_out)
     return err;
 }
 
-static int efx_bell_detach(struct efx_bell *bell)
+/* Unmap and free the handle (NULL: no-op); the fds stay open.  0. */
+static inline int efx_bell_detach(struct efx_bell *bell)
 {
     if (bell) {
         munmap(bell->shm, EFX_BELL_SIZE);
@@ -290,8 +368,8 @@ static int efx_bell_detach(struct efx_bell *bell)
  * signal while waiting for room; -ECANCELED when `cancel` ended the wait).
  * A positive errno: added, but the wake-up ring failed (e.g. EBADF), so
  * sleepers may not learn of it; never retry such a write. */
-static int efxb_write(struct efx_bell *bell, uint64_t n, int timeout_ms,
-                      const struct efxb_cancel *cancel)
+static inline int efxb_write(struct efx_bell *bell, uint64_t n, int timeout_ms,
+                             const struct efxb_cancel *cancel)
 {
     struct efx_bell_layout *shm = bell->shm;
     int64_t deadline = 0;
@@ -324,7 +402,7 @@ static int efxb_write(struct efx_bell *bell, uint64_t n, int timeout_ms,
             atomic_fetch_sub_explicit(&shm->writers_waiting, 1, memory_order_seq_cst);
             continue;
         }
-        int64_t left = deadline == INT64_MAX ? 1 : deadline - efxb_now_ns();
+        int64_t left = deadline == INT64_MAX ? 1 : deadline - efx_now_ns();
         if (left <= 0 || efxb_cancelled(cancel)) {
             atomic_fetch_sub_explicit(&shm->writers_waiting, 1, memory_order_seq_cst);
             return left <= 0 ? -EAGAIN : -ECANCELED;
@@ -354,13 +432,19 @@ static int efxb_write(struct efx_bell *bell, uint64_t n, int timeout_ms,
     return 0;
 }
 
-static int efx_bell_write(struct efx_bell *bell, uint64_t n, int timeout_ms)
+/* Add n.  0: added.  -errno: nothing added (-EINVAL for 2**64-1; -EAGAIN
+ * when the count would pass 2**64-2 and timeout_ms is 0 or no read made
+ * room in time; -EINTR on a signal while waiting for room: retry).  A
+ * positive errno: added, but the wake-up write(eventfd) failed, so
+ * sleepers and pollers may not learn of it: never retry it. */
+static inline int efx_bell_write(struct efx_bell *bell, uint64_t n, int timeout_ms)
 {
     return efxb_write(bell, n, timeout_ms, NULL);
 }
 
-/* Wake every writer waiting for room (a close that ends their waits). */
-static void efxb_wake_writers(struct efx_bell *bell)
+/* Wake every writer waiting for room: a take that made room, or a close
+ * that ends their waits. */
+static inline void efxb_wake_writers(struct efx_bell *bell)
 {
     struct efx_bell_layout *shm = bell->shm;
     atomic_fetch_add_explicit(&shm->room_seq, 1, memory_order_seq_cst);
@@ -374,17 +458,15 @@ static void efxb_wake_writers(struct efx_bell *bell)
  * or polls (a semaphore-mode poller that drained the token would
  * otherwise sleep on a count it cannot see).  A failed ring is not
  * reported: the take is done, and its count is the caller's. */
-static void efxb_after_take(struct efx_bell *bell, uint64_t left)
+static inline void efxb_after_take(struct efx_bell *bell, uint64_t left)
 {
     struct efx_bell_layout *shm = bell->shm;
     /* The taker's store->load pair (the count is stored; load who waits
      * for room): without it a writer that announced itself and re-read the
      * old, full count would sleep in FUTEX_WAIT while we skip the wake. */
     EFXB_STORE_LOAD();
-    if (atomic_load_explicit(&shm->writers_waiting, memory_order_seq_cst)) {
-        atomic_fetch_add_explicit(&shm->room_seq, 1, memory_order_seq_cst);
-        efxb_futex(&shm->room_seq, FUTEX_WAKE, INT_MAX, NULL);
-    }
+    if (atomic_load_explicit(&shm->writers_waiting, memory_order_seq_cst))
+        efxb_wake_writers(bell);
     if (left && (atomic_load_explicit(&shm->sleepers, memory_order_seq_cst) ||
                  atomic_load_explicit(&shm->watchers, memory_order_seq_cst)))
         efxb_ring(bell);
@@ -392,7 +474,7 @@ static void efxb_after_take(struct efx_bell *bell, uint64_t left)
 
 /* Take without a syscall: the whole count (semaphore: 1), or 0 when there
  * is none.  Exactly once: a count taken is always returned. */
-static uint64_t efxb_take(struct efx_bell *bell)
+static inline uint64_t efx_bell_take(struct efx_bell *bell)
 {
     struct efx_bell_layout *shm = bell->shm;
     int sem = shm->flags & EFX_BELL_SEMAPHORE;
@@ -408,33 +490,23 @@ static uint64_t efxb_take(struct efx_bell *bell)
     return sem ? 1 : c;
 }
 
-/* For a poller that saw the eventfd readable: the token first, then the
+/* For a poller that saw the eventfd readable: its token first, then the
  * count (see efxb_sleep).  The count, or 0 (spurious: poll again). */
-static uint64_t efxb_poll_take(struct efx_bell *bell)
+static inline uint64_t efx_bell_poll_take(struct efx_bell *bell)
 {
     efxb_drain(bell);
-    return efxb_take(bell);
-}
-
-static int efx_bell_take(struct efx_bell *bell, uint64_t *out)
-{
-    return (*out = efxb_take(bell)) ? 0 : -EAGAIN;
-}
-
-static int efx_bell_poll_take(struct efx_bell *bell, uint64_t *out)
-{
-    return (*out = efxb_poll_take(bell)) ? 0 : -EAGAIN;
+    return efx_bell_take(bell);
 }
 
 /* ---- waiting -------------------------------------------------------- */
 
-static int efxb_pending(struct efx_bell *bell)
+static inline int efxb_pending(struct efx_bell *bell)
 {
     return atomic_load_explicit(&bell->shm->count, memory_order_seq_cst) != 0;
 }
 
 /* The adaptive budget after a wait whose count came after `waited` ns. */
-static void efxb_adapt(struct efx_bell *bell, int64_t waited)
+static inline void efxb_adapt(struct efx_bell *bell, int64_t waited)
 {
     int64_t b;
     if (waited <= EFX_BELL_SPIN_MAX_NS) {
@@ -452,7 +524,7 @@ static void efxb_adapt(struct efx_bell *bell, int64_t waited)
 }
 
 /* The spin budget of a wait: spin_ns, or the adaptive one if < 0. */
-static int64_t efxb_budget(struct efx_bell *bell, int64_t spin_ns)
+static inline int64_t efxb_budget(struct efx_bell *bell, int64_t spin_ns)
 {
     return spin_ns >= 0 ? spin_ns : atomic_load_explicit(&bell->spin_budget, memory_order_relaxed);
 }
@@ -462,19 +534,19 @@ static int64_t efxb_budget(struct efx_bell *bell, int64_t spin_ns)
  * when a count is pending, 0 when none came, -ECANCELED.  Looking, not
  * taking: a caller whose signal handler raises after the spin returns
  * leaves the count in the counter. */
-static int efxb_spin(struct efx_bell *bell, int64_t spin_ns, int64_t limit_ns,
-                     const struct efxb_cancel *cancel)
+static inline int efxb_spin(struct efx_bell *bell, int64_t spin_ns, int64_t limit_ns,
+                            const struct efxb_cancel *cancel)
 {
     struct efx_bell_layout *shm = bell->shm;
     int64_t budget = efxb_budget(bell, spin_ns);
     if (budget <= 0 || limit_ns <= 0)
         return efxb_pending(bell);
-    int64_t start = efxb_now_ns();
+    int64_t start = efx_now_ns();
     int64_t span = budget < limit_ns ? budget : limit_ns;
     for (;;) {
         for (int turn = 0; turn < EFX_BELL_SPIN_TURNS; turn++) {
             if (atomic_load_explicit(&shm->count, memory_order_relaxed)) {
-                int64_t took = efxb_now_ns() - start;
+                int64_t took = efx_now_ns() - start;
                 atomic_fetch_add_explicit(&shm->spins_paid, 1, memory_order_relaxed);
                 if (spin_ns < 0)
                     efxb_adapt(bell, took);
@@ -485,7 +557,7 @@ static int efxb_spin(struct efx_bell *bell, int64_t spin_ns, int64_t limit_ns,
         /* Every 16 turns: look at the clock and the cancel test, then let
          * a peer on this CPU run (it may be the writer).  The count is
          * checked again after the yield, before giving up. */
-        if (efxb_now_ns() - start >= span)
+        if (efx_now_ns() - start >= span)
             break;
         if (efxb_cancelled(cancel))
             return -ECANCELED;
@@ -499,11 +571,11 @@ static int efxb_spin(struct efx_bell *bell, int64_t spin_ns, int64_t limit_ns,
  * `cancel` fires; look, never take.  1 when a count is pending, 0 on
  * timeout, -EINTR, -ECANCELED, -errno.  `spun`: the ns this wait already
  * spun (for the adaptive budget). */
-static int efxb_sleep(struct efx_bell *bell, int64_t deadline, int64_t spun,
-                      const struct efxb_cancel *cancel)
+static inline int efxb_sleep(struct efx_bell *bell, int64_t deadline, int64_t spun,
+                             const struct efxb_cancel *cancel)
 {
     struct efx_bell_layout *shm = bell->shm;
-    int64_t start = efxb_now_ns();
+    int64_t start = efx_now_ns();
     for (;;) {
         /* The sleeper's store->load pair: announce, then re-check.  Without
          * the barrier (or without the re-check) a write that lands between
@@ -539,7 +611,7 @@ static int efxb_sleep(struct efx_bell *bell, int64_t deadline, int64_t spun,
         if (r < 0)
             return r; /* -EINTR included: sleepers is already back */
         if (efxb_pending(bell)) {
-            efxb_adapt(bell, spun + efxb_now_ns() - start);
+            efxb_adapt(bell, spun + efx_now_ns() - start);
             /* We took a token and leave the count for the caller's take:
              * pass the ring on, for the other sleepers and pollers. */
             if (n > 0) {
@@ -556,41 +628,51 @@ static int efxb_sleep(struct efx_bell *bell, int64_t deadline, int64_t spun,
     }
 }
 
-/* The C peers' waits (Python's waits are built from the same steps, in
- * separate crossings, in bell_owner.c).  Take (out) or only look (out
- * NULL): 1, 0 on timeout, -EINTR, -errno. */
-static int efxb_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns, uint64_t *out)
+/* The C peers' waits (Python's Doorbell makes each of these steps a call
+ * of its own, so that signal handlers run between them).  Take (out) or
+ * only look (out NULL): 1, 0 on timeout, -EINTR, -errno. */
+static inline int efxb_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns, uint64_t *out)
 {
     int64_t deadline = efxb_deadline(timeout_ms);
-    int64_t start = efxb_now_ns();
+    int64_t start = efx_now_ns();
     for (;;) {
-        if (out ? (*out = efxb_take(bell)) != 0 : efxb_pending(bell))
+        if (out ? (*out = efx_bell_take(bell)) != 0 : efxb_pending(bell))
             return 1;
         if (efxb_left_ms(deadline) == 0)
             return 0;
-        int64_t limit = deadline == INT64_MAX ? INT64_MAX : deadline - efxb_now_ns();
+        int64_t limit = deadline == INT64_MAX ? INT64_MAX : deadline - efx_now_ns();
         int r = efxb_spin(bell, spin_ns, limit, NULL);
         if (r == 0)
-            r = efxb_sleep(bell, deadline, efxb_now_ns() - start, NULL);
+            r = efxb_sleep(bell, deadline, efx_now_ns() - start, NULL);
         if (r <= 0)
             return r;
     }
 }
 
-static int efx_bell_wait_read(struct efx_bell *bell, int timeout_ms,
-                              int64_t spin_ns, uint64_t *out)
+/* Take (into *out), spinning then sleeping on the eventfd as needed: 1, 0
+ * on timeout, -EINTR on a signal (call again with the time left), -EBADF
+ * if the eventfd is closed, -errno. */
+static inline int efx_bell_wait_read(struct efx_bell *bell, int timeout_ms,
+                                     int64_t spin_ns, uint64_t *out)
 {
     return efxb_wait(bell, timeout_ms, spin_ns, out);
 }
 
-static int efx_bell_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns)
+/* Wait until the count is nonzero without taking it: 1, 0 on timeout,
+ * -EINTR, -errno. */
+static inline int efx_bell_wait(struct efx_bell *bell, int timeout_ms, int64_t spin_ns)
 {
     return efxb_wait(bell, timeout_ms, spin_ns, NULL);
 }
 
 /* ---- polling -------------------------------------------------------- */
 
-static int efx_bell_watch_enter(struct efx_bell *bell)
+/* Polling: between watch_enter and watch_exit every write rings the
+ * eventfd, and watch_enter rings at once if a count is pending, so the
+ * eventfd is readable whenever the count is nonzero.  Calls nest (a
+ * counter).  0 or -errno (counted even then: exit it).  A poller that saw
+ * the eventfd readable takes with efx_bell_poll_take. */
+static inline int efx_bell_watch_enter(struct efx_bell *bell)
 {
     struct efx_bell_layout *shm = bell->shm;
     /* A store->load pair with the writer's: either the writer sees the
@@ -603,13 +685,17 @@ static int efx_bell_watch_enter(struct efx_bell *bell)
     return 0;
 }
 
-static int efx_bell_watch_exit(struct efx_bell *bell)
+static inline int efx_bell_watch_exit(struct efx_bell *bell)
 {
     atomic_fetch_sub_explicit(&bell->shm->watchers, 1, memory_order_seq_cst);
     return 0;
 }
 
-static int efx_bell_info(struct efx_bell *bell, uint64_t *out, int n)
+/* Snapshot for tests: fills out[0 .. min(n, EFX_BELL_INFO_N)) with count,
+ * sleepers, watchers, writers_waiting, rings, sleeps, spins_paid,
+ * spins_failed, writer_waits, the handle's spin budget (ns), flags.
+ * Returns the number filled. */
+static inline int efx_bell_info(struct efx_bell *bell, uint64_t *out, int n)
 {
     struct efx_bell_layout *shm = bell->shm;
     uint64_t v[EFX_BELL_INFO_N] = {
@@ -632,13 +718,17 @@ static int efx_bell_info(struct efx_bell *bell, uint64_t *out, int n)
     return n < 0 ? 0 : n;
 }
 
-static uint64_t efx_bell_eventfd_id(struct efx_bell *bell)
+/* The wake-up eventfd's kernel id recorded in the page (0: none), and its
+ * recording by the creator before the page is shared. */
+static inline uint64_t efx_bell_eventfd_id(struct efx_bell *bell)
 {
     return bell->shm->eventfd_id;
 }
 
-static int efx_bell_set_eventfd_id(struct efx_bell *bell, uint64_t id)
+static inline int efx_bell_set_eventfd_id(struct efx_bell *bell, uint64_t id)
 {
     bell->shm->eventfd_id = id; /* before sharing: a plain store (see create) */
     return 0;
 }
+
+#endif

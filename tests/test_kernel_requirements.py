@@ -1,0 +1,148 @@
+"""The kernel features the package needs beyond eventfd2, each checked at
+first use with an error that names it (eventfd_ext/_requirements.py holds
+the table; README's Requirements section states it).
+
+An older kernel is simulated in a child process: a seccomp filter makes the
+syscall behind a feature fail the way a kernel without it fails.  Here:
+preadv2 on an eventfd gives EOPNOTSUPP, as before Linux 5.10, when eventfds
+did not accept RWF_NOWAIT.
+"""
+
+from __future__ import annotations
+
+import errno
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from _kernel import TIMEOUT
+
+# (AUDIT_ARCH_*, __NR_preadv2) of the architectures the wheels are built for.
+SECCOMP_ARCH = {"x86_64": (0xC000003E, 327), "aarch64": (0xC00000B7, 286)}
+
+REFUSE_PREADV2 = """
+import ctypes, errno, struct
+
+def refuse(arch, nr, err):
+    # A classic BPF program: this architecture's syscall nr fails with err.
+    program = [
+        (0x20, 0, 0, 4),                    # A = seccomp_data.arch
+        (0x15, 0, 3, arch),                 # another arch: allow
+        (0x20, 0, 0, 0),                    # A = seccomp_data.nr
+        (0x15, 0, 1, nr),                   # another syscall: allow
+        (0x06, 0, 0, 0x00050000 | err),     # SECCOMP_RET_ERRNO | err
+        (0x06, 0, 0, 0x7FFF0000),           # SECCOMP_RET_ALLOW
+    ]
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = SockFprog(len(program), ctypes.addressof(code))
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) or libc.prctl(
+        PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0
+    ):
+        raise OSError(ctypes.get_errno(), "seccomp")
+"""
+
+
+def run_on_an_old_kernel(body: str) -> str:
+    """Run *body* in a child whose preadv2 fails with EOPNOTSUPP."""
+    if platform.machine() not in SECCOMP_ARCH:
+        pytest.skip(f"no seccomp syscall table here for {platform.machine()}")
+    arch, nr = SECCOMP_ARCH[platform.machine()]
+    code = REFUSE_PREADV2 + f"refuse({arch}, {nr}, {errno.EOPNOTSUPP})\n" + textwrap.dedent(body)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def assert_names_the_feature(out: str, count: str) -> None:
+    """*out*: the refusal's errno and text, then the count left behind."""
+    refusal, left = out.splitlines()
+    assert refusal.startswith(f"{errno.EOPNOTSUPP} "), refusal
+    assert "RWF_NOWAIT" in refusal, refusal
+    assert "Linux >= 5.10" in refusal, refusal
+    assert left == count, "the refused read took the count"
+
+
+def test_the_simulation_is_an_old_kernel() -> None:
+    """Without the package: a RWF_NOWAIT read of an eventfd is refused as
+    Linux < 5.10 refuses it, and a plain read still works."""
+    out = run_on_an_old_kernel(
+        """
+        import os
+        fd = os.eventfd(1)
+        try:
+            os.preadv(fd, [bytearray(8)], -1, os.RWF_NOWAIT)
+        except OSError as exc:
+            print(exc.errno)
+        print(os.eventfd_read(fd))
+        """
+    )
+    assert out.split() == [str(errno.EOPNOTSUPP), "1"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    ["efd.read()", "efd.try_read()", "efd.read(timeout=1)", "asyncio.run(efd.aread())"],
+)
+def test_an_eventfd_read_names_what_the_kernel_lacks(call: str) -> None:
+    out = run_on_an_old_kernel(
+        f"""
+        import asyncio
+        from eventfd_ext import EventFD
+        with EventFD(5) as efd:
+            try:
+                {call}
+            except OSError as exc:
+                print(exc.errno, exc.strerror)
+            print(efd.peek())   # nothing taken
+        """
+    )
+    assert_names_the_feature(out, count="5")
+
+
+def test_doorbell_await_readable_names_what_the_kernel_lacks() -> None:
+    out = run_on_an_old_kernel(
+        """
+        import asyncio
+        from eventfd_ext import Doorbell
+
+        async def main(bell):
+            loop = asyncio.get_running_loop()
+            loop.call_soon(bell.write, 1)   # no count yet: it waits, then drains
+            await bell.await_readable()
+
+        with Doorbell() as bell:
+            try:
+                asyncio.run(main(bell))
+            except OSError as exc:
+                print(exc.errno, exc.strerror)
+            print(bell.read())              # nothing taken
+        """
+    )
+    assert_names_the_feature(out, count="1")
+
+
+def test_what_needs_no_more_than_eventfd2_works_on_an_old_kernel() -> None:
+    """The drop-ins read with read(2), and a Doorbell takes a count from its
+    shared page: neither needs the feature."""
+    out = run_on_an_old_kernel(
+        """
+        from eventfd_ext import Doorbell, eventfd, eventfd_read, eventfd_write
+        fd = eventfd(0)
+        eventfd_write(fd, 2)
+        print(eventfd_read(fd))
+        with Doorbell(3) as bell:
+            print(bell.read())
+        """
+    )
+    assert out.split() == ["2", "3"]
