@@ -158,6 +158,7 @@ def test_a_stopped_holder_delays_but_timeouts_and_ctrl_c_still_leave(
             ch.recv(timeout=0.2)
         with pytest.raises(TimeoutError):
             ch.send(b"x", timeout=0.05)
+        assert ch.try_recv() is None  # within a slice of the lock, queued or not
         assert time.monotonic() - start < TIMEOUT
 
         def interrupt(signum: int, frame: object) -> None:
