@@ -265,7 +265,9 @@ class Channel(FDOwner):
     # -- receiving --------------------------------------------------------
 
     def try_recv(self) -> bytes | None:
-        """The oldest message, or None when there is none; never waits.
+        """The oldest message, or None when there is none; never waits
+        longer than one slice of the ring's lock (20 ms), and says None
+        then too (a holder stopped, or a peer writing over the lock).
         EOFError once the channel was shut down and drained."""
         buf = _new_raw("char[]", _FIRST_TRY)
         n = ffi.new("uint64_t *")
@@ -316,6 +318,8 @@ class Channel(FDOwner):
                 raise EOFError("the channel was shut down and is drained")
             elif result != _EINTR:
                 self._fail(result)
+            elif not waits:
+                return None  # locked for a whole slice (a stopped holder): nothing now
             else:
                 self._past(deadline, timeout, "the channel stayed locked")
             if out is None:
