@@ -11,6 +11,7 @@ a sleep; asyncio's registration details are tests/test_asyncio.py's.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import pathlib
 import subprocess
@@ -379,6 +380,27 @@ def test_doorbell_awaiters_never_block_the_loop_on_a_blocking_eventfd(backend: B
         results = backend.run(main, kick=lambda: os.eventfd_write(wake_up, 1))
         assert sorted(results, key=str) == [1, None, None]
         assert bell.peek() == 2
+
+
+def test_awaiting_a_doorbell_leaves_its_fileno_shut(backend: Backend) -> None:
+    """aread()/await_readable() watch for themselves: while one sleeps,
+    fileno() still refuses outside the user's own watch() (a poller given
+    the number then would miss every count once the task is done)."""
+    with Doorbell() as bell:
+
+        def refused_then_ring() -> None:
+            with pytest.raises(io.UnsupportedOperation, match=r"only inside its watch\(\)"):
+                bell.fileno()
+            bell.write(1)
+
+        async def main() -> list[Any]:
+            taken = await parked_then(refused_then_ring, bell.aread)
+            return [*taken, *await parked_then(refused_then_ring, bell.await_readable)]
+
+        assert backend.run(main, kick=bell.write) == [1, None]
+        assert bell.peek() == 1
+        with pytest.raises(io.UnsupportedOperation):
+            bell.fileno()
 
 
 def test_maskfd_await_readable_and_writable(backend: Backend) -> None:
