@@ -11,6 +11,7 @@ a sleep; asyncio's registration details are tests/test_asyncio.py's.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import os
 import pathlib
@@ -416,6 +417,58 @@ def test_maskfd_await_readable_and_writable(backend: Backend) -> None:
 
         assert backend.run(main, kick=lambda: mask.write(POLLIN | POLLOUT)) == [None] * 3
         assert mask.events == POLLIN | POLLOUT  # nothing changed
+
+
+# -- the fd's flags ----------------------------------------------------------------
+
+
+def waits_of(obj: EventFD | Doorbell | MaskFD) -> tuple[int, Callable[[], None], list[Waiter]]:
+    """The fd an object's loop waits watch, what wakes them, and the waits."""
+    if isinstance(obj, MaskFD):
+        return (
+            obj.fileno(),
+            lambda: obj.write(POLLIN | POLLOUT),
+            [
+                obj.await_readable,
+                obj.await_writable,
+            ],
+        )
+    if isinstance(obj, Doorbell):
+        fd = obj.fds()[1]
+        os.set_blocking(fd, True)  # as a C peer's eventfd may be (from_fds)
+    else:
+        fd = obj.fileno()
+    return fd, lambda: obj.write(1), [obj.aread, obj.await_readable]
+
+
+@pytest.mark.parametrize("make", [EventFD, Doorbell, MaskFD])
+def test_waiting_leaves_the_fds_flags_alone(backend: Backend, make: Callable[[], Any]) -> None:
+    """O_NONBLOCK belongs to the open file, shared by every holder: a loop
+    that set it while waiting (libuv's poll handle does) would make a
+    thread's blocking EventFD.read() fail with BlockingIOError.  Under every
+    framework the flags stay as they were, while a task waits and after."""
+    with make() as obj:
+        fd, ring, waits = waits_of(obj)
+        before = fcntl.fcntl(fd, fcntl.F_GETFL)
+        seen: list[int] = []
+
+        def look_then_ring() -> None:
+            seen.append(fcntl.fcntl(fd, fcntl.F_GETFL))
+            ring()
+
+        async def main() -> list[Any]:
+            results = []
+            for wait in waits:
+                if isinstance(obj, MaskFD):
+                    obj.write(0)  # each wait sleeps until the ring
+                results += await parked_then(look_then_ring, wait)
+            return results
+
+        backend.run(main, kick=ring)
+        assert seen == [before] * len(waits)
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) == before
+    if make is not MaskFD:
+        assert not before & os.O_NONBLOCK  # a blocking eventfd stays blocking
 
 
 # -- outside every framework -----------------------------------------------------
