@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -417,6 +418,42 @@ def test_maskfd_await_readable_and_writable(backend: Backend) -> None:
 
         assert backend.run(main, kick=lambda: mask.write(POLLIN | POLLOUT)) == [None] * 3
         assert mask.events == POLLIN | POLLOUT  # nothing changed
+
+
+# -- fork --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [EventFD, Doorbell])
+def test_a_forked_childs_close_leaves_the_parents_waiters(
+    backend: Backend, make: Callable[[], EventFD | Doorbell]
+) -> None:
+    """The child of a fork made inside the loop closes its copy: the loop's
+    registrations live in kernel objects both processes share (trio's and
+    uvloop's epoll set), so the child must forget them, not remove them,
+    and the parent's waiter still gets the count written after."""
+    with make() as obj:
+
+        def fork_a_closing_child_then_ring() -> None:
+            with warnings.catch_warnings():
+                # 3.12+ warns that forking a threaded process may deadlock
+                # the child; this child only closes the object and exits.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    obj.close()
+                    code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            obj.write(1)
+
+        async def main() -> list[Any]:
+            return await parked_then(fork_a_closing_child_then_ring, obj.aread)
+
+        assert backend.run(main, kick=obj.write) == [1]
 
 
 # -- the fd's flags ----------------------------------------------------------------

@@ -42,6 +42,10 @@ reusing the number is never unregistered by mistake.  A waiter checks its
 owner after registering, so a close that runs between its ``fileno()`` and
 its registration still reaches it.
 
+A forked child forgets every registration it inherits (they live in
+kernel objects it shares with the parent), so its close() never disturbs the
+parent's loops.
+
 asyncio and trio are imported only on the waiting path (by then one of them
 runs, so it costs nothing): ``import eventfd_ext`` pays for neither.
 """
@@ -167,15 +171,13 @@ class _TrioWatch:
 
 
 def _after_fork_in_child() -> None:
-    # Only the forking thread lives on in the child: a loop that ran in any
-    # other thread never runs here, so nothing may wait for it to let go of
-    # an fd (the child's close would never happen).  Its registrations are
-    # forgotten, not removed: its epoll instance is shared with the parent.
-    if not _watches:
-        return
-    here = _current_loop()
-    for key in [key for key in _watches if key[0] is not here]:
-        del _watches[key]
+    # Every loop's registrations live in a kernel object (asyncio's and
+    # uvloop's epoll set, trio's) that the child shares with the parent, so
+    # the child's close() must not remove them (trio's notify_closing, a
+    # remove_reader, would unregister the parent's waiters), nor wait for a
+    # loop of another thread, which never runs here: the child forgets
+    # every one, the forking thread's loop's too.
+    _watches.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
