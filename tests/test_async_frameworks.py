@@ -11,12 +11,15 @@ a sleep; asyncio's registration details are tests/test_asyncio.py's.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import io
 import os
 import pathlib
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -381,6 +384,27 @@ def test_doorbell_awaiters_never_block_the_loop_on_a_blocking_eventfd(backend: B
         assert bell.peek() == 2
 
 
+def test_awaiting_a_doorbell_leaves_its_fileno_shut(backend: Backend) -> None:
+    """aread()/await_readable() watch for themselves: while one sleeps,
+    fileno() still refuses outside the user's own watch() (a poller given
+    the number then would miss every count once the task is done)."""
+    with Doorbell() as bell:
+
+        def refused_then_ring() -> None:
+            with pytest.raises(io.UnsupportedOperation, match=r"only inside its watch\(\)"):
+                bell.fileno()
+            bell.write(1)
+
+        async def main() -> list[Any]:
+            taken = await parked_then(refused_then_ring, bell.aread)
+            return [*taken, *await parked_then(refused_then_ring, bell.await_readable)]
+
+        assert backend.run(main, kick=bell.write) == [1, None]
+        assert bell.peek() == 1
+        with pytest.raises(io.UnsupportedOperation):
+            bell.fileno()
+
+
 def test_maskfd_await_readable_and_writable(backend: Backend) -> None:
     with MaskFD() as mask:
 
@@ -394,6 +418,94 @@ def test_maskfd_await_readable_and_writable(backend: Backend) -> None:
 
         assert backend.run(main, kick=lambda: mask.write(POLLIN | POLLOUT)) == [None] * 3
         assert mask.events == POLLIN | POLLOUT  # nothing changed
+
+
+# -- fork --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [EventFD, Doorbell])
+def test_a_forked_childs_close_leaves_the_parents_waiters(
+    backend: Backend, make: Callable[[], EventFD | Doorbell]
+) -> None:
+    """The child of a fork made inside the loop closes its copy: the loop's
+    registrations live in kernel objects both processes share (trio's and
+    uvloop's epoll set), so the child must forget them, not remove them,
+    and the parent's waiter still gets the count written after."""
+    with make() as obj:
+
+        def fork_a_closing_child_then_ring() -> None:
+            with warnings.catch_warnings():
+                # 3.12+ warns that forking a threaded process may deadlock
+                # the child; this child only closes the object and exits.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    obj.close()
+                    code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            obj.write(1)
+
+        async def main() -> list[Any]:
+            return await parked_then(fork_a_closing_child_then_ring, obj.aread)
+
+        assert backend.run(main, kick=obj.write) == [1]
+
+
+# -- the fd's flags ----------------------------------------------------------------
+
+
+def waits_of(obj: EventFD | Doorbell | MaskFD) -> tuple[int, Callable[[], None], list[Waiter]]:
+    """The fd an object's loop waits watch, what wakes them, and the waits."""
+    if isinstance(obj, MaskFD):
+        return (
+            obj.fileno(),
+            lambda: obj.write(POLLIN | POLLOUT),
+            [
+                obj.await_readable,
+                obj.await_writable,
+            ],
+        )
+    if isinstance(obj, Doorbell):
+        fd = obj.fds()[1]
+        os.set_blocking(fd, True)  # as a C peer's eventfd may be (from_fds)
+    else:
+        fd = obj.fileno()
+    return fd, lambda: obj.write(1), [obj.aread, obj.await_readable]
+
+
+@pytest.mark.parametrize("make", [EventFD, Doorbell, MaskFD])
+def test_waiting_leaves_the_fds_flags_alone(backend: Backend, make: Callable[[], Any]) -> None:
+    """O_NONBLOCK belongs to the open file, shared by every holder: a loop
+    that set it while waiting (libuv's poll handle does) would make a
+    thread's blocking EventFD.read() fail with BlockingIOError.  Under every
+    framework the flags stay as they were, while a task waits and after."""
+    with make() as obj:
+        fd, ring, waits = waits_of(obj)
+        before = fcntl.fcntl(fd, fcntl.F_GETFL)
+        seen: list[int] = []
+
+        def look_then_ring() -> None:
+            seen.append(fcntl.fcntl(fd, fcntl.F_GETFL))
+            ring()
+
+        async def main() -> list[Any]:
+            results = []
+            for wait in waits:
+                if isinstance(obj, MaskFD):
+                    obj.write(0)  # each wait sleeps until the ring
+                results += await parked_then(look_then_ring, wait)
+            return results
+
+        backend.run(main, kick=ring)
+        assert seen == [before] * len(waits)
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) == before
+    if make is not MaskFD:
+        assert not before & os.O_NONBLOCK  # a blocking eventfd stays blocking
 
 
 # -- outside every framework -----------------------------------------------------

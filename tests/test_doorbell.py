@@ -267,6 +267,35 @@ def test_selectors_unregister_after_the_watch_ended() -> None:
         assert bell.read() == 2
 
 
+def test_after_the_watch_ended_a_reader_is_removed_by_number() -> None:
+    """As docs/doorbell.md says: after watch(), poll, epoll and asyncio
+    cannot look the object up (remove_reader(bell) raises and leaves the
+    reader); the eventfd's number from fds() removes it."""
+    with Doorbell() as bell:
+        poller = select.epoll()
+        try:
+            with bell.watch():
+                poller.register(bell, select.EPOLLIN)
+            with pytest.raises(ValueError):
+                poller.unregister(bell)
+            poller.unregister(bell.fds()[1])
+            with pytest.raises(FileNotFoundError):  # gone: ENOENT
+                poller.unregister(bell.fds()[1])
+        finally:
+            poller.close()
+
+        loop = asyncio.new_event_loop()
+        try:
+            with bell.watch():
+                loop.add_reader(bell, lambda: None)
+            with pytest.raises(ValueError):
+                loop.remove_reader(bell)
+            assert loop.remove_reader(bell.fds()[1])  # True: it was still there
+            assert not loop.remove_reader(bell.fds()[1])
+        finally:
+            loop.close()
+
+
 def test_a_child_forked_inside_watch_is_not_watching() -> None:
     with Doorbell() as bell, bell.watch():
         pid = os.fork()

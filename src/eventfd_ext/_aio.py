@@ -17,7 +17,9 @@ event loop gets one watch per (fd, direction), shared by its waiters:
 
 - asyncio: the watch owns the single ``add_reader``/``add_writer``
   registration and a set of waiting futures, wakes all of them when the fd
-  is ready, and removes the registration when the last waiter leaves.
+  is ready, and removes the registration when the last waiter leaves.  A
+  loop other than asyncio's own (uvloop) watches an epoll fd holding the fd
+  instead, since it would make the fd itself non-blocking for every holder.
 - trio: one waiter at a time (the leader) sleeps in trio's
   ``wait_readable``/``wait_writable``; the others wait for the watch's
   event, set when the leader leaves, woken or cancelled; a follower that
@@ -40,6 +42,10 @@ reusing the number is never unregistered by mistake.  A waiter checks its
 owner after registering, so a close that runs between its ``fileno()`` and
 its registration still reaches it.
 
+A forked child forgets every registration it inherits (they live in
+kernel objects it shares with the parent), so its close() never disturbs the
+parent's loops.
+
 asyncio and trio are imported only on the waiting path (by then one of them
 runs, so it costs nothing): ``import eventfd_ext`` pays for neither.
 """
@@ -48,6 +54,7 @@ from __future__ import annotations
 
 import functools
 import os
+import select
 import sys
 import threading
 from collections.abc import Callable
@@ -88,10 +95,42 @@ _watches: dict[tuple[Any, int, int], _AsyncioWatch | _TrioWatch] = {}
 class _AsyncioWatch:
     """The one asyncio registration of an fd in one loop, shared by waiters."""
 
-    __slots__ = ("waiters",)
+    __slots__ = ("relay", "waiters")
 
     def __init__(self) -> None:
         self.waiters: set[asyncio.Future[None]] = set()
+        #: The epoll fd the loop watches in the fd's stead (see register).
+        self.relay: select.epoll | None = None
+
+    def register(self, loop: asyncio.AbstractEventLoop, fd: int, direction: int) -> None:
+        """Have *loop* call ready() while *fd* is ready in *direction*."""
+        if isinstance(loop, _selector_loop()):  # watches the fd, flags untouched
+            if direction == _READ:
+                loop.add_reader(fd, self.ready)
+            else:
+                loop.add_writer(fd, self.ready)
+            return
+        # Other loops (uvloop: libuv's poll handle) set O_NONBLOCK on the fd
+        # they watch, a flag of the open file that every holder shares, so
+        # they watch an epoll fd holding it instead: readable while it is
+        # ready, and closing it touches nothing else.
+        relay = select.epoll()
+        try:
+            relay.register(fd, select.EPOLLIN if direction == _READ else select.EPOLLOUT)
+            loop.add_reader(relay.fileno(), self.ready)
+        except BaseException:
+            relay.close()
+            raise
+        self.relay = relay
+
+    def unregister(self, loop: asyncio.AbstractEventLoop, fd: int, direction: int) -> None:
+        if self.relay is not None:
+            loop.remove_reader(self.relay.fileno())
+            self.relay.close()
+        elif direction == _READ:
+            loop.remove_reader(fd)
+        else:
+            loop.remove_writer(fd)
 
     def ready(self) -> None:
         # A waiter woken but not yet resumed stays in the set until it runs;
@@ -102,7 +141,7 @@ class _AsyncioWatch:
 
     def abandon(self, loop: asyncio.AbstractEventLoop, fd: int, direction: int, error: str) -> None:
         """In the loop's thread: unregister, and fail every waiter."""
-        _asyncio_unregister(loop, fd, direction)
+        self.unregister(loop, fd, direction)
         if loop.is_closed():  # its coroutines can never resume
             return
         for waiter in self.waiters:
@@ -132,15 +171,13 @@ class _TrioWatch:
 
 
 def _after_fork_in_child() -> None:
-    # Only the forking thread lives on in the child: a loop that ran in any
-    # other thread never runs here, so nothing may wait for it to let go of
-    # an fd (the child's close would never happen).  Its registrations are
-    # forgotten, not removed: its epoll instance is shared with the parent.
-    if not _watches:
-        return
-    here = _current_loop()
-    for key in [key for key in _watches if key[0] is not here]:
-        del _watches[key]
+    # Every loop's registrations live in a kernel object (asyncio's and
+    # uvloop's epoll set, trio's) that the child shares with the parent, so
+    # the child's close() must not remove them (trio's notify_closing, a
+    # remove_reader, would unregister the parent's waiters), nor wait for a
+    # loop of another thread, which never runs here: the child forgets
+    # every one, the forking thread's loop's too.
+    _watches.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -212,10 +249,7 @@ async def _asyncio_wait(
     if watch is None:
         watch = _AsyncioWatch()
         try:
-            if direction == _READ:
-                loop.add_reader(fd, watch.ready)
-            else:
-                loop.add_writer(fd, watch.ready)
+            watch.register(loop, fd, direction)
         except OSError:
             if check is not None:
                 check(fd)  # closed meanwhile: ValueError, not EBADF
@@ -234,14 +268,13 @@ async def _asyncio_wait(
         # Not if close() has already taken the registration down.
         if not watch.waiters and _watches.get(key) is watch:
             del _watches[key]
-            _asyncio_unregister(loop, fd, direction)
+            watch.unregister(loop, fd, direction)
 
 
-def _asyncio_unregister(loop: asyncio.AbstractEventLoop, fd: int, direction: int) -> None:
-    if direction == _READ:
-        loop.remove_reader(fd)
-    else:
-        loop.remove_writer(fd)
+def _selector_loop() -> type[asyncio.AbstractEventLoop]:
+    """asyncio's own epoll/poll/select loop class (imported by then: a loop
+    of it, or of another asyncio loop, is running)."""
+    return sys.modules["asyncio"].selector_events.BaseSelectorEventLoop  # type: ignore[no-any-return]
 
 
 async def _trio_wait(

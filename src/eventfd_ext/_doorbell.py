@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
-import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import _aio, _checks, _core
 from ._constants import OVERFLOW
 from ._eventfd import eventfd_fdinfo
-from ._owner import FDOwner
 from ._requirements import NOWAIT_READ
 from ._shim import ffi, lib
+from ._watchgate import WatchGated
 
 if TYPE_CHECKING:
-    from typing_extensions import Self  # typing.Self needs Python 3.11
+    pass  # typing.Self needs Python 3.11
 
 __all__ = ["Doorbell"]
 
@@ -46,33 +44,23 @@ _new_watch = ffi.new_allocator(
 )
 
 
-# Guards each Doorbell's count of the watch() blocks it is in (entered and
-# left from any thread, also on the free-threaded build).
-_watching_lock = threading.Lock()
-
-
-class Doorbell(FDOwner):
+class Doorbell(WatchGated):
     """A counter with eventfd's rules in shared memory, an eventfd beside it.
 
     ``Doorbell(initval=0, *, semaphore=False, nonblocking=False, spin=None)``:
     the same interface and counter rules as :class:`EventFD`; *spin* is how
     long a read that finds no count spins before sleeping, in seconds (None:
-    an adaptive budget that shrinks when spinning does not pay).
+    an adaptive budget that shrinks when spinning does not pay).  A poller
+    of the eventfd polls inside :meth:`watch`, the only place ``fileno()``
+    answers; ``aread()`` and ``await_readable()`` watch by themselves.
     """
 
-    __slots__ = ("_nonblocking", "_spin", "_watching")
+    __slots__ = ("_nonblocking", "_spin")
     _needs = NOWAIT_READ
 
     _nonblocking: bool
     _spin: int
-    #: (pid, n): n watch() blocks of this object are open in process pid.
-    _watching: tuple[int, int]
     _OTHER_WAYS = ", or send it over a UNIX socket with eventfd_ext.send_doorbell"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
-        self = super().__new__(cls, *args, **kwargs)
-        self._watching = (0, 0)  # from_fds builds without __init__
-        return self
 
     def __init__(
         self,
@@ -275,53 +263,20 @@ class Doorbell(FDOwner):
     # -- polling --------------------------------------------------------
 
     @contextlib.contextmanager
-    def watch(self) -> Iterator[Doorbell]:
+    def _watched(self) -> Iterator[None]:
         """While inside, every write reaches the eventfd, and the fd is made
-        readable at once if a count is pending: what a poller (select,
-        poll, epoll, selectors, asyncio) needs to never miss a count.
-        Reads inside take the eventfd's token before the count.  Leaving
-        the block, by any exception (even one raised by a signal handler at
-        any line), ends the watch; a child forked inside is not a watcher
-        unless it enters its own watch()."""
+        readable at once if a count is pending; reads inside take the
+        eventfd's token before the count.  Leaving, by any exception (even
+        one raised by a signal handler at any line), ends it."""
         token = _new_watch("struct efxd_watch *")
         result = lib.efx_db_watch_enter(self._h, token)
         if result:
             lib.efx_db_watch_exit(token)  # counted even when its ring failed
             self._fail(result)
         try:
-            self._count_watch(+1)
-            try:
-                yield self
-            finally:
-                self._count_watch(-1)
+            yield
         finally:
             lib.efx_db_watch_exit(token)
-
-    def _count_watch(self, step: int) -> None:
-        here = os.getpid()
-        with _watching_lock:
-            pid, n = self._watching
-            # A forked child's copy counts only the blocks it entered itself.
-            self._watching = (here, (n if pid == here else 0) + step)
-
-    def fileno(self) -> int:
-        """The eventfd that wakes pollers, inside :meth:`watch` only.
-
-        Outside every watch() block of this object, writes do not reach the
-        fd, so a poller given it would miss counts: io.UnsupportedOperation
-        says so (it is a ValueError, as for a closed object, so selectors
-        still unregisters the object by identity).  :meth:`fds` gives the
-        numbers for passing; ``aread()``/``await_readable()`` watch by
-        themselves."""
-        fd = super().fileno()
-        pid, n = self._watching
-        if not n or pid != os.getpid():
-            raise io.UnsupportedOperation(
-                "a Doorbell's fileno() is pollable only inside its watch(): outside it "
-                "writes do not reach the fd; poll within 'with bell.watch():', await "
-                "bell.aread() or bell.await_readable(), or use bell.fds() to pass it on"
-            )
-        return fd
 
     async def aread(self) -> int:
         """Take the count in a task of asyncio (uvloop included), trio or
@@ -329,20 +284,20 @@ class Doorbell(FDOwner):
         loop sees every write.  close() meanwhile raises ValueError here (as
         EventFD.aread)."""
         loop = _aio.running_loop()
-        with self.watch():
+        with self._watched():  # not the user's: fileno() stays shut
             while True:
                 value = self.try_read()
                 if value:
                     return value
-                await _aio.wait(self.fileno(), _aio._READ, self._check_open, loop)
+                await _aio.wait(self._wake_fd(), _aio._READ, self._check_open, loop)
 
     async def await_readable(self) -> None:
         """Wait in the running loop until the count is nonzero, taking
         nothing; inside its own watch(), as aread()."""
         loop = _aio.running_loop()
-        with self.watch():  # rings at once if a count is pending
+        with self._watched():  # rings at once if a count is pending
             while not self.peek():
-                await _aio.wait(self.fileno(), _aio._READ, self._check_open, loop)
+                await _aio.wait(self._wake_fd(), _aio._READ, self._check_open, loop)
                 # The token before the count (a stale one would wake the
                 # loop forever); a token drained while a count stays behind
                 # is rung again, for the other pollers and sleepers.
