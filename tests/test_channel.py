@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import asyncio
 import errno
+import io
 import math
 import pickle
 import select
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from _kernel import in_thread, join_thread, wait_in_syscall
+from _kernel import TIMEOUT, in_thread, join_thread, wait_in_syscall
 from eventfd_ext import Channel
 
 
@@ -461,3 +462,31 @@ def test_asyncio_arecv_asend_aget_aput() -> None:
 
     with Channel(4096) as ch:
         assert asyncio.run(main(ch)) == [b"one", {"two": 2}, 56, 64]
+
+
+def test_fileno_is_pollable_only_inside_watch(ch: Channel) -> None:
+    """Outside watch() a send does not reach the fd, so a poller given it
+    would sleep through messages: fileno() refuses, naming the ways that
+    work; an arecv() waiting does not open it for others."""
+    with pytest.raises(io.UnsupportedOperation, match=r"inside its watch\(\).*arecv"):
+        ch.fileno()
+    with ch.watch():
+        ch.send(b"m")
+        assert select.select([ch.fileno()], [], [], 0)[0] == [ch.fileno()]
+    with pytest.raises(io.UnsupportedOperation):
+        ch.fileno()
+
+    async def main() -> None:
+        task = asyncio.ensure_future(ch.arecv())
+        await asyncio.sleep(0)  # the task takes "m" without waiting
+        assert await task == b"m"
+        task = asyncio.ensure_future(ch.arecv())
+        for _ in range(3):
+            await asyncio.sleep(0)  # the task now waits in its own watch
+        assert not task.done()
+        with pytest.raises(io.UnsupportedOperation):
+            ch.fileno()
+        ch.send(b"n")
+        assert await asyncio.wait_for(task, TIMEOUT) == b"n"
+
+    asyncio.run(main())

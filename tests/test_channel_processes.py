@@ -110,7 +110,7 @@ def test_send_channel_recv_channel() -> None:
         send_channel(a, ch)
         with recv_channel(b, spin=0) as got:
             assert got.spin == 0
-            assert eventfd_id(got.fileno()) == eventfd_id(ch.fileno())
+            assert eventfd_id(got.fds()[1]) == eventfd_id(ch.fds()[1])
             got.send(b"hi")
             assert ch.recv() == b"hi"
         with Doorbell() as bell:
@@ -121,7 +121,7 @@ def test_send_channel_recv_channel() -> None:
             with pytest.raises(ValueError, match="send_channel"):
                 recv_doorbell(b)
         before = open_fds()
-        send_raw(a, [ch.fileno()], b"C")
+        send_raw(a, [ch.fds()[1]], b"C")
         with pytest.raises(ValueError, match="in the message: 1, where send_channel sends 3"):
             recv_channel(b)
         assert open_fds() == before  # the one fd the message carried is closed

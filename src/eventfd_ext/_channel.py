@@ -15,14 +15,13 @@ import contextlib
 import errno
 import operator
 import pickle
-from collections.abc import Iterator
 from typing import Any, cast
 
 from . import _aio, _checks, _core
-from ._doorbell import _new_watch
+from ._doorbell import bell_watched
 from ._eventfd import eventfd_fdinfo
-from ._owner import FDOwner
 from ._shim import ffi, lib
+from ._watchgate import WatchGated
 
 __all__ = ["Channel"]
 
@@ -59,7 +58,7 @@ def _bytes_like(data: object, what: str) -> memoryview:
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
-class Channel(FDOwner):
+class Channel(WatchGated):
     """A bounded queue of byte messages between threads and processes.
 
     ``Channel(capacity=1 MiB, *, spin=None, nonblocking=False)``: *capacity*
@@ -77,6 +76,7 @@ class Channel(FDOwner):
     _nonblocking: bool
     _spin: int
     _OTHER_WAYS = ", or send it over a UNIX socket with eventfd_ext.send_channel"
+    _AWAIT = "await obj.arecv()"
 
     def __init__(
         self,
@@ -156,7 +156,7 @@ class Channel(FDOwner):
     @property
     def capacity(self) -> int:
         """The ring's size in bytes."""
-        self.fileno()
+        self._check_open()
         return int(lib.efx_ch_capacity(self._h))
 
     @property
@@ -168,12 +168,12 @@ class Channel(FDOwner):
     def nonblocking(self) -> bool:
         """Whether send and recv raise BlockingIOError instead of waiting
         (this object's mode, not shared with other holders)."""
-        self.fileno()
+        self._check_open()
         return self._nonblocking
 
     @nonblocking.setter
     def nonblocking(self, value: bool) -> None:
-        self.fileno()
+        self._check_open()
         self._nonblocking = bool(value)
 
     @property
@@ -419,31 +419,21 @@ class Channel(FDOwner):
 
     # -- polling and asyncio ------------------------------------------------
 
-    @contextlib.contextmanager
-    def watch(self) -> Iterator[Channel]:
-        """While inside, ``fileno()`` is readable whenever a message is
-        pending (or the channel was shut down), also one pending when the
-        block was entered: what select, poll, epoll, selectors and asyncio
-        need.  Leaving the block by any exception ends the watch."""
-        token = _new_watch("struct efxd_watch *")
-        result = lib.efx_db_watch_enter(self._h, token)
-        if result:
-            lib.efx_db_watch_exit(token)  # counted even when its ring failed
-            self._fail(result)
-        try:
-            yield self
-        finally:
-            lib.efx_db_watch_exit(token)
+    def _watched(self) -> contextlib.AbstractContextManager[None]:
+        """The data page's watch: while inside, the fd is readable whenever
+        a message is pending (or the channel was shut down), also one
+        pending when the watch began."""
+        return bell_watched(self)
 
     async def arecv(self) -> bytes:
         """Receive in a coroutine, never blocking the loop; EOFError after a
         shutdown once drained, ValueError when closed meanwhile."""
-        with self.watch():
+        with self._watched():  # not the user's: fileno() stays shut
             while True:
                 message = self.try_recv()
                 if message is not None:
                     return message
-                await _aio.wait(self.fileno(), _aio._READ, self._check_open)
+                await _aio.wait(self._wake_fd(), _aio._READ, self._check_open)
                 # The token before the message (a stale one would wake the
                 # loop forever); one left for others is rung again.
                 result = lib.efx_db_drain_token(self._h)

@@ -16,17 +16,15 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from . import _aio, _checks, _core
 from ._constants import OVERFLOW
 from ._eventfd import eventfd_fdinfo
+from ._owner import FDOwner
 from ._requirements import NOWAIT_READ
 from ._shim import ffi, lib
 from ._watchgate import WatchGated
-
-if TYPE_CHECKING:
-    pass  # typing.Self needs Python 3.11
 
 __all__ = ["Doorbell"]
 
@@ -42,6 +40,24 @@ _new_watch = ffi.new_allocator(
     ffi.addressof(lib, "efx_db_watch_free"),
     should_clear_after_alloc=False,
 )
+
+
+@contextlib.contextmanager
+def bell_watched(owner: FDOwner) -> Iterator[None]:
+    """The watch of an owner whose handle rings a Doorbell page (a Doorbell,
+    a Channel's data page): while inside, every write reaches the eventfd,
+    and the fd is made readable at once if a count is pending; reads inside
+    take the eventfd's token before the count.  Leaving, by any exception
+    (even one raised by a signal handler at any line), ends it."""
+    token = _new_watch("struct efxd_watch *")
+    result = lib.efx_db_watch_enter(owner._h, token)
+    if result:
+        lib.efx_db_watch_exit(token)  # counted even when its ring failed
+        owner._fail(result)
+    try:
+        yield
+    finally:
+        lib.efx_db_watch_exit(token)
 
 
 class Doorbell(WatchGated):
@@ -262,21 +278,8 @@ class Doorbell(WatchGated):
 
     # -- polling --------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _watched(self) -> Iterator[None]:
-        """While inside, every write reaches the eventfd, and the fd is made
-        readable at once if a count is pending; reads inside take the
-        eventfd's token before the count.  Leaving, by any exception (even
-        one raised by a signal handler at any line), ends it."""
-        token = _new_watch("struct efxd_watch *")
-        result = lib.efx_db_watch_enter(self._h, token)
-        if result:
-            lib.efx_db_watch_exit(token)  # counted even when its ring failed
-            self._fail(result)
-        try:
-            yield
-        finally:
-            lib.efx_db_watch_exit(token)
+    def _watched(self) -> contextlib.AbstractContextManager[None]:
+        return bell_watched(self)
 
     async def aread(self) -> int:
         """Take the count in a task of asyncio (uvloop included), trio or

@@ -21,7 +21,7 @@ import io
 import os
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._owner import FDOwner
 
@@ -42,6 +42,8 @@ class WatchGated(FDOwner):
 
     #: (pid, n): n of the user's watch() blocks are open in process pid.
     _watching: tuple[int, int]
+    #: The class's async waits, which watch by themselves (for the refusal).
+    _AWAIT: ClassVar[str] = "await obj.aread() or obj.await_readable()"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         self = super().__new__(cls, *args, **kwargs)
@@ -82,8 +84,8 @@ class WatchGated(FDOwner):
             name = type(self).__name__
             raise io.UnsupportedOperation(
                 f"a {name}'s fileno() is pollable only inside its watch(): outside it "
-                "writes do not reach the fd; poll within 'with obj.watch():', await "
-                "obj.aread() or obj.await_readable(), or use obj.fds() to pass it on"
+                f"writes do not reach the fd; poll within 'with obj.watch():', {self._AWAIT}, "
+                "or use obj.fds() to pass it on"
             )
         return fd
 
