@@ -230,11 +230,28 @@ static inline int efxb_ring(struct efx_bell *bell)
     return r == -EAGAIN ? 0 : r;
 }
 
+/* Read the eventfd's token(s) without blocking: 0, -EAGAIN when there
+ * are none, or -errno.  preadv2(RWF_NOWAIT) never blocks whatever the fd's
+ * mode, but eventfds accept it only since Linux 5.10; before, it gives
+ * -EOPNOTSUPP, and an O_NONBLOCK eventfd (as efx_bell_create makes it) is
+ * read with read(2), which never blocks either.  -EOPNOTSUPP stays for a
+ * blocking one, whose read(2) could block. */
+static inline int efxb_read_tokens(struct efx_bell *bell, uint64_t *tokens)
+{
+    int r = efx_read_nowait(bell->efd, tokens);
+    if (r == -EOPNOTSUPP) {
+        int fl = fcntl(bell->efd, F_GETFL);
+        if (fl >= 0 && (fl & O_NONBLOCK))
+            r = efx_read(bell->efd, tokens);
+    }
+    return r;
+}
+
 /* Take the eventfd's token(s), if any.  0 or -errno (EAGAIN is 0). */
 static inline int efxb_drain(struct efx_bell *bell)
 {
     uint64_t tokens;
-    int r = efx_read_nowait(bell->efd, &tokens);
+    int r = efxb_read_tokens(bell, &tokens);
     return r == -EAGAIN ? 0 : r;
 }
 
