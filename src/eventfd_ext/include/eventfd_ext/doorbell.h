@@ -296,6 +296,7 @@ static inline int efx_bell_create(unsigned int initval, int flags, int *memfd_ou
 {
     struct efx_bell_layout *shm = NULL;
     int err;
+    *bell_out = NULL; /* NULL on failure, as efx_bell_attach */
     if (flags & ~(int)EFX_BELL_SEMAPHORE)
         return -EINVAL;
     int memfd = memfd_create("eventfd_ext.doorbell", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -340,11 +341,15 @@ close_memfd:
 
 /* Map an existing Doorbell.  -EINVAL when the memfd is too small, not
  * sealed (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), or its magic,
- * version, size or flags are not this header's; else 0 or -errno. */
+ * version, size or flags are not this header's; else 0 or -errno
+ * (*bell_out then NULL). */
 static inline int efx_bell_attach(int memfd, int efd, struct efx_bell **bell_out)
 {
     struct efx_bell_layout *shm = NULL;
     struct stat st;
+    /* NULL on failure: a -errno (fstat's errno) is not provably non-zero
+     * to gcc, whose -Wmaybe-uninitialized would flag the caller's handle. */
+    *bell_out = NULL;
     if (fstat(memfd, &st))
         return -errno;
     if (!S_ISREG(st.st_mode) || st.st_size < (off_t)EFX_BELL_SIZE)
