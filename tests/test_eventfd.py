@@ -27,13 +27,6 @@ from eventfd_ext import EventFD
 START = 5
 
 
-class Index:
-    """Converts to an int only through __index__ (os.eventfd_write refuses it)."""
-
-    def __index__(self) -> int:
-        return 1
-
-
 @pytest.fixture
 def efd() -> Iterator[EventFD]:
     """A non-blocking EventFD holding START."""
@@ -172,7 +165,6 @@ def test_semaphore_reads_one() -> None:
         (None, TypeError),
         ([1], TypeError),
         (1 + 0j, TypeError),
-        (Index(), TypeError),
     ],
     ids=repr,
 )
@@ -842,7 +834,7 @@ def test_try_read_never_blocks_and_returns_zero_for_none() -> None:
         efd.try_read()
 
 
-@pytest.mark.parametrize("spin", [-1, float("nan"), "0.1", None, True])
+@pytest.mark.parametrize("spin", [-1, float("nan"), "0.1", None, 2])
 def test_bad_spin_is_refused_and_changes_nothing(spin: object) -> None:
     with pytest.raises((TypeError, ValueError)):
         EventFD(spin=spin)  # type: ignore[arg-type]
