@@ -317,7 +317,7 @@ def test_timeout_that_is_not_a_number_is_typeerror(
     assert efd.peek() == START
 
 
-@pytest.mark.parametrize("timeout", [Fraction(1, 2), True, 0.5])
+@pytest.mark.parametrize("timeout", [Fraction(1, 2), 1, 0.5])
 def test_timeout_takes_any_real_number(efd: EventFD, timeout: object) -> None:
     assert efd.wait(timeout) is True  # type: ignore[arg-type]
 
@@ -834,7 +834,7 @@ def test_try_read_never_blocks_and_returns_zero_for_none() -> None:
         efd.try_read()
 
 
-@pytest.mark.parametrize("spin", [-1, float("nan"), "0.1", None, 2])
+@pytest.mark.parametrize("spin", [-1, float("nan"), "0.1", None, True])
 def test_bad_spin_is_refused_and_changes_nothing(spin: object) -> None:
     with pytest.raises((TypeError, ValueError)):
         EventFD(spin=spin)  # type: ignore[arg-type]

@@ -99,9 +99,12 @@ def check_value(value: object) -> int:
 
 
 def _seconds(value: object, must: str) -> float:
-    """*value*, any real number (bools included, as CPython's time.sleep
-    and select take them), as seconds; an int past float's range is as
-    absurd as inf, so it is +-inf.  TypeError starting *must* otherwise."""
+    """*value*, any real number but a bool, as seconds; an int past float's
+    range is as absurd as inf, so it is +-inf.  TypeError starting *must*
+    otherwise.  A bool is refused, although CPython's time.sleep takes it:
+    as a duration it is a slip (a flag passed where seconds go)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{must}, not a bool ({value!r})")
     if not isinstance(value, numbers.Real):
         raise TypeError(f"{must}, not {_type_name(value)!r}")
     try:
