@@ -91,6 +91,16 @@ static int efx_db_adopt(int memfd, int efd, uint64_t eventfd_id, efx_owner_t **o
         efx_bell_detach(bell);
         return -EXDEV; /* an eventfd, but not this page's */
     }
+    /* Non-blocking, as efx_bell_create makes it: then its tokens are read
+     * with read(2) on a kernel whose eventfds refuse RWF_NOWAIT (< 5.10).
+     * The open file's flag, shared by every holder; no holder's Doorbell
+     * reads it in a way that could block either way. */
+    int fl = fcntl(efd, F_GETFL);
+    if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(efd, F_SETFL, fl | O_NONBLOCK))) {
+        r = -errno;
+        efx_bell_detach(bell);
+        return r;
+    }
     r = efxd_new(bell, memfd, efd, out);
     if (r)
         efx_bell_detach(bell);
@@ -235,7 +245,7 @@ static int efx_db_drain_token(efx_owner_t *o)
     if (r)
         return r;
     uint64_t tokens;
-    r = efx_read_nowait(o->bell->efd, &tokens);
+    r = efxb_read_tokens(o->bell, &tokens);
     if (!r && efxb_pending(o->bell))
         efxb_ring(o->bell); /* the count stays: its token, for the others */
     efxo_leave(o);

@@ -97,16 +97,26 @@ static uint64_t efx_efd_take(efx_owner_t *o)
     return v;
 }
 
+/* Take the count without blocking: 0; when empty, the fd's mode says
+ * whether to wait: 1 (blocking), -EAGAIN (non-blocking); else -errno (the
+ * read's own, e.g. -EOPNOTSUPP from a kernel without RWF_NOWAIT: the mode
+ * is asked only once the read has found the count empty). */
+static int efxe_read(int fd, uint64_t *count)
+{
+    int r = efx_read_nowait(fd, count);
+    if (r == -EAGAIN) {
+        int fl = fcntl(fd, F_GETFL);
+        r = fl < 0 ? -errno : (fl & O_NONBLOCK) ? -EAGAIN : 1;
+    }
+    return r;
+}
+
 static int efx_efd_read(efx_owner_t *o, uint64_t *count)
 {
     int r = efxo_enter(o);
     if (r)
         return r;
-    r = efx_read_nowait(o->fd, count);
-    if (r == -EAGAIN) { /* empty: the fd's mode says whether to wait */
-        int fl = fcntl(o->fd, F_GETFL);
-        r = fl < 0 ? -errno : (fl & O_NONBLOCK) ? -EAGAIN : 1;
-    }
+    r = efxe_read(o->fd, count);
     efxo_leave(o);
     return r;
 }
@@ -141,13 +151,10 @@ static int efx_efd_wait_read(efx_owner_t *o, int timeout_ms, uint64_t *count)
     int r = efxo_enter(o);
     if (r)
         return r;
-    if (timeout_ms < 0) { /* no timeout: the fd's mode says whether to wait */
-        int fl = fcntl(o->fd, F_GETFL);
-        r = fl < 0 ? -errno : (fl & O_NONBLOCK) ? -EAGAIN : 0;
-    }
-    while (!r) {
-        r = efx_read_nowait(o->fd, count);
-        if (r != -EAGAIN) {
+    for (;;) {
+        /* No timeout: the fd's mode says whether to wait (1: wait). */
+        r = timeout_ms < 0 ? efxe_read(o->fd, count) : efx_read_nowait(o->fd, count);
+        if (r != (timeout_ms < 0 ? 1 : -EAGAIN)) {
             r = r ? r : 1;
             break;
         }

@@ -21,6 +21,7 @@ import platform
 import re
 import select
 import selectors
+import shlex
 import shutil
 import subprocess
 
@@ -393,14 +394,20 @@ def test_get_include_holds_the_c_api_of_this_install() -> None:
     assert include.parent == pathlib.Path(eventfd_ext.__file__).resolve().parent
 
 
-def test_the_header_stands_alone(tmp_path: pathlib.Path) -> None:
+# Unoptimised and optimised: gcc's flow warnings (-Wmaybe-uninitialized)
+# come only with optimisation.
+OPT_LEVELS = ["-O0", "-O2"]
+
+
+@pytest.mark.parametrize("opt", OPT_LEVELS)
+def test_the_header_stands_alone(tmp_path: pathlib.Path, opt: str) -> None:
     """A C file with nothing but the include compiles, as C11 and as GNU C,
     with every warning an error: the header brings what it needs."""
     source = tmp_path / "alone.c"
     source.write_text("#include <eventfd_ext/doorbell.h>\nint main(void) { return 0; }\n")
     for std in ("-std=c11", "-std=gnu11"):
         subprocess.run(
-            [_c_compiler(), std, *PEER_CFLAGS, "-o", str(tmp_path / "alone"), str(source)],
+            [_c_compiler(), std, opt, *PEER_CFLAGS, "-o", str(tmp_path / "alone"), str(source)],
             check=True,
             timeout=120,
         )
@@ -428,17 +435,42 @@ def test_the_header_names_what_it_needs_when_included_late(tmp_path: pathlib.Pat
 PROTOCOL_DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "doorbell-protocol.md"
 
 
-def test_the_c_example_of_the_protocol_doc_compiles(tmp_path: pathlib.Path) -> None:
-    """docs/doorbell-protocol.md's C block compiles, with its own command's
-    flags, against the installed header."""
-    (block,) = re.findall(r"```c\n(.*?)```", PROTOCOL_DOC.read_text(), re.S)
-    source = tmp_path / "peer.c"
-    source.write_text(block)
+def _protocol_doc_example() -> tuple[str, list[str]]:
+    """docs/doorbell-protocol.md's C block, and its compile command with the
+    include folder of this install."""
+    text = PROTOCOL_DOC.read_text()
+    (block,) = re.findall(r"```c\n(.*?)```", text, re.S)
+    (command,) = re.findall(r"```\n(cc .*?)\n```", text, re.S)
+    include = "\"$(python -c 'import eventfd_ext; print(eventfd_ext.get_include())')\""
+    assert include in command, command
+    return block, shlex.split(command.replace(include, shlex.quote(eventfd_ext.get_include())))
+
+
+@pytest.mark.parametrize("opt", OPT_LEVELS)
+def test_the_c_example_of_the_protocol_doc_compiles(tmp_path: pathlib.Path, opt: str) -> None:
+    """docs/doorbell-protocol.md's C block compiles with its own command, as
+    written (plus each optimisation level), against the installed header."""
+    block, command = _protocol_doc_example()
+    (tmp_path / "peer.c").write_text(block)
+    assert command[0] == "cc"
     subprocess.run(
-        [_c_compiler(), *PEER_CFLAGS, "-c", "-o", str(tmp_path / "peer.o"), str(source)],
-        check=True,
-        timeout=120,
+        [_c_compiler(), *command[1:], opt, "-pthread"], cwd=tmp_path, check=True, timeout=120
     )
+    assert (tmp_path / "peer.o").is_file()
+
+
+@pytest.mark.parametrize("opt", OPT_LEVELS)
+def test_a_program_calling_the_c_example_links(tmp_path: pathlib.Path, opt: str) -> None:
+    """The example's calls in a whole program (attach, write, detach, with
+    a failed attach's handle) compile and link with every warning an error."""
+    block, _ = _protocol_doc_example()
+    source = tmp_path / "main.c"
+    source.write_text(block + "\nint main(void) { return ring_once(-1, -1) == -EBADF ? 0 : 1; }\n")
+    exe = tmp_path / "main"
+    subprocess.run(
+        [_c_compiler(), opt, *PEER_CFLAGS, "-o", str(exe), str(source)], check=True, timeout=120
+    )
+    assert subprocess.run([str(exe)], timeout=TIMEOUT).returncode == 0
 
 
 def test_a_c_peer_mapping_the_layout_rings_and_takes(tmp_path: pathlib.Path) -> None:

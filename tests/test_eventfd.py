@@ -27,13 +27,6 @@ from eventfd_ext import EventFD
 START = 5
 
 
-class Index:
-    """Converts to an int only through __index__ (os.eventfd_write refuses it)."""
-
-    def __index__(self) -> int:
-        return 1
-
-
 @pytest.fixture
 def efd() -> Iterator[EventFD]:
     """A non-blocking EventFD holding START."""
@@ -172,7 +165,6 @@ def test_semaphore_reads_one() -> None:
         (None, TypeError),
         ([1], TypeError),
         (1 + 0j, TypeError),
-        (Index(), TypeError),
     ],
     ids=repr,
 )
@@ -325,7 +317,7 @@ def test_timeout_that_is_not_a_number_is_typeerror(
     assert efd.peek() == START
 
 
-@pytest.mark.parametrize("timeout", [Fraction(1, 2), True, 0.5])
+@pytest.mark.parametrize("timeout", [Fraction(1, 2), 1, 0.5])
 def test_timeout_takes_any_real_number(efd: EventFD, timeout: object) -> None:
     assert efd.wait(timeout) is True  # type: ignore[arg-type]
 

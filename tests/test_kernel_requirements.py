@@ -64,10 +64,11 @@ def run_on_an_old_kernel(body: str) -> str:
     return out.stdout
 
 
-def assert_names_the_feature(out: str, count: str) -> None:
-    """*out*: the refusal's errno and text, then the count left behind."""
+def assert_names_the_feature(out: str, count: str, call: str) -> None:
+    """*out*: the refusal's errno and text, then the count left behind; the
+    text names *call*, the call refused."""
     refusal, left = out.splitlines()
-    assert refusal.startswith(f"{errno.EOPNOTSUPP} "), refusal
+    assert refusal.startswith(f"{errno.EOPNOTSUPP} {call} needs "), refusal
     assert "RWF_NOWAIT" in refusal, refusal
     assert "Linux >= 5.10" in refusal, refusal
     assert left == count, "the refused read took the count"
@@ -91,15 +92,23 @@ def test_the_simulation_is_an_old_kernel() -> None:
 
 
 @pytest.mark.parametrize(
-    "call",
-    ["efd.read()", "efd.try_read()", "efd.read(timeout=1)", "asyncio.run(efd.aread())"],
+    ("call", "named"),
+    [
+        ("efd.read()", "read()"),
+        ("efd.try_read()", "try_read()"),
+        ("efd.read(timeout=1)", "read()"),
+        ("asyncio.run(efd.aread())", "aread()"),
+    ],
 )
-def test_an_eventfd_read_names_what_the_kernel_lacks(call: str) -> None:
+@pytest.mark.parametrize("modes", ["", "nonblocking=True", "semaphore=True, nonblocking=True"])
+def test_an_eventfd_read_names_what_the_kernel_lacks(call: str, named: str, modes: str) -> None:
+    """With a count to take, in every mode: a non-blocking EventFD's read()
+    names the feature too, not "would block"."""
     out = run_on_an_old_kernel(
         f"""
         import asyncio
         from eventfd_ext import EventFD
-        with EventFD(5) as efd:
+        with EventFD(5, {modes}) as efd:
             try:
                 {call}
             except OSError as exc:
@@ -107,29 +116,117 @@ def test_an_eventfd_read_names_what_the_kernel_lacks(call: str) -> None:
             print(efd.peek())   # nothing taken
         """
     )
-    assert_names_the_feature(out, count="5")
+    assert_names_the_feature(out, count="5", call=f"EventFD.{named}")
 
 
-def test_doorbell_await_readable_names_what_the_kernel_lacks() -> None:
+# The child's helper: write *value* once *n* readers sleep in *bell* (the
+# page's sleepers count), so that each call below sleeps before it is woken.
+RING_WHEN_ASLEEP = """
+import os, threading
+
+def ring_when_asleep(bell, n=1, value=2):
+    def ring():
+        while bell._info()[1] < n:  # the page's sleepers
+            os.sched_yield()
+        bell.write(value)
+    threading.Thread(target=ring, daemon=True).start()
+"""
+
+# Each sleeps in the Doorbell until a write wakes it, and prints what it
+# got.  On this kernel the eventfd's tokens are read with read(2).
+DOORBELL_SLEEPS = {
+    "read": "ring_when_asleep(bell); print(bell.read())",
+    "read(timeout)": "ring_when_asleep(bell); print(bell.read(timeout=60))",
+    "wait": "ring_when_asleep(bell); print(bell.wait(60), bell.read())",
+    # The write runs once the task awaits the eventfd.
+    "await_readable": "asyncio.run(main(bell)); print(bell.read())",
+}
+
+
+@pytest.mark.parametrize("sleeps", DOORBELL_SLEEPS)
+@pytest.mark.parametrize("adopt", [False, True])
+def test_a_doorbell_sleeps_on_an_old_kernel(sleeps: str, adopt: bool) -> None:
+    """The Doorbell's eventfd is non-blocking (made so by from_fds when it
+    adopts a blocking one), so its wake-ups are read with read(2): its
+    sleeping calls need no RWF_NOWAIT."""
     out = run_on_an_old_kernel(
-        """
-        import asyncio
-        from eventfd_ext import Doorbell
+        RING_WHEN_ASLEEP
+        + f"""
+import asyncio
+from eventfd_ext import Doorbell
 
-        async def main(bell):
-            loop = asyncio.get_running_loop()
-            loop.call_soon(bell.write, 1)   # no count yet: it waits, then drains
-            await bell.await_readable()
+async def main(bell):
+    asyncio.get_running_loop().call_soon(bell.write, 2)
+    await bell.await_readable()
 
-        with Doorbell() as bell:
-            try:
-                asyncio.run(main(bell))
-            except OSError as exc:
-                print(exc.errno, exc.strerror)
-            print(bell.read())              # nothing taken
-        """
+bell = Doorbell(spin=0)
+if {adopt}:  # a blocking eventfd, as another holder may pass it on
+    memfd, efd = (os.dup(fd) for fd in bell.fds())
+    bell.close()
+    os.set_blocking(efd, True)
+    bell = Doorbell.from_fds(memfd, efd, spin=0)
+with bell:
+    {DOORBELL_SLEEPS[sleeps]}
+    print(bell.peek())
+"""
     )
-    assert_names_the_feature(out, count="1")
+    got = "True 2" if sleeps == "wait" else "2"
+    assert out.splitlines() == [got, "0"]
+
+
+def test_a_semaphore_doorbell_wakes_two_sleeping_threads_on_an_old_kernel() -> None:
+    out = run_on_an_old_kernel(
+        RING_WHEN_ASLEEP
+        + """
+from eventfd_ext import Doorbell
+got = []
+with Doorbell(semaphore=True, spin=0) as bell:
+    readers = [threading.Thread(target=lambda: got.append(bell.read())) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    ring_when_asleep(bell, n=2)
+    for reader in readers:
+        reader.join()
+    print(got, bell.peek())
+"""
+    )
+    assert out.split() == ["[1,", "1]", "0"]
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        ("ring_when_asleep(bell, value=1); bell.read()", "read()"),
+        ("ring_when_asleep(bell, value=1); bell.read(timeout=60)", "read()"),
+        ("ring_when_asleep(bell, value=1); bell.wait(60)", "wait()"),
+        ("asyncio.run(main(bell))", "await_readable()"),
+    ],
+)
+def test_a_doorbell_whose_eventfd_was_made_blocking_names_what_the_kernel_lacks(
+    call: str, named: str
+) -> None:
+    """A holder that makes the eventfd blocking (fcntl) leaves read(2) able
+    to block: the sleeping call is refused, naming itself and the feature."""
+    out = run_on_an_old_kernel(
+        RING_WHEN_ASLEEP
+        + f"""
+import asyncio
+from eventfd_ext import Doorbell
+
+async def main(bell):
+    asyncio.get_running_loop().call_soon(bell.write, 1)
+    await bell.await_readable()
+
+with Doorbell(spin=0) as bell:
+    os.set_blocking(bell.fds()[1], True)
+    try:
+        {call}
+    except OSError as exc:
+        print(exc.errno, exc.strerror)
+    print(bell.read())              # nothing taken
+"""
+    )
+    assert_names_the_feature(out, count="1", call=f"Doorbell.{named}")
 
 
 def test_what_needs_no_more_than_eventfd2_works_on_an_old_kernel() -> None:

@@ -411,7 +411,7 @@ async def read(efd: EventFD) -> int:
     while True:
         # Through the object: a close meanwhile raises ValueError here, and
         # the take never reaches a number another file took since.
-        value = efd.try_read()
+        value = efd._try_read("aread()")
         if value:
             return value
         await wait(efd.fileno(), _READ, efd._check_open, loop)

@@ -29,6 +29,7 @@ __all__ = [
     "RESERVED_VALUE",
     "as_fd",
     "as_fd_numbers",
+    "check_choice",
     "check_data",
     "check_events",
     "check_initval",
@@ -75,19 +76,10 @@ def index(value: object, what: str) -> int:
         raise TypeError(f"{what} must be an integer, not {_type_name(value)!r}") from None
 
 
-def _integer(value: object, what: str) -> int:
-    """*value* if it is an int (a subclass at its real value); TypeError
-    for anything else, ``__index__`` objects included, as eventfd's counter
-    arguments have always been refused."""
-    if not isinstance(value, int):
-        raise TypeError(f"{what} must be an integer, not {_type_name(value)!r}")
-    return operator.index(value)
-
-
 def check_initval(initval: object) -> int:
     """An eventfd's initial count: 0 <= initval < 2**32 (a C unsigned int,
     as eventfd(2) takes it)."""
-    initval = _integer(initval, "initval")
+    initval = index(initval, "initval")
     if not 0 <= initval < _INITVAL_LIMIT:
         error = ValueError if initval < 0 else OverflowError
         raise error(f"initval must be between 0 and 2**32 - 1, not {initval}")
@@ -97,7 +89,7 @@ def check_initval(initval: object) -> int:
 def check_value(value: object) -> int:
     """A value to add to a counter: 0 <= value <= 2**64 - 2 (2**64 - 1 is
     the kernel's overflow mark)."""
-    value = _integer(value, "value")
+    value = index(value, "value")
     if value == OVERFLOW:
         raise ValueError(RESERVED_VALUE)
     if not 0 <= value < OVERFLOW:
@@ -106,32 +98,51 @@ def check_value(value: object) -> int:
     return value
 
 
+def _seconds(value: object, must: str) -> float:
+    """*value*, any real number but a bool, as seconds; an int past float's
+    range is as absurd as inf, so it is +-inf.  TypeError starting *must*
+    otherwise.  A bool is refused, although CPython's time.sleep takes it:
+    as a duration it is a slip (a flag passed where seconds go)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{must}, not a bool ({value!r})")
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{must}, not {_type_name(value)!r}")
+    try:
+        return float(value)
+    except OverflowError:  # an int past float's range
+        return math.inf if operator.gt(value, 0) else -math.inf
+
+
 def spin_ns(spin: object, *, adaptive: bool = False) -> int:
     """A spin budget in seconds (0 <= spin <= MAX_SPIN) as nanoseconds;
     with *adaptive*, None is the shim's adaptive budget (ADAPTIVE_SPIN)."""
     if spin is None and adaptive:
         return ADAPTIVE_SPIN
-    if not isinstance(spin, numbers.Real) or isinstance(spin, bool):
-        raise TypeError(f"spin must be a number of seconds, not {_type_name(spin)!r}")
-    try:
-        seconds = float(spin)
-    except OverflowError:  # an int past float's range: as absurd as inf
-        seconds = math.inf
+    seconds = _seconds(spin, "spin must be a number of seconds")
     if not 0 <= seconds <= MAX_SPIN:  # NaN included
         raise ValueError(f"spin must be between 0 and {MAX_SPIN} seconds, not {spin!r}")
     return int(seconds * 1e9)
 
 
 def check_timeout(timeout: object) -> float | None:
-    """A timeout in seconds (>= 0, inf allowed) or None (wait forever)."""
+    """A timeout in seconds (>= 0, inf allowed: it waits forever) or None
+    (wait forever)."""
     if timeout is None:
         return None
-    if not isinstance(timeout, numbers.Real):
-        raise TypeError(f"timeout must be a number of seconds or None, not {_type_name(timeout)!r}")
-    seconds = float(timeout)
+    seconds = _seconds(timeout, "timeout must be a number of seconds or None")
     if not seconds >= 0:  # NaN included
         raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
     return seconds
+
+
+def check_choice(value: object, what: str, choices: tuple[str, ...]) -> str:
+    """One of the names *choices*: TypeError for a value that is no str,
+    ValueError for another name."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be one of {choices}, not {_type_name(value)!r}")
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {choices}, not {value!r}")
+    return value
 
 
 def check_events(events: object, what: str = "events") -> int:

@@ -123,8 +123,9 @@ class Doorbell(WatchGated):
         with ValueError (not a sealed Doorbell page, or not its eventfd; a
         memfd that cannot be mapped read-write gives the OSError of the
         mapping, e.g. PermissionError), and the fds are then left open.
-        The eventfd may be blocking: the Doorbell never reads it in a way
-        that could block.  Only fd numbers are taken, as by
+        A blocking eventfd is made non-blocking (the open file's flag, which
+        every holder shares; no Doorbell reads it in a way that could block
+        either way), so that any kernel reads its wake-ups.  Only fd numbers are taken, as by
         ``EventFD.from_fd``: an object with ``fileno()`` still owns its fd."""
         memfd, efd = _checks.as_fd_numbers("from_fds() takes fd numbers", memfd, efd)
         spin_ns = _checks.spin_ns(spin, adaptive=True)
@@ -253,7 +254,7 @@ class Doorbell(WatchGated):
         # Its own function, so that read() makes no cells on the fast path.
         self._check_open()  # a closed object says so before a bad timeout does
         deadline = _core.deadline(timeout)
-        h = self._h
+        h, fail = self._h, self._failing("read()")
         while True:
             value: int = _take(h)
             if value:
@@ -261,7 +262,7 @@ class Doorbell(WatchGated):
             self._check_open()
             if timeout is None and self._nonblocking:
                 _core.raise_errno(errno.EAGAIN)
-            if not _core.wait_ready(h, self._fail, deadline, self._spin, _spin_step, _sleep_step):
+            if not _core.wait_ready(h, fail, deadline, self._spin, _spin_step, _sleep_step):
                 raise TimeoutError(f"no count within {timeout} s")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -270,7 +271,8 @@ class Doorbell(WatchGated):
         thread wakes it with ValueError."""
         self._check_open()
         deadline = _core.deadline(timeout)
-        return _core.wait_ready(self._h, self._fail, deadline, self._spin, _spin_step, _sleep_step)
+        fail = self._failing("wait()")
+        return _core.wait_ready(self._h, fail, deadline, self._spin, _spin_step, _sleep_step)
 
     def peek(self) -> int:
         """The current count, without taking it (one load, no syscall)."""
@@ -306,7 +308,7 @@ class Doorbell(WatchGated):
                 # is rung again, for the other pollers and sleepers.
                 result = lib.efx_db_drain_token(self._h)
                 if result < 0:
-                    self._fail(result)
+                    self._fail(result, "await_readable()")
 
     # -- internals --------------------------------------------------------
 

@@ -207,9 +207,10 @@ class EventFD(FDOwner):
     def _read_waiting(self, timeout: float | None) -> int:
         # Its own function, so that read() makes no cells on the fast path.
         h, count = self._h, ffi.new("uint64_t *")  # per call: a handler may read too
+        fail = self._failing("read()")
         if timeout is None and not self._spin:  # the common wait: one crossing
             # BlockingIOError for a non-blocking fd, through _fail.
-            _core.finish(_wait_read(h, -1, count), self._fail, _wait_read, h, -1, count)
+            _core.finish(_wait_read(h, -1, count), fail, _wait_read, h, -1, count)
             return int(count[0])
         self.fileno()  # a closed object says so before a bad timeout does
         deadline = _core.deadline(timeout)
@@ -218,11 +219,11 @@ class EventFD(FDOwner):
             if not result:
                 return int(count[0])
             if result < 0:
-                self._fail(result)
+                fail(result)
         # The spin looks without taking (a handler that raises after it
         # leaves the count); then one crossing sleeps and takes.
-        _core.spin_first(h, self._fail, deadline, self._spin, _spin_step)
-        if _core.sleep_until(self._fail, deadline, lambda ms: _wait_read(h, ms, count)):
+        _core.spin_first(h, fail, deadline, self._spin, _spin_step)
+        if _core.sleep_until(fail, deadline, lambda ms: _wait_read(h, ms, count)):
             return int(count[0])
         raise TimeoutError(f"no count within {timeout} s")
 
@@ -253,14 +254,17 @@ class EventFD(FDOwner):
         """The count (1 in semaphore mode), or 0 if there is none: never
         blocks, whatever the fd's mode, and never raises for a zero count."""
         value: int = _take(self._h)
-        if value:
-            return value
+        return value or self._try_read("try_read()")
+
+    def _try_read(self, call: str) -> int:
+        """try_read() past its hot path, for method *call* (its errors
+        name it)."""
         count = ffi.new("uint64_t *")
         result = lib.efx_efd_read(self._h, count)
         if not result:
             return int(count[0])
         if result < 0 and result != _EAGAIN:
-            self._fail(result)
+            self._fail(result, call)
         return 0
 
     @property

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import _aio, _core
 from ._backings import BACKINGS, BY_KIND, BY_NAME, Backing, BackingRecord, choose_backing
-from ._checks import as_fd_numbers, check_data, check_events, index
+from ._checks import as_fd_numbers, check_choice, check_data, check_events, index
 from ._constants import EFD_MASK_EVENTS
 from ._maskabi import EFD_MASK_SIZE, STRUCT, MaskState, event_names
 from ._owner import FDOwner
@@ -113,9 +113,7 @@ class MaskFD(FDOwner):
         data = check_data(data)
         if backing is None:
             backing = BACKINGS[0] if uses is None else choose_backing(uses)
-        record = BY_NAME.get(backing) if isinstance(backing, str) else None
-        if record is None:
-            raise ValueError(f"backing must be one of {BACKINGS}, not {backing!r}")
+        record = BY_NAME[check_choice(backing, "backing", BACKINGS)]
         if uses is not None:
             record.check_uses(uses)
         out = _new("struct mfx_handle **")

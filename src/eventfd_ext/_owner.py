@@ -26,6 +26,7 @@ A subclass sets ``_h`` (the handle, through :meth:`_own`) in ``__init__``.
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
@@ -191,14 +192,20 @@ class FDOwner:
     #: EOPNOTSUPP (None: EOPNOTSUPP means what its errno says).
     _needs: ClassVar[KernelFeature | None] = None
 
-    def _fail(self, result: int) -> NoReturn:
+    def _fail(self, result: int, call: str = "") -> NoReturn:
         """Raise for a shim call's failed *result*: ValueError once closed,
-        the missing kernel feature's error, else the OSError of its errno."""
+        the missing kernel feature's error (naming *call*, the method that
+        needs it, e.g. ``"read()"``), else the OSError of its errno."""
         if result == _ECLOSED:
             self._raise_closed()
         if result == -errno.EOPNOTSUPP and self._needs is not None:
-            raise self._needs.missing()
+            name = type(self).__name__
+            raise self._needs.missing(f"{name}.{call}" if call else name)
         _core.raise_errno(-result)
+
+    def _failing(self, call: str) -> _core.Fail:
+        """:meth:`_fail` for the calls of method *call* (``"read()"``)."""
+        return functools.partial(self._fail, call=call)
 
     def _check_open(self, fd: int = -1) -> None:
         """Raise ValueError if the object was closed (for the asyncio

@@ -19,23 +19,25 @@ class KernelFeature:
     linux: str
     needed_by: str
 
-    def missing(self) -> OSError:
-        """The error of a call this kernel refused for lack of the feature."""
+    def missing(self, call: str) -> OSError:
+        """The error of *call* (``"EventFD.read()"``), which this kernel
+        refused for lack of the feature."""
         return OSError(
             errno.EOPNOTSUPP,
-            f"{self.needed_by} need {self.what} (Linux >= {self.linux}; "
-            f"this kernel: {os.uname().release})",
+            f"{call} needs {self.what} (Linux >= {self.linux}; this kernel: {os.uname().release})",
         )
 
 
-#: EventFD's reads and waits take the count with preadv2(RWF_NOWAIT), which
-#: never blocks whatever the fd's mode: what lets close() wake every waiter
-#: and aread() never block a loop.  Eventfds accept it since their
-#: read_iter (5.10); before, preadv2 refuses it with EOPNOTSUPP.
+#: EventFD's reads take the count with preadv2(RWF_NOWAIT), which never
+#: blocks whatever the fd's mode: what lets close() wake every waiter and
+#: aread() never block a loop.  Eventfds accept it since their read_iter
+#: (5.10); before, preadv2 refuses it with EOPNOTSUPP.  A Doorbell reads its
+#: wake-ups with read(2) then, its eventfd being non-blocking; only one that
+#: a holder made blocking (fcntl) needs the feature.
 NOWAIT_READ = KernelFeature(
     what="preadv2(RWF_NOWAIT) reads of an eventfd",
     linux="5.10",
-    needed_by="EventFD reads and Doorbell.await_readable()",
+    needed_by="EventFD's reads; a Doorbell's waits once its eventfd was made blocking",
 )
 
 #: MaskFD shows POLLPRI with one byte of AF_UNIX out-of-band data.

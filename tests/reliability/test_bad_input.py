@@ -309,6 +309,8 @@ SHARED: list[tuple[str, SharedCase, type[BaseException], int | None]] = [
     ("{cls}.read(timeout=-1)", lambda c: c.ev.read(timeout=-1), ValueError, None),
     ("{cls}.read(timeout=-1e-9)", lambda c: c.ev.read(timeout=-1e-9), ValueError, None),
     ("{cls}.read(timeout=-inf)", lambda c: c.ev.read(timeout=float("-inf")), ValueError, None),
+    ("{cls}.read(timeout=-10**400)", lambda c: c.ev.read(timeout=-(10**400)), ValueError, None),
+    ("{cls}.read(timeout=True)", lambda c: c.ev.read(timeout=True), TypeError, None),
     ("{cls}.read(1, 2)", lambda c: c.ev.read(1, 2), TypeError, None),
     ("{cls}.wait(-1)", lambda c: c.ev.wait(-1), ValueError, None),
     ("{cls}.wait('x')", lambda c: c.ev.wait("x"), TypeError, None),

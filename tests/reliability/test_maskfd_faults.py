@@ -80,7 +80,7 @@ CASES: list[tuple[str, Case, type[BaseException], int | None]] = [
     ("MaskFD(0, -1)", lambda w: MaskFD(0, -1), ValueError, None),
     ("MaskFD(0, 2**64)", lambda w: MaskFD(0, 2**64), OverflowError, None),
     ("MaskFD(backing='tcp')", lambda w: MaskFD(backing="tcp"), ValueError, None),  # type: ignore[arg-type]
-    ("MaskFD(backing=1)", lambda w: MaskFD(backing=1), ValueError, None),  # type: ignore[arg-type]
+    ("MaskFD(backing=1)", lambda w: MaskFD(backing=1), TypeError, None),  # type: ignore[arg-type]
     ("MaskFD(uses=0x40)", lambda w: MaskFD(uses=0x40), ValueError, None),
     (
         "MaskFD(uses=0x40, backing='stream')",

@@ -230,11 +230,28 @@ static inline int efxb_ring(struct efx_bell *bell)
     return r == -EAGAIN ? 0 : r;
 }
 
+/* Read the eventfd's token(s) without blocking: 0, -EAGAIN when there
+ * are none, or -errno.  preadv2(RWF_NOWAIT) never blocks whatever the fd's
+ * mode, but eventfds accept it only since Linux 5.10; before, it gives
+ * -EOPNOTSUPP, and an O_NONBLOCK eventfd (as efx_bell_create makes it) is
+ * read with read(2), which never blocks either.  -EOPNOTSUPP stays for a
+ * blocking one, whose read(2) could block. */
+static inline int efxb_read_tokens(struct efx_bell *bell, uint64_t *tokens)
+{
+    int r = efx_read_nowait(bell->efd, tokens);
+    if (r == -EOPNOTSUPP) {
+        int fl = fcntl(bell->efd, F_GETFL);
+        if (fl >= 0 && (fl & O_NONBLOCK))
+            r = efx_read(bell->efd, tokens);
+    }
+    return r;
+}
+
 /* Take the eventfd's token(s), if any.  0 or -errno (EAGAIN is 0). */
 static inline int efxb_drain(struct efx_bell *bell)
 {
     uint64_t tokens;
-    int r = efx_read_nowait(bell->efd, &tokens);
+    int r = efxb_read_tokens(bell, &tokens);
     return r == -EAGAIN ? 0 : r;
 }
 
@@ -279,6 +296,7 @@ static inline int efx_bell_create(unsigned int initval, int flags, int *memfd_ou
 {
     struct efx_bell_layout *shm = NULL;
     int err;
+    *bell_out = NULL; /* NULL on failure, as efx_bell_attach */
     if (flags & ~(int)EFX_BELL_SEMAPHORE)
         return -EINVAL;
     int memfd = memfd_create("eventfd_ext.doorbell", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -323,11 +341,15 @@ close_memfd:
 
 /* Map an existing Doorbell.  -EINVAL when the memfd is too small, not
  * sealed (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), or its magic,
- * version, size or flags are not this header's; else 0 or -errno. */
+ * version, size or flags are not this header's; else 0 or -errno
+ * (*bell_out then NULL). */
 static inline int efx_bell_attach(int memfd, int efd, struct efx_bell **bell_out)
 {
     struct efx_bell_layout *shm = NULL;
     struct stat st;
+    /* NULL on failure: a -errno (fstat's errno) is not provably non-zero
+     * to gcc, whose -Wmaybe-uninitialized would flag the caller's handle. */
+    *bell_out = NULL;
     if (fstat(memfd, &st))
         return -errno;
     if (!S_ISREG(st.st_mode) || st.st_size < (off_t)EFX_BELL_SIZE)
