@@ -307,10 +307,11 @@ sleep:
         int64_t left = deadline == INT64_MAX ? 1 : deadline - efx_now_ns();
         int r = room ? 1 : left <= 0 ? 0 : efxb_cancelled(cancel) ? -ECANCELED : 2;
         if (r == 2) {
-            struct timespec ts = {left / 1000000000, left % 1000000000};
+            /* At most a recheck slice: a receiver SIGKILLed between its
+             * take and its wake-up must not leave this sender asleep. */
+            struct timespec ts = efxb_futex_slice(deadline);
             atomic_fetch_add_explicit(&space->writer_waits, 1, memory_order_relaxed);
-            r = efxb_futex(&space->room_seq, FUTEX_WAIT, seq,
-                           deadline == INT64_MAX ? NULL : &ts);
+            r = efxb_futex(&space->room_seq, FUTEX_WAIT, seq, &ts);
             r = r == -EINTR ? -EINTR : 2;
         }
         atomic_fetch_sub_explicit(&space->writers_waiting, 1, memory_order_seq_cst);

@@ -165,6 +165,11 @@ _Static_assert(offsetof(struct efx_bell_layout, rings) == 192, "stats at 192");
 /* Spin turns between two sched_yield() (and clock reads): on a shared CPU
  * the yield is what lets the peer run and write. */
 #define EFX_BELL_SPIN_TURNS 16
+/* The longest a sleeper sleeps before it looks at the count again.  A
+ * count's wake-up is one token in the eventfd, which the woken sleeper
+ * takes and passes on; a sleeper SIGKILLed between the two takes it to its
+ * grave, and without the look the others would sleep through the count. */
+#define EFX_BELL_RECHECK_MS 100
 
 typedef struct efx_bell efx_bell_t;
 
@@ -210,6 +215,21 @@ static inline int64_t efxb_deadline(int timeout_ms)
 
 /* Milliseconds left before the deadline for poll(2), rounded up so that a
  * poll never returns before it: -1 forever, 0 when past. */
+/* A futex sleep's timeout: the time left until deadline, at most
+ * EFX_BELL_RECHECK_MS (a waker SIGKILLed before its wake must not leave
+ * the sleeper asleep for good; the caller looks again after each). */
+static inline struct timespec efxb_futex_slice(int64_t deadline)
+{
+    int64_t slice = (int64_t)EFX_BELL_RECHECK_MS * 1000000;
+    if (deadline != INT64_MAX) {
+        int64_t left = deadline - efx_now_ns();
+        if (left < slice)
+            slice = left > 0 ? left : 0;
+    }
+    struct timespec ts = {(time_t)(slice / 1000000000), (long)(slice % 1000000000)};
+    return ts;
+}
+
 static inline int efxb_left_ms(int64_t deadline)
 {
     if (deadline == INT64_MAX)
@@ -429,10 +449,9 @@ static inline int efxb_write(struct efx_bell *bell, uint64_t n, int timeout_ms,
             atomic_fetch_sub_explicit(&shm->writers_waiting, 1, memory_order_seq_cst);
             return left <= 0 ? -EAGAIN : -ECANCELED;
         }
-        struct timespec ts = {left / 1000000000, left % 1000000000};
+        struct timespec ts = efxb_futex_slice(deadline);
         atomic_fetch_add_explicit(&shm->writer_waits, 1, memory_order_relaxed);
-        int r = efxb_futex(&shm->room_seq, FUTEX_WAIT, seq,
-                           deadline == INT64_MAX ? NULL : &ts);
+        int r = efxb_futex(&shm->room_seq, FUTEX_WAIT, seq, &ts);
         atomic_fetch_sub_explicit(&shm->writers_waiting, 1, memory_order_seq_cst);
         if (r == -EINTR)
             return -EINTR; /* nothing added: the caller runs handlers, retries */
@@ -616,7 +635,8 @@ static inline int efxb_sleep(struct efx_bell *bell, int64_t deadline, int64_t sp
         }
         atomic_fetch_add_explicit(&shm->sleeps, 1, memory_order_relaxed);
         struct pollfd pfd[2] = {{bell->efd, POLLIN, 0}, {cancel ? cancel->wake_fd : -1, POLLIN, 0}};
-        int n = poll(pfd, cancel ? 2 : 1, left);
+        int slice = left < 0 || left > EFX_BELL_RECHECK_MS ? EFX_BELL_RECHECK_MS : left;
+        int n = poll(pfd, cancel ? 2 : 1, slice);
         int r = 0;
         if (n < 0)
             r = -errno;
@@ -644,9 +664,10 @@ static inline int efxb_sleep(struct efx_bell *bell, int64_t deadline, int64_t sp
             }
             return 1;
         }
-        if (n == 0)
+        if (n == 0 && slice == left)
             return 0; /* timed out */
-        /* a token whose count another reader took: announce again */
+        /* a token whose count another reader took, or the end of a slice:
+         * announce again and look */
     }
 }
 
