@@ -310,18 +310,8 @@ class Channel(WatchGated):
         while True:
             if result == _EMSGSIZE:
                 out = bytearray(n[0])
-            elif result == _EAGAIN:
-                if not waits:
-                    return None
-                self._wait_data(deadline, timeout)
-            elif result == _EPIPE:
-                raise EOFError("the channel was shut down and is drained")
-            elif result != _EINTR:
-                self._fail(result)
-            elif not waits:
-                return None  # locked for a whole slice (a stopped holder): nothing now
-            else:
-                self._past(deadline, timeout, "the channel stayed locked")
+            elif not self._took_nothing(result, deadline, timeout, waits):
+                return None
             if out is None:
                 result = _recv(self._h, buf, _FIRST_TRY, n)
                 if not result:
@@ -330,6 +320,27 @@ class Channel(WatchGated):
                 result = _recv(self._h, ffi.from_buffer(out), len(out), n)
                 if not result:
                     return bytes(memoryview(out)[: n[0]])
+
+    def _took_nothing(
+        self, result: int, deadline: float | None, timeout: float | None, waits: bool = True
+    ) -> bool:
+        # A receive failed with *result* (not -EMSGSIZE) and took nothing:
+        # True once it is worth trying again (after waiting, if the caller
+        # waits), False if the caller does not wait; EOFError once shut
+        # down and drained, the errno's error for any other failure.
+        if result == _EAGAIN:
+            if not waits:
+                return False
+            self._wait_data(deadline, timeout)
+        elif result == _EPIPE:
+            raise EOFError("the channel was shut down and is drained")
+        elif result != _EINTR:
+            self._fail(result)
+        elif not waits:
+            return False  # locked for a whole slice (a stopped holder): nothing now
+        else:
+            self._past(deadline, timeout, "the channel stayed locked")
+        return True
 
     def _wait_data(self, deadline: float | None, timeout: float | None) -> None:
         self._check_open()
@@ -366,14 +377,7 @@ class Channel(WatchGated):
                     f"the next message is {n[0]} bytes, longer than the buffer ({size}); "
                     "it stays queued"
                 )
-            if result == _EAGAIN:
-                self._wait_data(deadline, timeout)
-            elif result == _EPIPE:
-                raise EOFError("the channel was shut down and is drained")
-            elif result == _EINTR:
-                self._past(deadline, timeout, "the channel stayed locked")
-            else:
-                self._fail(result)
+            self._took_nothing(result, deadline, timeout)
 
     def get(self, timeout: float | None = None) -> Any:
         """Receive one message sent with :meth:`put` and unpickle it.  Its
@@ -395,14 +399,8 @@ class Channel(WatchGated):
                 return out
             if result == _EMSGSIZE:
                 out = bytearray(n[0])
-            elif result == _EAGAIN:
-                self._wait_data(deadline, timeout)
-            elif result == _EPIPE:
-                raise EOFError("the channel was shut down and is drained")
-            elif result == _EINTR:
-                self._past(deadline, timeout, "the channel stayed locked")
             else:
-                self._fail(result)
+                self._took_nothing(result, deadline, timeout)
 
     # -- ending -------------------------------------------------------------
 
