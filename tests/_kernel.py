@@ -316,14 +316,18 @@ class Child:
         self._report = r
         self.status: int | None = None
 
-    def join(self, timeout: float = TIMEOUT) -> int:
-        """Wait for the child; kill it and fail if it outlives *timeout*."""
-        deadline = time.monotonic() + timeout
-        while self.status is None:
+    def poll(self) -> bool:
+        """Whether the child has exited (reaping it if so); never waits."""
+        if self.status is None:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 self.status = status
-                break
+        return self.status is not None
+
+    def join(self, timeout: float = TIMEOUT) -> int:
+        """Wait for the child; kill it and fail if it outlives *timeout*."""
+        deadline = time.monotonic() + timeout
+        while not self.poll():
             if time.monotonic() > deadline:
                 self.kill()
                 pytest.fail(f"child {self.pid} still running after {timeout} s")

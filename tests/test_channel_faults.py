@@ -14,6 +14,7 @@ import functools
 import mmap
 import os
 import random
+import select
 import signal
 import struct
 import time
@@ -331,29 +332,41 @@ def test_senders_and_receivers_sigkilled_at_random_points(target: int) -> None:
         next_id = iter(range(1_000_000))
         senders = [Child(functools.partial(sender, next(next_id))) for _ in range(2)]
         receivers = [Child(functools.partial(receiver, next(next_id))) for _ in range(2)]
-        receiver_kills = sender_kills = 0
-        deadline = time.monotonic() + TIMEOUT * 4
-        while len(records) // 12 < target:
-            assert time.monotonic() < deadline, f"{len(records) // 12} delivered: wedged?"
-            time.sleep(rng.uniform(0, 0.004))  # fault injection, not synchronisation
-            with contextlib.suppress(BlockingIOError):
-                records += os.read(r_fd, 1 << 20)
-            group = senders if rng.random() < 0.5 else receivers
-            i = rng.randrange(2)
-            group[i].kill()
-            group[i].close()
-            if group is senders:
-                sender_kills += 1
-                senders[i] = Child(functools.partial(sender, next(next_id)))
-            else:
-                receiver_kills += 1
-                receivers[i] = Child(functools.partial(receiver, next(next_id)))
-        for c in senders:
-            c.kill()
-            c.close()
-        ch.shutdown()
-        for c in receivers:
-            c.check()
+        try:
+            receiver_kills = sender_kills = 0
+            deadline = time.monotonic() + TIMEOUT * 4
+            while len(records) // 12 < target:
+                assert time.monotonic() < deadline, f"{len(records) // 12} delivered: wedged?"
+                time.sleep(rng.uniform(0, 0.004))  # fault injection, not synchronisation
+                with contextlib.suppress(BlockingIOError):
+                    records += os.read(r_fd, 1 << 20)
+                group = senders if rng.random() < 0.5 else receivers
+                i = rng.randrange(2)
+                group[i].kill()
+                group[i].close()
+                if group is senders:
+                    sender_kills += 1
+                    senders[i] = Child(functools.partial(sender, next(next_id)))
+                else:
+                    receiver_kills += 1
+                    receivers[i] = Child(functools.partial(receiver, next(next_id)))
+            for c in senders:
+                c.kill()
+                c.close()
+            ch.shutdown()
+            # The receivers drain what is queued into the pipe, which must be
+            # emptied meanwhile: a full pipe would block them in os.write.
+            deadline = time.monotonic() + TIMEOUT
+            while not all(c.poll() for c in receivers):
+                assert time.monotonic() < deadline, "receivers still running after shutdown"
+                select.select([r_fd], [], [], 0.01)
+                with contextlib.suppress(BlockingIOError):
+                    records += os.read(r_fd, 1 << 20)
+            for c in receivers:
+                c.check()
+        finally:  # a failure leaves no child behind
+            for c in senders + receivers:
+                c.close()
     os.close(w_fd)
     os.set_blocking(r_fd, True)
     with os.fdopen(r_fd, "rb") as f:
