@@ -48,18 +48,33 @@ nox.options.envdir = os.path.join(
     tempfile.gettempdir(), "eventfd_ext-nox-" + hashlib.sha1(bytes(ROOT)).hexdigest()[:8]
 )
 nox.options.default_venv_backend = "venv"
+# What .ci/run runs, one session after another on one 2-core machine, after
+# README's two commands (the suite on 3.11, the full benchmark).  Of the
+# interpreters it tests the oldest, the newest with the GIL that pyenv has,
+# and the free-threaded one: each of the others costs a suite run (3.14 a
+# CPython build as well) and differs from its neighbours in nothing the
+# package uses.
 nox.options.sessions = [
     "lint",
     "types",
     "wheel",
-    *(f"tests-{v}" for v in PYTHONS),
+    "tests-3.10",
+    "tests-3.13",
+    "tests-3.14t",
     "sanitize",
     "tsan",
     "docs",
-    "bench-smoke",
     "plot",
     "zizmor",
     "cibuildwheel-config",
+]
+# The GitHub workflow runs each session as a job of its own, in parallel, so
+# it adds what .ci/run leaves out for time or covers by README's commands
+# (.ci/matrix.py): every other interpreter (3.11 with branch coverage) and
+# the benchmark from the wheel.
+WORKFLOW_EXTRA = [
+    *(f"tests-{v}" for v in PYTHONS if f"tests-{v}" not in nox.options.sessions),
+    "bench-smoke",
 ]
 
 
