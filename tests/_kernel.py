@@ -332,6 +332,7 @@ class Child:
                 self.kill()
                 pytest.fail(f"child {self.pid} still running after {timeout} s")
             time.sleep(0.001)  # waitpid has no timeout; the child's exit is the event
+        assert self.status is not None  # poll() said so
         return self.status
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
