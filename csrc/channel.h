@@ -1,6 +1,6 @@
 /* cffi cdef for the Channel object (csrc/channel.c): a bounded queue of
- * byte messages in one sealed memfd (layout and records:
- * channel_layout.h), behind the lifecycle core (owner.h).  Its handle's
+ * byte messages in one sealed memfd (layout, records and the C peers' API:
+ * <eventfd_ext/channel.h>), behind the lifecycle core (owner.h).  Its handle's
  * Doorbell is the "data" page, so the Doorbell's wait steps and watch()
  * (efx_db_spin, efx_db_sleep, efx_db_watch_enter, efx_db_drain_token,
  * bell_owner.h) wait for messages on it.
@@ -38,10 +38,10 @@ uint64_t efx_ch_capacity(efx_owner_t *o);
  * it can never fit (nothing queued); -EINTR; -EFX_ECLOSED. */
 int efx_ch_send(efx_owner_t *o, const char *data, size_t len);
 int efx_ch_sendv(efx_owner_t *o, const struct efx_chan_part *parts, int nparts);
-/* Take the oldest message into buf: 0 and its length in *len; -EMSGSIZE
- * and its length in *len when it does not fit in size (it stays queued);
- * -EAGAIN empty; -EPIPE empty and shut down; -EINTR; -EFX_ECLOSED. */
-int efx_ch_recv(efx_owner_t *o, char *buf, size_t size, uint64_t *len);
+/* Take the oldest message into buf and return its length; a length above
+ * size means it did not fit and stays queued (nothing copied).  -EAGAIN
+ * empty; -EPIPE empty and shut down; -EINTR; -EFX_ECLOSED. */
+int64_t efx_ch_recv(efx_owner_t *o, char *buf, size_t size);
 /* End the stream for every holder (idempotent): 0, -EINTR, -EFX_ECLOSED. */
 int efx_ch_shutdown(efx_owner_t *o);
 

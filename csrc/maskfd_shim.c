@@ -31,7 +31,7 @@
 
 #include <eventfd_ext/eventfd_io.h> /* efx_now_ns */
 
-#include "shlock.c"
+#include <eventfd_ext/shlock.h>
 
 #define MFX_STREAM 1
 #define MFX_DGRAM 2
@@ -966,7 +966,7 @@ static void mfx_check(struct mfx_handle *h)
     sh->need_resync = 1;
 }
 
-/* --- the lock: shlock.c's futex word (the holder's thread id) ------------- */
+/* --- the lock: shlock.h's futex word (the holder's thread id) ------------- */
 
 static void mfx_unlock_state(struct mfx_shared *sh)
 {

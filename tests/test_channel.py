@@ -16,6 +16,7 @@ import io
 import math
 import pickle
 import select
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -340,6 +341,37 @@ def test_threads_mpmc_exactly_once_in_order() -> None:
             sid, i = map(int, m.split(b":"))
             assert i > last.get(sid, -1)
             last[sid] = i
+
+
+def test_a_signal_handler_receiving_inside_a_receive_gets_its_own_message() -> None:
+    """Receives share scratch buffers: one in a signal handler, run between
+    any two bytecodes of another receive, must not write into the buffer
+    that receive is about to copy out."""
+    rounds = 20_000
+    with Channel(4096) as ch, Channel(4096) as other:
+        handled: list[int] = []
+        running = [True]
+
+        def handler(signum: int, frame: object) -> None:
+            mine = b"handler %d" % len(handled)
+            other.send(mine)
+            assert other.recv() == mine
+            handled.append(1)
+            if running[0]:  # re-armed here: never nested, and never after the loop
+                signal.setitimer(signal.ITIMER_REAL, 20e-6)
+
+        old = signal.signal(signal.SIGALRM, handler)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 20e-6)
+            for i in range(rounds):
+                message = b"main %d" % i
+                ch.send(message)
+                assert ch.recv() == message
+        finally:
+            running[0] = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        assert len(handled) > 100  # the handler did run inside the loop
 
 
 # -- shutdown and close ---------------------------------------------------------------

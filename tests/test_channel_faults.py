@@ -3,7 +3,7 @@ mid-call, a holder stopped with the lock, a peer that scribbles on the
 shared memfd or tries to shrink it, and leaks over many lifetimes.
 
 The holder's side is played by forked children that touch the memfd
-through Python's mmap (the layout is csrc/channel_layout.h: the lock word
+through Python's mmap (the layout is <eventfd_ext/channel.h>: the lock word
 at 64, head at 72, tail at 80, messages at 88, the data Doorbell's count at
 128 + 64)."""
 

@@ -196,9 +196,8 @@ def test_a_c_peer_mapping_the_layout_receives_and_sends(tmp_path: Path) -> None:
     if cc is None:
         pytest.skip("no C compiler to build the peer")
     exe = tmp_path / "chan_peer"
-    # The peer #includes the module's own sources (csrc/), which need the
-    # Doorbell's installed header beside them.
-    flags = ["-O2", f"-I{eventfd_ext.get_include()}"]
+    # The installed header alone, and warnings as errors.
+    flags = ["-O2", "-Wall", "-Wextra", "-Werror", f"-I{eventfd_ext.get_include()}"]
     subprocess.run([cc, *flags, "-o", str(exe), str(PEER)], check=True, timeout=120)
     with Channel(4096) as there, Channel(4096) as back:
         fds = [*there.fds(), *back.fds()]

@@ -391,6 +391,8 @@ def test_get_include_holds_the_c_api_of_this_install() -> None:
     assert include.is_absolute()
     assert (include / "eventfd_ext" / "doorbell.h").is_file()
     assert (include / "eventfd_ext" / "eventfd_io.h").is_file()
+    assert (include / "eventfd_ext" / "channel.h").is_file()
+    assert (include / "eventfd_ext" / "shlock.h").is_file()
     # Beside the package it describes, so that the layout a peer compiles
     # in is the one this Doorbell maps.
     assert include.parent == pathlib.Path(eventfd_ext.__file__).resolve().parent

@@ -1,8 +1,7 @@
 /* A plain C peer of a Channel: maps it from the memfd and the two eventfds
  * it inherited, and sends and receives under the same rules as the Python
- * module, by compiling the reference implementation into itself
- * (csrc/bell_owner.c for the Doorbell protocol, then csrc/channel.c); the
- * layout it relies on is csrc/channel_layout.h.
+ * module, through the header the package installs (<eventfd_ext/channel.h>,
+ * eventfd_ext.get_include()) and nothing else.
  *
  *   chan_peer echo MEMFD DATA SPACE MEMFD2 DATA2 SPACE2
  *       receive from the first channel until it is shut down and drained,
@@ -12,8 +11,7 @@
  * Exit status 0, or 1 with a message (a wait longer than 10 s included).
  */
 #define _GNU_SOURCE
-#include "../bell_owner.c"
-#include "../channel.c"
+#include <eventfd_ext/channel.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -41,21 +39,21 @@ int main(int argc, char **argv)
     struct efx_chan *in = open_channel(argv + 2), *out = open_channel(argv + 5);
     size_t size = in->capacity;
     unsigned char *buf = malloc(size), *back = malloc(size);
-    uint64_t len, n = 0;
-    int r;
-    while (!(r = efx_chan_recv(in, buf, size, &len, PEER_TIMEOUT_MS, -1))) {
-        for (uint64_t i = 0; i < len; i++)
+    uint64_t n = 0;
+    int64_t len; /* never above size: the largest message fits in the ring */
+    while ((len = efx_chan_recv(in, buf, size, PEER_TIMEOUT_MS, -1)) >= 0) {
+        for (int64_t i = 0; i < len; i++)
             back[i] = buf[len - 1 - i];
-        r = efx_chan_send(out, back, len, PEER_TIMEOUT_MS, -1);
+        int r = efx_chan_send(out, back, (size_t)len, PEER_TIMEOUT_MS, -1);
         if (r) {
             fprintf(stderr, "chan_peer: send %llu: %s\n", (unsigned long long)n, strerror(-r));
             return 1;
         }
         n++;
     }
-    if (r != -EPIPE) {
+    if (len != -EPIPE) {
         fprintf(stderr, "chan_peer: recv %llu: %s\n", (unsigned long long)n,
-                r == -EAGAIN ? "timed out (a lost wake-up?)" : strerror(-r));
+                len == -EAGAIN ? "timed out (a lost wake-up?)" : strerror((int)-len));
         return 1;
     }
     efx_chan_shutdown(out);

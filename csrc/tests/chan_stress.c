@@ -7,8 +7,7 @@
  *   chan_stress threads N      PASS, or FAIL with the first problem
  */
 #define _GNU_SOURCE
-#include "../bell_owner.c"
-#include "../channel.c"
+#include <eventfd_ext/channel.h>
 
 #include <pthread.h>
 #include <stdio.h>
@@ -60,25 +59,24 @@ static void *receiver(void *arg)
     long last[SENDERS];
     for (int i = 0; i < SENDERS; i++)
         last[i] = -1;
-    uint64_t len;
-    int r;
-    while (!failed && !(r = efx_chan_recv(ch, buf, sizeof buf, &len, TIMEOUT_MS, spin))) {
+    int64_t len = 0;
+    while (!failed && (len = efx_chan_recv(ch, buf, sizeof buf, TIMEOUT_MS, spin)) >= 0) {
         long s, seq;
         memcpy(&s, buf, sizeof s);
         memcpy(&seq, buf + sizeof s, sizeof seq);
-        if (len < 16 || s < 0 || s >= SENDERS || seq < 0 || seq >= per_sender) {
+        if (len < 16 || len > (int64_t)sizeof buf || s < 0 || s >= SENDERS || seq < 0 || seq >= per_sender) {
             fail("a message that nobody sent", s, seq);
             break;
         }
-        if (len != make(want, s, seq) || memcmp(buf, want, len))
+        if ((size_t)len != make(want, s, seq) || memcmp(buf, want, (size_t)len))
             fail("a torn message", s, seq);
         if (seq <= last[s])
             fail("out of order for its sender", s, seq);
         last[s] = seq;
         atomic_fetch_add(&seen[s * per_sender + seq], 1);
     }
-    if (!failed && r != -EPIPE)
-        fail("recv (a lost wake-up if timed out)", r, 0);
+    if (!failed && len != -EPIPE)
+        fail("recv (a lost wake-up if timed out)", (long)len, 0);
     return NULL;
 }
 

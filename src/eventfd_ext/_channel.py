@@ -5,8 +5,8 @@ maps; two Doorbells in the same memfd carry the wake-ups: "data" for
 receivers (``fileno()`` is its eventfd) and "space" for senders.  A send
 and a receive are one crossing into C each, with no syscall while nobody
 sleeps; a receive that finds nothing spins, then sleeps, as a Doorbell's
-read does.  The layout, for C peers, is csrc/channel_layout.h; the calls
-are csrc/channel.h.
+read does.  The layout and the C peers' API are the installed header
+<eventfd_ext/channel.h>; the object's calls are csrc/channel.h.
 """
 
 from __future__ import annotations
@@ -30,10 +30,15 @@ _recv = lib.efx_ch_recv
 _spin_step = lib.efx_db_spin
 _sleep_step = lib.efx_db_sleep
 _ADAPTIVE = _checks.ADAPTIVE_SPIN  # the shim's spin_ns for "the handle's adaptive budget"
-#: A receive tries this buffer first; a longer message is received again
-#: into one of its size.
+#: A receive tries a scratch buffer of this size first; a longer message
+#: is received again into one of its size.
 _FIRST_TRY = 512
 _new_raw = ffi.new_allocator(should_clear_after_alloc=False)
+#: Scratch buffers, each taken by one receive at a time (a list's pop and
+#: append are atomic, also without the GIL): a signal handler's receive
+#: inside another's takes a buffer of its own.  One lost to an exception
+#: is only garbage.
+_scratch: list[Any] = []
 _INFO = ("capacity", "head", "tail", "messages", "flags", "recoveries", "count")
 _EPIPE, _EAGAIN, _EINTR, _EMSGSIZE = -errno.EPIPE, -errno.EAGAIN, -errno.EINTR, -errno.EMSGSIZE
 _DEFAULT_CAPACITY = 1 << 20
@@ -269,12 +274,16 @@ class Channel(WatchGated):
         longer than one slice of the ring's lock (20 ms), and says None
         then too (a holder stopped, or a peer writing over the lock).
         EOFError once the channel was shut down and drained."""
-        buf = _new_raw("char[]", _FIRST_TRY)
-        n = ffi.new("uint64_t *")
-        result: int = _recv(self._h, buf, _FIRST_TRY, n)
-        if not result:
-            return ffi.unpack(buf, n[0])
-        return self._recv_again(buf, result, n, None, None, waits=False)
+        try:
+            buf = _scratch.pop()
+        except IndexError:
+            buf = _new_raw("char[]", _FIRST_TRY)
+        n: int = _recv(self._h, buf, _FIRST_TRY)
+        if 0 <= n <= _FIRST_TRY:
+            message = ffi.unpack(buf, n)
+            _scratch.append(buf)
+            return message
+        return self._recv_again(buf, n, None, None, waits=False)
 
     def recv(self, timeout: float | None = None) -> bytes:
         """Take the oldest message and return it, as bytes.
@@ -286,45 +295,56 @@ class Channel(WatchGated):
         another thread wakes it with ValueError.
         """
         deadline = None if timeout is None else _core.deadline(timeout)  # checked first
-        buf = _new_raw("char[]", _FIRST_TRY)
-        n = ffi.new("uint64_t *")
-        result: int = _recv(self._h, buf, _FIRST_TRY, n)  # the hot path: no syscall
-        if not result:
-            return ffi.unpack(buf, n[0])
-        message = self._recv_again(buf, result, n, deadline, timeout, waits=True)
-        return cast(bytes, message)  # waits: never None
+        try:
+            buf = _scratch.pop()
+        except IndexError:
+            buf = _new_raw("char[]", _FIRST_TRY)
+        n: int = _recv(self._h, buf, _FIRST_TRY)  # the hot path: no syscall
+        if 0 <= n <= _FIRST_TRY:
+            message = ffi.unpack(buf, n)
+            _scratch.append(buf)
+            return message
+        return cast(bytes, self._recv_again(buf, n, deadline, timeout, waits=True))
 
     def _recv_again(
-        self,
-        buf: Any,
-        result: int,
-        n: Any,
-        deadline: float | None,
-        timeout: float | None,
-        waits: bool,
+        self, buf: Any, n: int, deadline: float | None, timeout: float | None, waits: bool
     ) -> bytes | None:
-        # The first try into buf failed: find out why, wait if the caller
-        # waits (or say None), and try again, into a buffer of its own for
-        # a message longer than buf.
-        out: bytearray | None = None
+        # The first try into the scratch buffer *buf* took nothing (*n*: a
+        # length too long for it, or why): wait if the caller waits (or say
+        # None), and try again, into a buffer of the message's size for a
+        # long one.
         while True:
-            if result == _EMSGSIZE:
-                out = bytearray(n[0])
-            elif not self._took_nothing(result, deadline, timeout, waits):
+            if n > _FIRST_TRY:
+                _scratch.append(buf)
+                return self._recv_long(n, deadline, timeout, waits)
+            if not self._took_nothing(n, deadline, timeout, waits):
+                _scratch.append(buf)
                 return None
-            if out is None:
-                result = _recv(self._h, buf, _FIRST_TRY, n)
-                if not result:
-                    return ffi.unpack(buf, n[0])
-            else:
-                result = _recv(self._h, ffi.from_buffer(out), len(out), n)
-                if not result:
-                    return bytes(memoryview(out)[: n[0]])
+            n = _recv(self._h, buf, _FIRST_TRY)
+            if 0 <= n <= _FIRST_TRY:
+                message = ffi.unpack(buf, n)
+                _scratch.append(buf)
+                return message
+
+    def _recv_long(
+        self, n: int, deadline: float | None, timeout: float | None, waits: bool
+    ) -> bytes | None:
+        # A message of n bytes is next: take it into a buffer of its size
+        # (another receiver may take it first: then whatever comes next).
+        out = bytearray(n)
+        while True:
+            n = _recv(self._h, ffi.from_buffer(out), len(out))
+            if 0 <= n <= len(out):
+                return bytes(memoryview(out)[:n])
+            if n > len(out):
+                out = bytearray(n)
+            elif not self._took_nothing(n, deadline, timeout, waits):
+                return None
 
     def _took_nothing(
         self, result: int, deadline: float | None, timeout: float | None, waits: bool = True
     ) -> bool:
-        # A receive failed with *result* (not -EMSGSIZE) and took nothing:
+        # A receive failed with *result* (-errno) and took nothing:
         # True once it is worth trying again (after waiting, if the caller
         # waits), False if the caller does not wait; EOFError once shut
         # down and drained, the errno's error for any other failure.
@@ -367,17 +387,16 @@ class Channel(WatchGated):
         size = view.nbytes
         cbuf = ffi.from_buffer(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
         deadline = _core.deadline(timeout)
-        n = ffi.new("uint64_t *")
         while True:
-            result: int = _recv(self._h, cbuf, size, n)
-            if not result:
-                return int(n[0])
-            if result == _EMSGSIZE:
+            n: int = _recv(self._h, cbuf, size)
+            if 0 <= n <= size:
+                return n
+            if n > size:
                 raise ValueError(
-                    f"the next message is {n[0]} bytes, longer than the buffer ({size}); "
+                    f"the next message is {n} bytes, longer than the buffer ({size}); "
                     "it stays queued"
                 )
-            self._took_nothing(result, deadline, timeout)
+            self._took_nothing(n, deadline, timeout)
 
     def get(self, timeout: float | None = None) -> Any:
         """Receive one message sent with :meth:`put` and unpickle it.  Its
@@ -391,16 +410,15 @@ class Channel(WatchGated):
         # A message as a bytearray, for get(): its buffers stay writable.
         deadline = _core.deadline(timeout)
         out = bytearray(_FIRST_TRY)
-        n = ffi.new("uint64_t *")
         while True:
-            result: int = _recv(self._h, ffi.from_buffer(out), len(out), n)
-            if not result:
-                del out[n[0] :]
+            n: int = _recv(self._h, ffi.from_buffer(out), len(out))
+            if 0 <= n <= len(out):
+                del out[n:]
                 return out
-            if result == _EMSGSIZE:
-                out = bytearray(n[0])
+            if n > len(out):
+                out = bytearray(n)
             else:
-                self._took_nothing(result, deadline, timeout)
+                self._took_nothing(n, deadline, timeout)
 
     # -- ending -------------------------------------------------------------
 

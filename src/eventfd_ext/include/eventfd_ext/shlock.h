@@ -1,6 +1,6 @@
 /* A lock in shared memory that any peer may scribble on: one futex word
  * holding the holder's thread id.  MaskFD's state and the Channel's ring
- * take it; C peers #include this file (everything is static).
+ * take it; C peers #include this header (everything is static inline).
  *
  * Not a pthread mutex: glibc's robust process-shared mutex keeps its kind,
  * its owner and the pointers of its robust list in the shared page, and a holder that finds them
@@ -18,8 +18,8 @@
  * keeps the lock until that thread ends; processes in different pid
  * namespaces must not share a lock (their ids name other threads). */
 
-#ifndef EFX_SHLOCK_C
-#define EFX_SHLOCK_C
+#ifndef EVENTFD_EXT_SHLOCK_H
+#define EVENTFD_EXT_SHLOCK_H
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <eventfd_ext/eventfd_io.h> /* efx_now_ns */
+#include "eventfd_io.h" /* efx_now_ns */
 
 #define EFX_SHLOCK_WAITERS 0x80000000u /* FUTEX_WAITERS */
 #define EFX_SHLOCK_TID 0x3fffffffu     /* FUTEX_TID_MASK */
@@ -55,11 +55,11 @@
 static __thread uint32_t efx_shlock_tid_cache;
 static pthread_once_t efx_shlock_tid_once = PTHREAD_ONCE_INIT;
 
-static void efx_shlock_forget_tid(void) { efx_shlock_tid_cache = 0; }
+static inline void efx_shlock_forget_tid(void) { efx_shlock_tid_cache = 0; }
 
-static void efx_shlock_tid_init(void) { pthread_atfork(NULL, NULL, efx_shlock_forget_tid); }
+static inline void efx_shlock_tid_init(void) { pthread_atfork(NULL, NULL, efx_shlock_forget_tid); }
 
-static uint32_t efx_shlock_tid(void)
+static inline uint32_t efx_shlock_tid(void)
 {
     uint32_t tid = efx_shlock_tid_cache;
     if (!tid) {
@@ -69,13 +69,13 @@ static uint32_t efx_shlock_tid(void)
     return tid;
 }
 
-static long efx_shlock_futex(uint32_t *word, int op, uint32_t val, const struct timespec *timeout)
+static inline long efx_shlock_futex(uint32_t *word, int op, uint32_t val, const struct timespec *timeout)
 {
     return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
 }
 
 /* 1 if no live thread has the id tid (it exited, or is a zombie). */
-static int efx_shlock_thread_gone(uint32_t tid)
+static inline int efx_shlock_thread_gone(uint32_t tid)
 {
     if (kill((pid_t)tid, 0) && errno == ESRCH)
         return 1;
@@ -96,7 +96,7 @@ static int efx_shlock_thread_gone(uint32_t tid)
 
 /* The contended path of efx_shlock_take: 0 with the lock (*took_over: from a dead
  * holder or a lie), or -EINTR after a slice or a signal. */
-static int efx_shlock_wait(uint32_t *word, uint32_t me, int *took_over)
+static inline int efx_shlock_wait(uint32_t *word, uint32_t me, int *took_over)
 {
     int64_t start = efx_now_ns();
     long checked = 0;
@@ -144,7 +144,7 @@ static int efx_shlock_wait(uint32_t *word, uint32_t me, int *took_over)
 
 /* Take the lock: 0 (*took_over: from a dead holder or a lie, so the state
  * it guards may be half-changed), or -EINTR after a slice or a signal. */
-static int efx_shlock_take(uint32_t *word, int *took_over)
+static inline int efx_shlock_take(uint32_t *word, int *took_over)
 {
     uint32_t me = efx_shlock_tid(), free = 0;
     *took_over = 0;
@@ -153,7 +153,7 @@ static int efx_shlock_take(uint32_t *word, int *took_over)
     return efx_shlock_wait(word, me, took_over);
 }
 
-static void efx_shlock_release(uint32_t *word)
+static inline void efx_shlock_release(uint32_t *word)
 {
     uint32_t v = __atomic_exchange_n(word, 0, __ATOMIC_RELEASE);
     if (v != efx_shlock_tid_cache) /* waiters (or a word someone else wrote): wake one */
