@@ -17,8 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The Doorbell's C API (header-only), so that its floor runs the very
- * functions the Python class calls. */
+/* The Doorbell's and the Channel's C APIs (header-only), so that their
+ * floors run the very functions the Python classes call. */
+#include <eventfd_ext/channel.h>
 #include <eventfd_ext/doorbell.h>
 
 #define EFX_FLOOR_EVENTFD 0
@@ -26,6 +27,9 @@
 #define EFX_FLOOR_SOCKETPAIR 2
 #define EFX_FLOOR_DOORBELL 3
 #define EFX_FLOOR_EVENTFD_SPIN 4 /* an eventfd read as EventFD(spin=50e-6) does */
+#define EFX_FLOOR_CHANNEL 5      /* 64-byte messages on Channels (adaptive spin) */
+#define EFX_FLOOR_MESSAGE 64     /* a Channel round trip's message */
+#define EFX_FLOOR_CHANNEL_RING (1 << 16)
 #define EFX_FLOOR_SPIN_NS 50000
 /* Whether a mechanism's channel is an eventfd (8-byte reads and writes,
  * one fd for both ends). */
@@ -166,6 +170,37 @@ static int64_t efx_floor_call_doorbell(int64_t n)
     return err ? err : elapsed;
 }
 
+/* A Channel with its three fds, for the floor's loops. */
+struct efx_floor_chan {
+    struct efx_chan *ch;
+    int fds[3];
+};
+
+static int efx_floor_chan_open(struct efx_floor_chan *fc, uint64_t capacity)
+{
+    return efx_chan_create(capacity, fc->fds, &fc->ch);
+}
+
+static void efx_floor_chan_close(struct efx_floor_chan *fc)
+{
+    efx_chan_detach(fc->ch);
+    for (int i = 0; i < 3; i++)
+        close(fc->fds[i]);
+}
+
+/* One message of size bytes on a Channel, and one taken from it (the
+ * adaptive spin when it waits; EINTR is retried inside). */
+static int efx_floor_chan_send(struct efx_chan *ch, const void *buf, size_t size)
+{
+    return efx_chan_send(ch, buf, size, -1, -1);
+}
+
+static int efx_floor_chan_recv(struct efx_chan *ch, void *buf, size_t size)
+{
+    int64_t n = efx_chan_recv(ch, buf, size, -1, -1);
+    return n == (int64_t)size ? 0 : n < 0 ? (int)n : -EIO;
+}
+
 /* The two one-way channels of a ping-pong: ping -> pong and pong -> ping.
  * For an eventfd both ends of a channel are the same fd; a socketpair is
  * both channels at once; a Doorbell channel is a Doorbell. */
@@ -176,11 +211,16 @@ struct efx_floor_link {
     int to_pong[2]; /* read end, write end */
     int to_ping[2];
     struct efx_floor_bell bell_to_pong, bell_to_ping;
+    struct efx_floor_chan chan_to_pong, chan_to_ping;
 };
 
 /* One signal on, and one wait for, a channel of the link. */
 static int efx_floor_link_send(struct efx_floor_link *link, int to_pong)
 {
+    static const char message[EFX_FLOOR_MESSAGE];
+    if (link->mechanism == EFX_FLOOR_CHANNEL)
+        return efx_floor_chan_send(to_pong ? link->chan_to_pong.ch : link->chan_to_ping.ch,
+                                   message, sizeof message);
     if (link->mechanism == EFX_FLOOR_DOORBELL)
         return efx_floor_bell_send(to_pong ? link->bell_to_pong.bell : link->bell_to_ping.bell);
     return efx_floor_send(link->mechanism, to_pong ? link->to_pong[1] : link->to_ping[1]);
@@ -188,6 +228,10 @@ static int efx_floor_link_send(struct efx_floor_link *link, int to_pong)
 
 static int efx_floor_link_recv(struct efx_floor_link *link, int to_pong)
 {
+    char message[EFX_FLOOR_MESSAGE];
+    if (link->mechanism == EFX_FLOOR_CHANNEL)
+        return efx_floor_chan_recv(to_pong ? link->chan_to_pong.ch : link->chan_to_ping.ch,
+                                   message, sizeof message);
     if (link->mechanism == EFX_FLOOR_DOORBELL)
         return efx_floor_bell_recv(to_pong ? link->bell_to_pong.bell : link->bell_to_ping.bell);
     return efx_floor_recv(link->mechanism, to_pong ? link->to_pong[0] : link->to_ping[0]);
@@ -205,6 +249,12 @@ static int efx_floor_pin(int cpu)
 
 static int efx_floor_open(struct efx_floor_link *link)
 {
+    if (link->mechanism == EFX_FLOOR_CHANNEL) {
+        int err = efx_floor_chan_open(&link->chan_to_pong, EFX_FLOOR_CHANNEL_RING);
+        if (!err && (err = efx_floor_chan_open(&link->chan_to_ping, EFX_FLOOR_CHANNEL_RING)))
+            efx_floor_chan_close(&link->chan_to_pong);
+        return err;
+    }
     if (link->mechanism == EFX_FLOOR_DOORBELL) {
         int err = efx_floor_bell_open(&link->bell_to_pong);
         if (!err && (err = efx_floor_bell_open(&link->bell_to_ping)))
@@ -246,6 +296,11 @@ static int efx_floor_open(struct efx_floor_link *link)
 
 static void efx_floor_close(struct efx_floor_link *link)
 {
+    if (link->mechanism == EFX_FLOOR_CHANNEL) {
+        efx_floor_chan_close(&link->chan_to_pong);
+        efx_floor_chan_close(&link->chan_to_ping);
+        return;
+    }
     if (link->mechanism == EFX_FLOOR_DOORBELL) {
         efx_floor_bell_close(&link->bell_to_pong);
         efx_floor_bell_close(&link->bell_to_ping);
@@ -299,7 +354,7 @@ static int64_t efx_floor_pingpong(int mechanism, int processes, int64_t n,
         .mechanism = mechanism, .rounds = n + EFX_FLOOR_WARMUP(n), .cpu = cpu_pong};
     cpu_set_t saved;
     int64_t result;
-    if (n <= 0 || mechanism < EFX_FLOOR_EVENTFD || mechanism > EFX_FLOOR_EVENTFD_SPIN)
+    if (n <= 0 || mechanism < EFX_FLOOR_EVENTFD || mechanism > EFX_FLOOR_CHANNEL)
         return -EINVAL;
     if (sched_getaffinity(0, sizeof saved, &saved))
         return -errno;
@@ -351,5 +406,111 @@ static int64_t efx_floor_pingpong(int mechanism, int processes, int64_t n,
     }
     sched_setaffinity(0, sizeof saved, &saved);
     efx_floor_close(&link);
+    return result;
+}
+
+/* ---- one way: a stream of messages from a forked sender ------------------ */
+
+/* The sender's side of a stream: n + 1 messages of size bytes (the first
+ * is untimed).  0 or -errno. */
+static int efx_floor_stream_send(int mechanism, struct efx_floor_chan *fc, int fd, int64_t n,
+                                 size_t size, char *buf)
+{
+    for (int64_t i = 0; i <= n; i++) {
+        int err = 0;
+        if (mechanism == EFX_FLOOR_CHANNEL) {
+            err = efx_floor_chan_send(fc->ch, buf, size);
+        } else {
+            for (size_t done = 0; !err && done < size;) {
+                ssize_t w = write(fd, buf + done, size - done);
+                err = w < 0 ? (errno == EINTR ? 0 : -errno) : 0;
+                done += w > 0 ? (size_t)w : 0;
+            }
+        }
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+/* The receiver's side: one untimed message, then n timed.  The elapsed
+ * nanoseconds, or -errno. */
+static int64_t efx_floor_stream_recv(int mechanism, struct efx_floor_chan *fc, int fd,
+                                     int64_t n, size_t size, char *buf)
+{
+    int64_t start = 0;
+    for (int64_t i = 0; i <= n; i++) {
+        if (i == 1)
+            start = efx_now_ns();
+        int err = 0;
+        if (mechanism == EFX_FLOOR_CHANNEL) {
+            err = efx_floor_chan_recv(fc->ch, buf, size);
+        } else {
+            for (size_t done = 0; !err && done < size;) {
+                ssize_t r = read(fd, buf + done, size - done);
+                err = r < 0 ? (errno == EINTR ? 0 : -errno) : r == 0 ? -EIO : 0;
+                done += r > 0 ? (size_t)r : 0;
+            }
+        }
+        if (err)
+            return err;
+    }
+    return efx_now_ns() - start;
+}
+
+static int64_t efx_floor_stream(int mechanism, int64_t n, int64_t size, int cpu_send,
+                                int cpu_recv)
+{
+    struct efx_floor_chan fc = {NULL, {-1, -1, -1}};
+    int pair[2] = {-1, -1};
+    cpu_set_t saved;
+    int64_t result;
+    if (n <= 0 || size <= 0 || size > (1 << 26) ||
+        (mechanism != EFX_FLOOR_CHANNEL && mechanism != EFX_FLOOR_SOCKETPAIR))
+        return -EINVAL;
+    if (sched_getaffinity(0, sizeof saved, &saved))
+        return -errno;
+    char *buf = calloc(1, (size_t)size);
+    if (!buf)
+        return -ENOMEM;
+    /* A ring of 8 messages or 1 MiB, as the Python section's. */
+    uint64_t ring = EFX_CHAN_RECORD_SIZE(size) * 8 > (1 << 20) ? EFX_CHAN_RECORD_SIZE(size) * 8
+                                                              : (1 << 20);
+    int err = mechanism == EFX_FLOOR_CHANNEL ? efx_floor_chan_open(&fc, ring)
+              : socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) ? -errno
+                                                                          : 0;
+    if (err) {
+        free(buf);
+        return err;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) { /* the sender */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent || efx_floor_pin(cpu_send))
+            _exit(1);
+        _exit(efx_floor_stream_send(mechanism, &fc, pair[0], n, (size_t)size, buf) ? 1 : 0);
+    }
+    if (pid < 0) {
+        result = -errno;
+    } else {
+        result = efx_floor_pin(cpu_recv);
+        if (!result)
+            result = efx_floor_stream_recv(mechanism, &fc, pair[1], n, (size_t)size, buf);
+        int status;
+        if (result < 0)
+            kill(pid, SIGKILL); /* it would wait for room forever */
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (result >= 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            result = -EIO;
+    }
+    sched_setaffinity(0, sizeof saved, &saved);
+    if (mechanism == EFX_FLOOR_CHANNEL) {
+        efx_floor_chan_close(&fc);
+    } else {
+        close(pair[0]);
+        close(pair[1]);
+    }
+    free(buf);
     return result;
 }

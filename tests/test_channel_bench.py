@@ -14,7 +14,8 @@ from eventfd_ext.bench.channel import Config, Figure
 
 
 def figure(case: str, what: str, *samples: float) -> Figure:
-    return Figure(case, what, "", list(samples))
+    unit = "us" if what.startswith("round trip") else "k msgs/s" if "way" in what else "% CPU"
+    return Figure(case, what, unit, list(samples))
 
 
 def test_goals_compare_with_the_fastest_peer_or_the_named_one() -> None:
@@ -47,8 +48,40 @@ def test_goals_compare_with_the_fastest_peer_or_the_named_one() -> None:
     assert rows["amessage"]["against"] is None  # the spinning anchor is not a peer
     assert rows["amessage"]["value"] == 12.0
     assert not rows["amessage"]["met"]
-    assert "MISSED" in bench.table(figures)
-    assert "[met]" in bench.table(figures)
+    assert "MISSED" in bench.table(figures, dev=True)
+    assert "[met]" in bench.table(figures, dev=True)
+    assert "MISSED" not in bench.table(figures)  # goals are for developers
+    assert all(row["floor"] is None for row in rows.values())  # no C floor measured
+
+
+def test_each_goal_is_bounded_by_the_same_ratio_with_the_c_floors() -> None:
+    rt, one_way = "round trip, 64 B, 2 CPUs", "one way, 64 B, 2 CPUs"
+    figures = [
+        figure("Channel", rt, 3.0),
+        figure("multiprocessing.Pipe", rt, 60.0),  # the fastest peer, with a C floor
+        figure(bench.FLOOR_CHANNEL, rt, 0.5),
+        figure(bench.FLOOR_SOCKETPAIR, rt, 10.0),
+        figure("Channel", one_way, 900.0),
+        figure("pyzmq PAIR ipc://", one_way, 500.0),  # no C floor of its own here
+        figure(bench.FLOOR_CHANNEL, one_way, 1200.0),
+        figure(bench.FLOOR_SOCKETPAIR, one_way, 5000.0),  # not pyzmq's floor: unused
+    ]
+    rows = {row["goal"][:9]: row for row in bench.goals(figures)}
+    assert rows["round tri"]["against"] == "multiprocessing.Pipe"  # floors are not peers
+    assert rows["round tri"]["value"] == 3.0 / 60.0
+    assert rows["round tri"]["floor"] == {
+        "ratio": 0.5 / 10.0, "against": bench.FLOOR_SOCKETPAIR, "reachable": False,
+    }  # fmt: skip
+    assert rows["one-way 6"]["floor"] == {
+        "ratio": 1200.0 / 500.0, "against": "pyzmq PAIR ipc://", "reachable": False,
+    }  # fmt: skip
+    dev = bench.table(figures, dev=True)
+    assert "bound 0.05x of C floor: socketpair: out of reach even in C" in dev
+    assert bench.FLOOR_CHANNEL in dev
+    user = bench.table(figures)
+    assert bench.FLOOR_CHANNEL not in user
+    assert "Fastest: Channel, 20.00x ahead of multiprocessing.Pipe" in user
+    assert "Fastest: Channel, 1.80x ahead of pyzmq PAIR ipc://" in user
 
 
 def test_a_tiny_run_measures_every_case() -> None:
@@ -59,8 +92,11 @@ def test_a_tiny_run_measures_every_case() -> None:
     whats = {f.what for f in figures}
     assert len(whats) == 6
     assert all(len(f.samples) == 1 and f.samples[0] >= 0 for f in figures)
-    assert {f.case for f in figures} >= {"Channel", "multiprocessing.Pipe", "multiprocessing.Queue"}
-    assert len(bench.goals(figures)) == 6
+    assert {f.case for f in figures} >= {"Channel", "multiprocessing.Pipe", "multiprocessing.Queue",
+                                         bench.FLOOR_CHANNEL, bench.FLOOR_SOCKETPAIR}  # fmt: skip
+    rows = bench.goals(figures)
+    assert len(rows) == 6
+    assert sum(row["floor"] is not None for row in rows) == 4  # every ratio goal has its bound
 
 
 def test_the_cli_runs_the_section_when_asked(tmp_path: Path) -> None:

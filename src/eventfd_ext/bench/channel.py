@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._channel import Channel
+from ._floor import lib as floor
 
 __all__ = [
     "FULL",
@@ -43,6 +44,17 @@ __all__ = [
 
 MESSAGE = bytes(64)
 BIG = bytes(1 << 20)
+#: The same loops in C (csrc/floor.c): the Channel's own calls
+#: (<eventfd_ext/channel.h>) and an AF_UNIX socketpair, the kernel path
+#: under multiprocessing.Pipe.  Shown with --dev, and used for the goals'
+#: bounds.
+FLOOR_CHANNEL = "C floor: Channel"
+FLOOR_SOCKETPAIR = "C floor: socketpair"
+#: The C floor one layer under a case, for a goal's bound; a peer with none
+#: measured here (its own C library) is compared as it is.
+FLOOR_UNDER = {"Channel": FLOOR_CHANNEL, "multiprocessing.Pipe": FLOOR_SOCKETPAIR}
+#: Units whose higher figures are the better ones.
+HIGHER_IS_BETTER = ("k msgs/s", "MB/s")
 
 
 @dataclass(frozen=True)
@@ -323,6 +335,32 @@ class Figure:
         return statistics.median(self.samples)
 
 
+def _c(ns: int) -> float:
+    if ns < 0:
+        raise OSError(-ns, f"the C floor failed: {os.strerror(-ns)}")
+    return ns / 1e9
+
+
+def _floor_round_trip(mechanism: int, n: int) -> Callable[[tuple[Any, Any]], float]:
+    """Seconds per round trip of the C floor, between processes."""
+
+    def run(place: tuple[Any, Any]) -> float:
+        cpus = [-1 if c is None else c for c in place]
+        return _c(floor.efx_floor_pingpong(mechanism, 1, n, *cpus)) / n
+
+    return run
+
+
+def _floor_one_way(mechanism: int, n: int, size: int) -> Callable[[tuple[Any, Any]], float]:
+    """Messages per second of the C floor, one way between processes."""
+
+    def run(place: tuple[Any, Any]) -> float:
+        cpus = [-1 if c is None else c for c in place]
+        return n / _c(floor.efx_floor_stream(mechanism, n, size, *cpus))
+
+    return run
+
+
 def measure(
     config: Config, cpus: Sequence[int], progress: Callable[[str, int, int], None]
 ) -> list[Figure]:
@@ -332,29 +370,44 @@ def measure(
     across, same = (a, b), (a, a)
     figures: list[Figure] = []
     everyone = peers()
-    plans: list[tuple[str, str, Sequence[Peer], int, tuple[Any, Any], Any, int]] = [
-        ("round trip, 64 B, 2 CPUs", "us", everyone, 1 << 16, across,
-         _round_trip(config.round_trips), 0),
-        ("round trip, 64 B, 1 CPU", "us", everyone, 1 << 16, same,
-         _round_trip(config.round_trips // 3), 0),
-        ("one way, 64 B, 2 CPUs", "k msgs/s", everyone, 1 << 20, across,
-         _one_way(config.messages, MESSAGE), 1),
-        ("one way, 1 MiB, 2 CPUs", "MB/s", everyone, 8 << 20, across,
-         _one_way(config.big_messages, BIG), 1),
-        ("receiver CPU, nothing for 1 s", "% CPU", [everyone[0]], 1 << 16, across,
+    rt, rt1, msgs, bigs = (config.round_trips, config.round_trips // 3, config.messages,
+                           config.big_messages)  # fmt: skip
+    ch, sp = floor.EFX_FLOOR_CHANNEL, floor.EFX_FLOOR_SOCKETPAIR
+    Floors = dict[str, Callable[[tuple[Any, Any]], float]]
+    plans: list[tuple[str, str, Sequence[Peer], Floors, int, tuple[Any, Any], Any, int]] = [
+        ("round trip, 64 B, 2 CPUs", "us", everyone,
+         {FLOOR_CHANNEL: _floor_round_trip(ch, rt * 10),
+          FLOOR_SOCKETPAIR: _floor_round_trip(sp, rt * 10)},
+         1 << 16, across, _round_trip(rt), 0),
+        ("round trip, 64 B, 1 CPU", "us", everyone,
+         {FLOOR_CHANNEL: _floor_round_trip(ch, rt1 * 10),
+          FLOOR_SOCKETPAIR: _floor_round_trip(sp, rt1 * 10)},
+         1 << 16, same, _round_trip(rt1), 0),
+        ("one way, 64 B, 2 CPUs", "k msgs/s", everyone,
+         {FLOOR_CHANNEL: _floor_one_way(ch, msgs * 5, len(MESSAGE)),
+          FLOOR_SOCKETPAIR: _floor_one_way(sp, msgs * 5, len(MESSAGE))},
+         1 << 20, across, _one_way(msgs, MESSAGE), 1),
+        ("one way, 1 MiB, 2 CPUs", "MB/s", everyone,
+         {FLOOR_CHANNEL: _floor_one_way(ch, bigs, len(BIG)),
+          FLOOR_SOCKETPAIR: _floor_one_way(sp, bigs, len(BIG))},
+         8 << 20, across, _one_way(bigs, BIG), 1),
+        ("receiver CPU, nothing for 1 s", "% CPU", [everyone[0]], {}, 1 << 16, across,
          _cpu_share(0, config.idle_seconds), 1),
         ("receiver CPU, a message every 1 ms", "% CPU",
-         [everyone[0], Peer("spinning ring (the vLLM way)", _spinning)], 1 << 16, across,
+         [everyone[0], Peer("spinning ring (the vLLM way)", _spinning)], {}, 1 << 16, across,
          _cpu_share(config.paced_messages, 0.001), 1),
     ]  # fmt: skip
     scale = {"us": 1e6, "k msgs/s": 1e-3, "MB/s": len(BIG) / 1e6, "% CPU": 100.0}
-    for what, unit, who, capacity, place, (first, second), side in plans:
+    for what, unit, who, floors, capacity, place, (first, second), side in plans:
         found = {p.name: Figure(p.name, what, unit, []) for p in who}
+        found |= {name: Figure(name, what, unit, []) for name in floors}
         for rep in range(config.repetitions):
             progress(f"channel: {what}", rep, config.repetitions)
             for p in who:  # interleaved, so that drift hits every case alike
                 values = _two_sides(p, capacity, place, first, second)
                 found[p.name].samples.append(values[side] * scale[unit])
+            for name, run in floors.items():
+                found[name].samples.append(run(place) * scale[unit])
         progress(f"channel: {what}", config.repetitions, config.repetitions)
         figures += found.values()
     return figures
@@ -390,16 +443,24 @@ GOALS = [
 ]  # fmt: skip
 
 
+def _is_peer(f: Figure) -> bool:
+    """Whether *f* is a peer the Channel is compared with (not the
+    Channel, a C floor or the spinning anchor)."""
+    return f.case != "Channel" and not f.case.startswith(("C floor", "spinning"))
+
+
 def goals(figures: Sequence[Figure]) -> list[dict[str, Any]]:
-    """Each goal with the Channel's figure, what it is compared to, and
-    whether it is met."""
+    """Each goal with the Channel's figure, what it is compared to, whether
+    it is met, and its bound: the same ratio one layer down (the C floors;
+    a peer with no C floor measured here is taken as it is), which says
+    whether the goal is within reach of the Channel's C core at all."""
     rows = []
     for goal in GOALS:
         here = [f for f in figures if f.what == goal.what]
         ours = next((f for f in here if f.case == "Channel"), None)
         if ours is None:
             continue
-        others = [f for f in here if f.case != "Channel" and not f.case.startswith("spinning")]
+        others = [f for f in here if _is_peer(f)]
         if goal.against == "peers":
             pick = max if goal.higher_is_better else min
             base: Figure | None = pick(others, key=lambda f: f.median) if others else None
@@ -407,37 +468,73 @@ def goals(figures: Sequence[Figure]) -> list[dict[str, Any]]:
             base = next((f for f in others if f.case == goal.against), None)
         else:
             base = None
+
+        def ok(value: float, goal: Goal = goal) -> bool:
+            return value >= goal.limit if goal.higher_is_better else value <= goal.limit
+
         value = ours.median / base.median if base else ours.median
-        met = value >= goal.limit if goal.higher_is_better else value <= goal.limit
-        rows.append({"goal": goal.text, "value": value, "limit": goal.limit, "met": met,
+        bound: dict[str, Any] | None = None
+        floors = {f.case: f for f in here}
+        if base is not None and FLOOR_CHANNEL in floors:
+            under = floors.get(FLOOR_UNDER.get(base.case, ""), base)
+            ratio = floors[FLOOR_CHANNEL].median / under.median
+            bound = {"ratio": ratio, "against": under.case, "reachable": ok(ratio)}
+        rows.append({"goal": goal.text, "value": value, "limit": goal.limit, "met": ok(value),
                      "against": base.case if base else None,
-                     "bound": ">=" if goal.higher_is_better else "<="})  # fmt: skip
+                     "bound": ">=" if goal.higher_is_better else "<=",
+                     "floor": bound})  # fmt: skip
     return rows
 
 
-def table(figures: Sequence[Figure]) -> str:
-    """The figures and the goals as text."""
+def table(figures: Sequence[Figure], dev: bool = False) -> str:
+    """The figures as text: the mechanisms and, per measurement, the
+    fastest; with *dev*, the C floors too and the goals with their bounds."""
     lines = []
-    width = max(len(f.case) for f in figures) + 2
-    for what in dict.fromkeys(f.what for f in figures):
-        rows = [f for f in figures if f.what == what]
+    shown = [f for f in figures if dev or not f.case.startswith("C floor")]
+    width = max(len(f.case) for f in shown) + 2
+    for what in dict.fromkeys(f.what for f in shown):
+        rows = [f for f in shown if f.what == what]
         lines += ["", f"Channel: {what} ({rows[0].unit}; median, min - max of "
                       f"{len(rows[0].samples)} repetitions)"]  # fmt: skip
         for f in rows:
             lo, hi = min(f.samples), max(f.samples)
             lines.append(f"  {f.case:{width}}{f.median:>10.3g}  {lo:>9.3g} - {hi:<9.3g}")
-    lines += ["", "Channel goals (measured side by side in this run)"]
+        if lead := _fastest(rows):
+            lines.append(lead)
+    if not dev:
+        return "\n".join(lines)
+    lines += ["", "Channel goals (measured side by side in this run; bound: the same ratio "
+                  "with the C floors)"]  # fmt: skip
     for row in goals(figures):
         vs = f" of {row['against']}" if row["against"] else ""
-        lines.append(f"  [{'met' if row['met'] else 'MISSED'}] {row['goal']}: "
-                     f"{row['value']:.3g}{'x' if vs else ''}{vs} "
-                     f"(bound {row['bound']} {row['limit']:.3g})")  # fmt: skip
+        line = (f"  [{'met' if row['met'] else 'MISSED'}] {row['goal']}: "
+                f"{row['value']:.3g}{'x' if vs else ''}{vs} "
+                f"(goal {row['bound']} {row['limit']:.3g})")  # fmt: skip
+        if row["floor"] is not None:
+            fl = row["floor"]
+            reach = "within reach" if fl["reachable"] else "out of reach even in C"
+            line += f"; bound {fl['ratio']:.3g}x of {fl['against']}: {reach}"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _fastest(rows: Sequence[Figure]) -> str:
+    """One line naming the best mechanism of a measurement and its lead
+    over the next (C floors and the spinning anchor aside)."""
+    ranked = [f for f in rows if f.case == "Channel" or _is_peer(f)]
+    if len(ranked) < 2:
+        return ""
+    higher = rows[0].unit in HIGHER_IS_BETTER
+    best, second = sorted(ranked, key=lambda f: f.median, reverse=higher)[:2]
+    lead = best.median / second.median if higher else second.median / best.median
+    word = "least CPU" if rows[0].unit == "% CPU" else "fastest"
+    return f"  {word.capitalize()}: {best.case}, {lead:.2f}x ahead of {second.case}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eventfd_ext.bench.channel")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--dev", action="store_true", help="the C floors and the goals with bounds")
     args = p.parse_args(argv)
     cpus = sorted(os.sched_getaffinity(0))[:2]
 
@@ -445,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{what} {done}/{total}", file=sys.stderr)
 
     figures = measure(QUICK if args.quick else FULL, cpus, progress)
-    print(table(figures))
+    print(table(figures, dev=args.dev))
     return 0
 
 

@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "eventfd-ext-bench") -> 
         if results:
             print(report.table(results, dev=args.dev))
         if figures:
-            print(channel.table(figures))
+            print(channel.table(figures, dev=args.dev))
     if args.plot:
         report.plot(results, args.plot, heading, dev=args.dev)
         print(f"plot written to {args.plot}", file=sys.stderr)
