@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from _kernel import TIMEOUT, Child, open_fds, record, shared_mappings
+from _kernel import TIMEOUT, Child, record
 from eventfd_ext import Channel
 
 LOCK, HEAD, TAIL, MESSAGES, COUNT = 64, 72, 80, 88, 192
@@ -83,7 +83,7 @@ def test_a_sender_killed_mid_send_shows_no_torn_message_and_wedges_nobody(rounds
             ch.send(b"alive", timeout=TIMEOUT)  # not wedged, not torn
             assert ch.recv(timeout=TIMEOUT) == b"alive"
         recovered = ch._info()["recoveries"]
-    record("channel_sender_kills", {"rounds": rounds, "lock_taken_over": recovered})
+    record(f"channel.sender_kills.{rounds}", {"rounds": rounds, "lock_taken_over": recovered})
     assert received, "nothing was received: the test proved nothing"
     assert recovered, "no kill landed inside a send: the test proved nothing"
 
@@ -276,28 +276,7 @@ def test_random_scribbles_never_crash_or_hang_a_holder(
                 break
         except EOFError:
             break
-    record("channel_scribbles", {"operations": rounds})  # its counters were scribbled too
-
-
-# -- leaks --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("cycles", [2_000, pytest.param(100_000, marks=pytest.mark.slow)])
-def test_no_leaks_over_many_lifetimes(cycles: int) -> None:
-    def lifetime() -> None:
-        with Channel(4096) as ch:
-            ch.send(b"x" * 100)
-            ch.recv()
-            ch.put([1])
-            ch.get()
-
-    for _ in range(50):
-        lifetime()
-    fds, maps = open_fds(), len(shared_mappings())
-    for _ in range(cycles):
-        lifetime()
-    assert open_fds() == fds
-    assert len(shared_mappings()) == maps
+    record(f"channel.scribbles.{rounds}", {"operations": rounds})  # its counters were scribbled too
 
 
 @pytest.mark.parametrize("target", [5_000, pytest.param(100_000, marks=pytest.mark.slow)])
@@ -384,7 +363,7 @@ def test_senders_and_receivers_sigkilled_at_random_points(target: int) -> None:
         lost += max(seqs) + 1 - len(seqs)
     assert lost <= receiver_kills
     record(
-        "channel_random_kills",
+        f"channel.random_kills.{target}",
         {"delivered": len(records) // 12, "sender_kills": sender_kills,
          "receiver_kills": receiver_kills, "lost": lost},
     )  # fmt: skip

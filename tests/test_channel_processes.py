@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import eventfd_ext
-from _kernel import TIMEOUT, Child, eventfd_id, open_fds, send_raw
+from _kernel import TIMEOUT, Child, eventfd_id, open_fds, record, send_raw
 from eventfd_ext import Channel, Doorbell, recv_channel, recv_doorbell, send_channel, send_doorbell
 
 _F_ADD_SEALS = 1033
@@ -184,6 +184,11 @@ def test_processes_mpmc_every_message_once_whole_in_order(tmp_path: Path, per_se
         got.frombytes((tmp_path / f"r{rid}").read_bytes())
     pairs = sorted(zip(got[::2], got[1::2], strict=True))
     assert pairs == [(s, i) for s in range(senders) for i in range(per_sender)]
+    record(
+        f"channel.mpmc.{per_sender}",
+        {"senders": senders, "receivers": receivers, "sent": senders * per_sender,
+         "delivered_once": len(set(pairs)), "delivered": len(pairs)},
+    )  # fmt: skip
 
 
 # -- a C peer -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Leaks: the open fds, the shared mappings, the Python objects, the C heap
 and the RSS stay flat over many create/use/close cycles of each way to hold
-an eventfd (EventFD, the drop-ins, the Doorbell), error paths included.
+an eventfd (EventFD, the drop-ins, the Doorbell, the Channel), error paths
+included.
 
 CI size: 5,000 cycles per kind.  Full size (``--runslow``): 100,000.
 """
@@ -16,7 +17,15 @@ from collections.abc import Callable
 import pytest
 
 from _kernel import c_heap_in_use, open_fds, record, rss_bytes, shared_mappings
-from eventfd_ext import EFD_NONBLOCK, Doorbell, EventFD, eventfd, eventfd_read, eventfd_write
+from eventfd_ext import (
+    EFD_NONBLOCK,
+    Channel,
+    Doorbell,
+    EventFD,
+    eventfd,
+    eventfd_read,
+    eventfd_write,
+)
 
 SIZES = [
     pytest.param(5_000, id="ci"),
@@ -179,6 +188,67 @@ def _doorbell_collected_unclosed() -> None:
     del bell  # closed by __del__ with a ResourceWarning (recorded, not raised)
 
 
+def _channel_object() -> None:
+    with Channel(4096) as ch:
+        ch.send(b"x" * 100)
+        assert ch.recv() == b"x" * 100
+        ch.send(b"y" * 1000)  # longer than the first try's buffer
+        assert len(ch.recv()) == 1000
+        ch.put([1, bytearray(b"oob")])
+        assert ch.get() == [1, bytearray(b"oob")]
+        buf = bytearray(16)
+        ch.send(b"into")
+        assert ch.recv_into(buf) == 4
+        assert ch.try_recv() is None
+        repr(ch)
+
+
+def _channel_from_fds() -> None:
+    with Channel(4096) as ch:
+        fds = tuple(map(os.dup, ch.fds()))
+        with Channel.from_fds(*fds, spin=0) as again:
+            again.send(b"across")
+            assert ch.recv() == b"across"
+
+
+def _channel_error_paths() -> None:
+    with Channel(4096, nonblocking=True) as ch:
+        memfd, data, _ = ch.fds()
+        refused: list[tuple[Callable[[], object], type[Exception]]] = [
+            (lambda: ch.send(b"x" * 5000), ValueError),  # never fits
+            (lambda: ch.send("text"), TypeError),
+            (lambda: ch.recv(), BlockingIOError),  # nonblocking, empty
+            (lambda: ch.recv(timeout=0), TimeoutError),
+            (lambda: Channel.from_fds(memfd, data, data), ValueError),  # fds left open
+        ]
+        for call, error in refused:
+            try:
+                call()
+            except error:
+                pass
+        ch.send(b"too long for the buffer")
+        try:
+            ch.recv_into(bytearray(1))
+        except ValueError:
+            pass
+        assert ch.recv() == b"too long for the buffer"  # it stayed queued
+        ch.shutdown()
+        for call, error in ((lambda: ch.send(b"x"), BrokenPipeError), (ch.recv, EOFError)):
+            try:
+                call()
+            except error:
+                pass
+    try:
+        ch.recv()
+    except ValueError:
+        pass
+
+
+def _channel_collected_unclosed() -> None:
+    ch = Channel(4096)
+    del ch  # closed by __del__ with a ResourceWarning (recorded, not raised)
+
+
 KINDS: dict[str, Callable[[], None]] = {
     "EventFD": _eventfd_object,
     "semaphore_nonblocking": _semaphore_nonblocking,
@@ -192,6 +262,10 @@ KINDS: dict[str, Callable[[], None]] = {
     "Doorbell-watch": _doorbell_watch,
     "Doorbell-error_paths": _doorbell_error_paths,
     "Doorbell-collected_unclosed": _doorbell_collected_unclosed,
+    "Channel": _channel_object,
+    "Channel-from_fds": _channel_from_fds,
+    "Channel-error_paths": _channel_error_paths,
+    "Channel-collected_unclosed": _channel_collected_unclosed,
 }
 
 
