@@ -1,6 +1,9 @@
 """The async frameworks every async test runs under: asyncio, asyncio on
 uvloop, trio, and anyio on each of its backends.
 
+Both async test files share the fixtures here: ``efd`` (an EventFD) and
+``no_watch_left`` (autouse: no test leaves a registration in _aio behind).
+
 A test takes the ``backend`` fixture and hands ``backend.run`` a coroutine
 function.  Its body uses anyio's task groups, checkpoints and
 ``wait_all_tasks_blocked`` (they work under every framework listed), and
@@ -19,11 +22,26 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
+
+from eventfd_ext import EventFD, _aio
+
+
+@pytest.fixture(autouse=True)
+def no_watch_left() -> Iterator[None]:
+    yield
+    assert not _aio._watches, "a watch outlived its waiters"
+
+
+@pytest.fixture
+def efd() -> Iterator[EventFD]:
+    with EventFD() as e:
+        yield e
+
 
 T = TypeVar("T")
 #: The failure bound of one test's loop, in seconds.

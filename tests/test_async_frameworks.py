@@ -20,34 +20,22 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
 
-from async_backends import BACKENDS, DEADLINE, Backend, backend, missing
+from async_backends import BACKENDS, DEADLINE, Backend, backend, efd, missing, no_watch_left
 from eventfd_ext import Doorbell, EventFD, MaskFD, _aio
 from eventfd_ext._aio import SUPPORTED
 
-__all__ = ["backend"]  # the fixture, imported for pytest to find
+__all__ = ["backend", "efd", "no_watch_left"]  # the fixtures, imported for pytest to find
 
 POLLIN, POLLOUT = 0x1, 0x4
 #: The issue's bound for close() waking every waiter, with room for a loaded
 #: 2-CPU machine: a failure bound, not a measurement.
 WAKE_BOUND = 2.0
-
-
-@pytest.fixture(autouse=True)
-def no_watch_left() -> Iterator[None]:
-    yield
-    assert not _aio._watches, "a watch outlived its waiters"
-
-
-@pytest.fixture
-def efd() -> Iterator[EventFD]:
-    with EventFD() as e:
-        yield e
 
 
 Waiter = Callable[[], Awaitable[Any]]

@@ -15,13 +15,16 @@ import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 
+from async_backends import efd, no_watch_left
 from eventfd_ext import EventFD, _aio
 from eventfd_ext._constants import MAX_COUNT
+
+__all__ = ["efd", "no_watch_left"]  # the fixtures, imported for pytest to find
 
 T = TypeVar("T")
 TIMEOUT = 10.0
@@ -70,18 +73,6 @@ def registered(loop: asyncio.AbstractEventLoop, fd: int) -> bool:
     """Whether a reader is registered for *fd* (public API only: removing a
     registered reader returns True; re-adding it is left to the caller)."""
     return loop.remove_reader(fd)
-
-
-@pytest.fixture(autouse=True)
-def no_watch_left() -> Iterator[None]:
-    yield
-    assert not _aio._watches, "a watch outlived its waiters"
-
-
-@pytest.fixture
-def efd() -> Iterator[EventFD]:
-    with EventFD() as e:
-        yield e
 
 
 def test_aread_takes_a_ready_count(efd: EventFD) -> None:
