@@ -363,7 +363,8 @@ class Channel(WatchGated):
         return True
 
     def _wait_data(self, deadline: float | None, timeout: float | None) -> None:
-        self._check_open()
+        # The receive that led here said -EAGAIN, so the channel was open (a
+        # closed one says so through the wait's own result).
         if timeout is None and self._nonblocking:
             _core.raise_errno(errno.EAGAIN)
         if not _core.wait_ready(self._h, self._fail, deadline, self._spin, _spin_step, _sleep_step):

@@ -149,6 +149,13 @@ def spin_first(
     *deadline*, in slices of at most SPIN_SLICE_NS (a slice returns to
     Python, so signal handlers run): True when a count is pending (not
     taken), False when none came."""
+    if spin < 0 and deadline is None:
+        # The common wait: the adaptive budget, which fits one slice, and no
+        # deadline to bound it by (the general loop below, without its clock).
+        result = spin_step(h, spin, SPIN_SLICE_NS)
+        if result < 0:
+            fail(result)
+        return result > 0
     if not spin or not left_ms(deadline):
         return False
     spin_end = None if spin < 0 else time.monotonic() + spin / 1e9
