@@ -3,7 +3,9 @@ right peer, and a tiny run measures every case with the peers installed."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +89,7 @@ def test_each_goal_is_bounded_by_the_same_ratio_with_the_c_floors() -> None:
 def test_a_tiny_run_measures_every_case() -> None:
     tiny = Config(repetitions=1, round_trips=20, messages=200, big_messages=2,
                   idle_seconds=0.02, paced_messages=5)  # fmt: skip
-    figures = bench.measure(tiny, [0, 1] if len(__import__("os").sched_getaffinity(0)) > 1 else [0],
+    figures = bench.measure(tiny, [0, 1] if len(os.sched_getaffinity(0)) > 1 else [0],
                             lambda what, done, total: None)  # fmt: skip
     whats = {f.what for f in figures}
     assert len(whats) == 6
@@ -113,3 +115,18 @@ def test_the_cli_runs_the_section_when_asked(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "'channel'" in bad.stderr
     json.dumps(bench.GOALS[0].text)
+
+
+def test_the_c_floors_run_the_channel_and_refuse_what_they_cannot() -> None:
+    from eventfd_ext.bench._floor import lib
+
+    ch, sp = lib.EFX_FLOOR_CHANNEL, lib.EFX_FLOOR_SOCKETPAIR
+    assert lib.efx_floor_pingpong(ch, 1, 50, -1, -1) > 0
+    for mechanism in (ch, sp):
+        assert lib.efx_floor_stream(mechanism, 50, 64, -1, -1) > 0
+        assert lib.efx_floor_stream(mechanism, 3, 1 << 20, -1, -1) > 0  # larger than a pipe's
+    einval = -errno.EINVAL
+    assert lib.efx_floor_stream(lib.EFX_FLOOR_PIPE, 10, 64, -1, -1) == einval
+    assert lib.efx_floor_stream(ch, 0, 64, -1, -1) == einval
+    assert lib.efx_floor_stream(ch, 10, 0, -1, -1) == einval
+    assert lib.efx_floor_stream(ch, 10, 1 << 27, -1, -1) == einval
