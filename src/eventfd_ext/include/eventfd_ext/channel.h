@@ -59,11 +59,17 @@
 #ifndef EVENTFD_EXT_CHANNEL_H
 #define EVENTFD_EXT_CHANNEL_H
 
+/* First: eventfd_io.h, through doorbell.h, defines _GNU_SOURCE before any
+ * system header (memfd_create, F_SEAL_*). */
+#include "doorbell.h" /* struct efx_bell_layout, and the protocol */
+#include "shlock.h"   /* the ring's lock */
+
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "doorbell.h" /* struct efx_bell_layout, and the protocol */
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #define EFX_CHAN_MAGIC UINT64_C(0x314e414843584645) /* "EFXCHAN1" little endian */
 #define EFX_CHAN_VERSION 1u
@@ -104,13 +110,6 @@ _Static_assert(sizeof(struct efx_chan_layout) == EFX_CHAN_HEADER, "fixed size");
 _Static_assert(offsetof(struct efx_chan_layout, lock) == 64, "lock at 64");
 _Static_assert(offsetof(struct efx_chan_layout, data) == 128, "data bell at 128");
 _Static_assert(offsetof(struct efx_chan_layout, space) == 384, "space bell at 384");
-
-
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-
-#include "shlock.h"
 
 #define EFX_CHAN_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW)
 /* Looks at a held lock before sleeping on it (efxc_lock). */
