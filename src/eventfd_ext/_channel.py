@@ -29,6 +29,7 @@ _send = lib.efx_ch_send
 _recv = lib.efx_ch_recv
 _spin_step = lib.efx_db_spin
 _sleep_step = lib.efx_db_sleep
+_wait_ready = _core.wait_ready
 _ADAPTIVE = _checks.ADAPTIVE_SPIN  # the shim's spin_ns for "the handle's adaptive budget"
 #: A receive tries a scratch buffer of this size first; a longer message
 #: is received again into one of its size.
@@ -300,6 +301,11 @@ class Channel(WatchGated):
         except IndexError:
             buf = _new_raw("char[]", _FIRST_TRY)
         n: int = _recv(self._h, buf, _FIRST_TRY)  # the hot path: no syscall
+        if n == _EAGAIN and timeout is None and not self._nonblocking:
+            # The common wait (blocking, no timeout): straight into the one
+            # waiting loop, without _recv_again's dispatch, then one more try.
+            _wait_ready(self._h, self._fail, None, self._spin, _spin_step, _sleep_step)
+            n = _recv(self._h, buf, _FIRST_TRY)
         if 0 <= n <= _FIRST_TRY:
             message = ffi.unpack(buf, n)
             _scratch.append(buf)
