@@ -63,6 +63,7 @@ def test_each_goal_is_bounded_by_the_same_ratio_with_the_c_floors() -> None:
         figure("multiprocessing.Pipe", rt, 60.0),  # the fastest peer, with a C floor
         figure(bench.FLOOR_CHANNEL, rt, 0.5),
         figure(bench.FLOOR_SOCKETPAIR, rt, 10.0),
+        figure(bench.SHIM, rt, 2.4),  # Python's bare calls: not a peer either
         figure("Channel", one_way, 900.0),
         figure("pyzmq PAIR ipc://", one_way, 500.0),  # no C floor of its own here
         figure(bench.FLOOR_CHANNEL, one_way, 1200.0),
@@ -73,15 +74,19 @@ def test_each_goal_is_bounded_by_the_same_ratio_with_the_c_floors() -> None:
     assert rows["round tri"]["value"] == 3.0 / 60.0
     assert rows["round tri"]["floor"] == {
         "ratio": 0.5 / 10.0, "against": bench.FLOOR_SOCKETPAIR, "reachable": False,
+        "python_ratio": 2.4 / 60.0, "python_reachable": False,
     }  # fmt: skip
     assert rows["one-way 6"]["floor"] == {
         "ratio": 1200.0 / 500.0, "against": "pyzmq PAIR ipc://", "reachable": False,
     }  # fmt: skip
     dev = bench.table(figures, dev=True)
     assert "bound 0.05x of C floor: socketpair: out of reach even in C" in dev
+    assert "from Python's bare calls 0.04x: out of reach" in dev
     assert bench.FLOOR_CHANNEL in dev
+    assert bench.SHIM in dev
     user = bench.table(figures)
     assert bench.FLOOR_CHANNEL not in user
+    assert bench.SHIM not in user
     assert "Fastest: Channel, 20.00x ahead of multiprocessing.Pipe" in user
     assert "Fastest: Channel, 1.80x ahead of pyzmq PAIR ipc://" in user
 
@@ -95,7 +100,8 @@ def test_a_tiny_run_measures_every_case() -> None:
     assert len(whats) == 6
     assert all(len(f.samples) == 1 and f.samples[0] >= 0 for f in figures)
     assert {f.case for f in figures} >= {"Channel", "multiprocessing.Pipe", "multiprocessing.Queue",
-                                         bench.FLOOR_CHANNEL, bench.FLOOR_SOCKETPAIR}  # fmt: skip
+                                         bench.FLOOR_CHANNEL, bench.FLOOR_SOCKETPAIR,
+                                         bench.SHIM}  # fmt: skip
     rows = bench.goals(figures)
     assert len(rows) == 6
     assert sum(row["floor"] is not None for row in rows) == 4  # every ratio goal has its bound

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._channel import Channel
+from .._shim import ffi
+from .._shim import lib as shim
 from ._floor import lib as floor
 
 __all__ = [
@@ -53,6 +55,13 @@ FLOOR_SOCKETPAIR = "C floor: socketpair"
 #: The C floor one layer under a case, for a goal's bound; a peer with none
 #: measured here (its own C library) is compared as it is.
 FLOOR_UNDER = {"Channel": FLOOR_CHANNEL, "multiprocessing.Pipe": FLOOR_SOCKETPAIR}
+#: The Channel's round trip made of its bare cffi calls in Python functions
+#: that do nothing else (send; receive, spinning in the shim between tries):
+#: the least any Python API over these calls can cost.  Shown with --dev; a
+#: round-trip goal's bound from Python.
+SHIM = "shim calls in do-nothing defs"
+#: Rows for the project's own work, not mechanisms a user picks from.
+DEV_ONLY = (FLOOR_CHANNEL, FLOOR_SOCKETPAIR, SHIM)
 #: Units whose higher figures are the better ones.
 HIGHER_IS_BETTER = ("k msgs/s", "MB/s")
 
@@ -119,6 +128,29 @@ def _spinning(capacity: int) -> tuple[Ends, Ends, Callable[[], None]]:
     a = (there.send, spin_recv(back))
     b = (back.send, spin_recv(there))
     return a, b, _closing(there, back)
+
+
+def _shim_calls(capacity: int) -> tuple[Ends, Ends, Callable[[], None]]:
+    # For round trips of small messages only: no waiting for room, and a
+    # receive buffer of 512 bytes.
+    there, back = Channel(capacity), Channel(capacity)
+    buf = ffi.new("char[]", 512)
+    send, recv, spin = shim.efx_ch_send, shim.efx_ch_recv, shim.efx_db_spin
+
+    def ends(out: Channel, into: Channel) -> Ends:
+        h_out, h_in = out._h, into._h
+
+        def send_bare(m: bytes) -> None:
+            send(h_out, m, len(m))
+
+        def recv_bare() -> bytes:
+            while (n := recv(h_in, buf, 512)) < 0:
+                spin(h_in, -1, 1_000_000)
+            return ffi.unpack(buf, n)
+
+        return send_bare, recv_bare
+
+    return ends(there, back), ends(back, there), _closing(there, back)
 
 
 def _pipe(capacity: int) -> tuple[Ends, Ends, Callable[[], None]]:
@@ -370,16 +402,17 @@ def measure(
     across, same = (a, b), (a, a)
     figures: list[Figure] = []
     everyone = peers()
+    with_shim = [*everyone, Peer(SHIM, _shim_calls)]
     rt, rt1, msgs, bigs = (config.round_trips, config.round_trips // 3, config.messages,
                            config.big_messages)  # fmt: skip
     ch, sp = floor.EFX_FLOOR_CHANNEL, floor.EFX_FLOOR_SOCKETPAIR
     Floors = dict[str, Callable[[tuple[Any, Any]], float]]
     plans: list[tuple[str, str, Sequence[Peer], Floors, int, tuple[Any, Any], Any, int]] = [
-        ("round trip, 64 B, 2 CPUs", "us", everyone,
+        ("round trip, 64 B, 2 CPUs", "us", with_shim,
          {FLOOR_CHANNEL: _floor_round_trip(ch, rt * 10),
           FLOOR_SOCKETPAIR: _floor_round_trip(sp, rt * 10)},
          1 << 16, across, _round_trip(rt), 0),
-        ("round trip, 64 B, 1 CPU", "us", everyone,
+        ("round trip, 64 B, 1 CPU", "us", with_shim,
          {FLOOR_CHANNEL: _floor_round_trip(ch, rt1 * 10),
           FLOOR_SOCKETPAIR: _floor_round_trip(sp, rt1 * 10)},
          1 << 16, same, _round_trip(rt1), 0),
@@ -446,7 +479,7 @@ GOALS = [
 def _is_peer(f: Figure) -> bool:
     """Whether *f* is a peer the Channel is compared with (not the
     Channel, a C floor or the spinning anchor)."""
-    return f.case != "Channel" and not f.case.startswith(("C floor", "spinning"))
+    return f.case != "Channel" and f.case not in DEV_ONLY and not f.case.startswith("spinning")
 
 
 def goals(figures: Sequence[Figure]) -> list[dict[str, Any]]:
@@ -479,6 +512,9 @@ def goals(figures: Sequence[Figure]) -> list[dict[str, Any]]:
             under = floors.get(FLOOR_UNDER.get(base.case, ""), base)
             ratio = floors[FLOOR_CHANNEL].median / under.median
             bound = {"ratio": ratio, "against": under.case, "reachable": ok(ratio)}
+            if SHIM in floors:  # and from Python: the bare calls against the peer
+                ratio = floors[SHIM].median / base.median
+                bound |= {"python_ratio": ratio, "python_reachable": ok(ratio)}
         rows.append({"goal": goal.text, "value": value, "limit": goal.limit, "met": ok(value),
                      "against": base.case if base else None,
                      "bound": ">=" if goal.higher_is_better else "<=",
@@ -490,7 +526,7 @@ def table(figures: Sequence[Figure], dev: bool = False) -> str:
     """The figures as text: the mechanisms and, per measurement, the
     fastest; with *dev*, the C floors too and the goals with their bounds."""
     lines = []
-    shown = [f for f in figures if dev or not f.case.startswith("C floor")]
+    shown = [f for f in figures if dev or f.case not in DEV_ONLY]
     width = max(len(f.case) for f in shown) + 2
     for what in dict.fromkeys(f.what for f in shown):
         rows = [f for f in shown if f.what == what]
@@ -514,6 +550,9 @@ def table(figures: Sequence[Figure], dev: bool = False) -> str:
             fl = row["floor"]
             reach = "within reach" if fl["reachable"] else "out of reach even in C"
             line += f"; bound {fl['ratio']:.3g}x of {fl['against']}: {reach}"
+            if "python_ratio" in fl:
+                reach = "within reach" if fl["python_reachable"] else "out of reach"
+                line += f"; from Python's bare calls {fl['python_ratio']:.3g}x: {reach}"
         lines.append(line)
     return "\n".join(lines)
 
