@@ -241,9 +241,9 @@ def render(
     for _, v in by("channel.random_kills."):
         channel.append(
             f"- senders and receivers SIGKILLed at random points: {_n(v['delivered'])} "
-            f"delivered, {v['sender_kills']} senders and {v['receiver_kills']} receivers "
-            f"killed, {v['lost']} lost (at most one per killed receiver), none torn, none "
-            "twice, order kept (`tests/test_channel_faults.py`)."
+            f"delivered, senders killed: {v['sender_kills']}, receivers killed: "
+            f"{v['receiver_kills']}, {v['lost']} lost (at most one per killed receiver), "
+            "none torn, none twice, order kept (`tests/test_channel_faults.py`)."
         )
     for _, v in by("channel.sender_kills."):
         channel.append(
