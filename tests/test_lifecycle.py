@@ -220,6 +220,25 @@ def test_spinning_counts_against_the_timeout(make: Callable[[], Any], method: st
     assert 0.3 <= elapsed < 0.5, f"{method}(0.3) took {elapsed:.3f} s"
 
 
+@pytest.mark.parametrize(
+    "make", [lambda: EventFD(spin=1.0), lambda: Doorbell(spin=1.0)], ids=["EventFD", "Doorbell"]
+)
+@pytest.mark.parametrize("method", ["read", "wait"])
+def test_a_spin_longer_than_the_timeout_ends_at_the_timeout(
+    make: Callable[[], Any], method: str
+) -> None:
+    obj = make()
+    start = time.monotonic()
+    if method == "read":
+        with pytest.raises(TimeoutError):
+            obj.read(timeout=0.1)
+    else:
+        assert obj.wait(0.1) is False
+    elapsed = time.monotonic() - start
+    obj.close()
+    assert 0.1 <= elapsed < 0.5, f"{method}(0.1) with a 1 s spin took {elapsed:.3f} s"
+
+
 @pytest.mark.parametrize("cls", [EventFD, Doorbell])
 @pytest.mark.parametrize("spin", [1.5, 1e9, float("inf"), 2**70, 10**400, -1, float("nan")])
 def test_absurd_spin_budgets_are_refused_with_one_message(cls: Any, spin: float) -> None:

@@ -149,26 +149,24 @@ def spin_first(
     *deadline*, in slices of at most SPIN_SLICE_NS (a slice returns to
     Python, so signal handlers run): True when a count is pending (not
     taken), False when none came."""
-    if spin < 0 and deadline is None:
-        # The common wait: the adaptive budget, which fits one slice, and no
-        # deadline to bound it by (the general loop below, without its clock).
-        result = spin_step(h, spin, SPIN_SLICE_NS)
-        if result < 0:
-            fail(result)
-        return result > 0
-    if not spin or not left_ms(deadline):
+    if not spin or (deadline is not None and not left_ms(deadline)):
         return False
     spin_end = None if spin < 0 else time.monotonic() + spin / 1e9
+    # Whichever comes first of the spin's end and the deadline; None when
+    # neither bounds the slices (the common wait: the adaptive budget and no
+    # deadline), which then need no clock.
+    if spin_end is None or deadline is None:
+        end = deadline if spin_end is None else spin_end
+    else:
+        end = min(spin_end, deadline)
     while True:
-        now = time.monotonic()
-        limit = min(
-            SPIN_SLICE_NS / 1e9,
-            math.inf if spin_end is None else spin_end - now,
-            math.inf if deadline is None else deadline - now,
-        )
-        if limit <= 0:
-            return False
-        result = spin_step(h, spin, int(limit * 1e9))
+        limit = SPIN_SLICE_NS
+        if end is not None:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            limit = min(limit, int(left * 1e9))
+        result = spin_step(h, spin, limit)
         if result > 0:
             return True
         if result < 0:
