@@ -322,7 +322,8 @@ class Channel(WatchGated):
         while True:
             if n > _FIRST_TRY:
                 _scratch.append(buf)
-                return self._recv_long(n, deadline, timeout, waits)
+                out = self._recv_bytearray(n, deadline, timeout, waits)
+                return None if out is None else bytes(out)
             if not self._took_nothing(n, deadline, timeout, waits):
                 _scratch.append(buf)
                 return None
@@ -332,16 +333,19 @@ class Channel(WatchGated):
                 _scratch.append(buf)
                 return message
 
-    def _recv_long(
-        self, n: int, deadline: float | None, timeout: float | None, waits: bool
-    ) -> bytes | None:
-        # A message of n bytes is next: take it into a buffer of its size
-        # (another receiver may take it first: then whatever comes next).
-        out = bytearray(n)
+    def _recv_bytearray(
+        self, size: int, deadline: float | None, timeout: float | None, waits: bool
+    ) -> bytearray | None:
+        # The next message into a bytearray of its own, first of *size*
+        # bytes, then of the message's size when it is longer (another
+        # receiver may take it first: then whatever comes next).  None when
+        # the caller does not wait and nothing came.
+        out = bytearray(size)
         while True:
-            n = _recv(self._h, ffi.from_buffer(out), len(out))
+            n: int = _recv(self._h, ffi.from_buffer(out), len(out))
             if 0 <= n <= len(out):
-                return bytes(memoryview(out)[:n])
+                del out[n:]
+                return out
             if n > len(out):
                 out = bytearray(n)
             elif not self._took_nothing(n, deadline, timeout, waits):
@@ -411,21 +415,9 @@ class Channel(WatchGated):
         no copy).  Waiting and errors as :meth:`recv`.  Unpickling runs
         whatever the message says: take messages only from peers you
         trust, as with multiprocessing.Queue."""
-        return _loads(self._recv_message(timeout))
-
-    def _recv_message(self, timeout: float | None) -> bytearray:
-        # A message as a bytearray, for get(): its buffers stay writable.
-        deadline = _core.deadline(timeout)
-        out = bytearray(_FIRST_TRY)
-        while True:
-            n: int = _recv(self._h, ffi.from_buffer(out), len(out))
-            if 0 <= n <= len(out):
-                del out[n:]
-                return out
-            if n > len(out):
-                out = bytearray(n)
-            else:
-                self._took_nothing(n, deadline, timeout)
+        # A bytearray, so that the buffers stay writable.
+        message = self._recv_bytearray(_FIRST_TRY, _core.deadline(timeout), timeout, waits=True)
+        return _loads(cast(bytearray, message))  # waits: never None
 
     # -- ending -------------------------------------------------------------
 
