@@ -411,47 +411,33 @@ static int64_t efx_floor_pingpong(int mechanism, int processes, int64_t n,
 
 /* ---- one way: a stream of messages from a forked sender ------------------ */
 
-/* The sender's side of a stream: n + 1 messages of size bytes (the first
- * is untimed).  0 or -errno. */
-static int efx_floor_stream_send(int mechanism, struct efx_floor_chan *fc, int fd, int64_t n,
-                                 size_t size, char *buf)
+/* All size bytes through a stream socket, in as many writes (sending) or
+ * reads as it takes, EINTR retried: 0, -errno, or -EIO at end of file. */
+static int efx_floor_whole(int fd, char *buf, size_t size, int sending)
 {
-    for (int64_t i = 0; i <= n; i++) {
-        int err = 0;
-        if (mechanism == EFX_FLOOR_CHANNEL) {
-            err = efx_floor_chan_send(fc->ch, buf, size);
-        } else {
-            for (size_t done = 0; !err && done < size;) {
-                ssize_t w = write(fd, buf + done, size - done);
-                err = w < 0 ? (errno == EINTR ? 0 : -errno) : 0;
-                done += w > 0 ? (size_t)w : 0;
-            }
-        }
-        if (err)
-            return err;
+    for (size_t done = 0; done < size;) {
+        ssize_t k = sending ? write(fd, buf + done, size - done) : read(fd, buf + done, size - done);
+        if (k < 0 && errno != EINTR)
+            return -errno;
+        if (k == 0)
+            return -EIO;
+        done += k > 0 ? (size_t)k : 0;
     }
     return 0;
 }
 
-/* The receiver's side: one untimed message, then n timed.  The elapsed
- * nanoseconds, or -errno. */
-static int64_t efx_floor_stream_recv(int mechanism, struct efx_floor_chan *fc, int fd,
-                                     int64_t n, size_t size, char *buf)
+/* One side of a stream: n + 1 messages of size bytes sent or received, the
+ * first untimed.  The nanoseconds of the other n, or -errno. */
+static int64_t efx_floor_stream_side(int mechanism, struct efx_floor_chan *fc, int fd, int64_t n,
+                                     size_t size, char *buf, int sending)
 {
     int64_t start = 0;
     for (int64_t i = 0; i <= n; i++) {
         if (i == 1)
             start = efx_now_ns();
-        int err = 0;
-        if (mechanism == EFX_FLOOR_CHANNEL) {
-            err = efx_floor_chan_recv(fc->ch, buf, size);
-        } else {
-            for (size_t done = 0; !err && done < size;) {
-                ssize_t r = read(fd, buf + done, size - done);
-                err = r < 0 ? (errno == EINTR ? 0 : -errno) : r == 0 ? -EIO : 0;
-                done += r > 0 ? (size_t)r : 0;
-            }
-        }
+        int err = mechanism != EFX_FLOOR_CHANNEL ? efx_floor_whole(fd, buf, size, sending)
+                  : sending                     ? efx_floor_chan_send(fc->ch, buf, size)
+                                                : efx_floor_chan_recv(fc->ch, buf, size);
         if (err)
             return err;
     }
@@ -488,14 +474,14 @@ static int64_t efx_floor_stream(int mechanism, int64_t n, int64_t size, int cpu_
     if (pid == 0) { /* the sender */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent || efx_floor_pin(cpu_send))
             _exit(1);
-        _exit(efx_floor_stream_send(mechanism, &fc, pair[0], n, (size_t)size, buf) ? 1 : 0);
+        _exit(efx_floor_stream_side(mechanism, &fc, pair[0], n, (size_t)size, buf, 1) < 0);
     }
     if (pid < 0) {
         result = -errno;
     } else {
         result = efx_floor_pin(cpu_recv);
         if (!result)
-            result = efx_floor_stream_recv(mechanism, &fc, pair[1], n, (size_t)size, buf);
+            result = efx_floor_stream_side(mechanism, &fc, pair[1], n, (size_t)size, buf, 0);
         int status;
         if (result < 0)
             kill(pid, SIGKILL); /* it would wait for room forever */
