@@ -53,7 +53,7 @@ def test_goals_compare_with_the_fastest_peer_or_the_named_one() -> None:
     assert "MISSED" in bench.table(figures, dev=True)
     assert "[met]" in bench.table(figures, dev=True)
     assert "MISSED" not in bench.table(figures)  # goals are for developers
-    assert all(row["floor"] is None for row in rows.values())  # no C floor measured
+    assert all(row["bound"] is None for row in rows.values())  # no C floor measured
 
 
 def test_each_goal_is_bounded_by_the_same_ratio_with_the_c_floors() -> None:
@@ -72,11 +72,11 @@ def test_each_goal_is_bounded_by_the_same_ratio_with_the_c_floors() -> None:
     rows = {row["goal"][:9]: row for row in bench.goals(figures)}
     assert rows["round tri"]["against"] == "multiprocessing.Pipe"  # floors are not peers
     assert rows["round tri"]["value"] == 3.0 / 60.0
-    assert rows["round tri"]["floor"] == {
+    assert rows["round tri"]["bound"] == {
         "ratio": 0.5 / 10.0, "against": bench.FLOOR_SOCKETPAIR, "reachable": False,
         "python_ratio": 2.4 / 60.0, "python_reachable": False,
     }  # fmt: skip
-    assert rows["one-way 6"]["floor"] == {
+    assert rows["one-way 6"]["bound"] == {
         "ratio": 1200.0 / 500.0, "against": "pyzmq PAIR ipc://", "reachable": False,
     }  # fmt: skip
     dev = bench.table(figures, dev=True)
@@ -104,7 +104,7 @@ def test_a_tiny_run_measures_every_case() -> None:
                                          bench.SHIM}  # fmt: skip
     rows = bench.goals(figures)
     assert len(rows) == 6
-    assert sum(row["floor"] is not None for row in rows) == 4  # every ratio goal has its bound
+    assert sum(row["bound"] is not None for row in rows) == 4  # every ratio goal has its bound
 
 
 def test_the_cli_runs_the_section_when_asked(tmp_path: Path) -> None:

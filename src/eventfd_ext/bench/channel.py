@@ -373,12 +373,16 @@ def _c(ns: int) -> float:
     return ns / 1e9
 
 
+def _c_cpus(place: tuple[Any, Any]) -> list[int]:
+    """A placement's CPUs as the C floor takes them (-1: not pinned)."""
+    return [-1 if c is None else c for c in place]
+
+
 def _floor_round_trip(mechanism: int, n: int) -> Callable[[tuple[Any, Any]], float]:
     """Seconds per round trip of the C floor, between processes."""
 
     def run(place: tuple[Any, Any]) -> float:
-        cpus = [-1 if c is None else c for c in place]
-        return _c(floor.efx_floor_pingpong(mechanism, 1, n, *cpus)) / n
+        return _c(floor.efx_floor_pingpong(mechanism, 1, n, *_c_cpus(place))) / n
 
     return run
 
@@ -387,10 +391,18 @@ def _floor_one_way(mechanism: int, n: int, size: int) -> Callable[[tuple[Any, An
     """Messages per second of the C floor, one way between processes."""
 
     def run(place: tuple[Any, Any]) -> float:
-        cpus = [-1 if c is None else c for c in place]
-        return n / _c(floor.efx_floor_stream(mechanism, n, size, *cpus))
+        return n / _c(floor.efx_floor_stream(mechanism, n, size, *_c_cpus(place)))
 
     return run
+
+
+Floors = dict[str, Callable[[tuple[Any, Any]], float]]
+
+
+def _floors(make: Callable[..., Callable[[tuple[Any, Any]], float]], *args: int) -> Floors:
+    """The same C loop over a Channel and over a socketpair."""
+    return {FLOOR_CHANNEL: make(floor.EFX_FLOOR_CHANNEL, *args),
+            FLOOR_SOCKETPAIR: make(floor.EFX_FLOOR_SOCKETPAIR, *args)}  # fmt: skip
 
 
 def measure(
@@ -405,24 +417,15 @@ def measure(
     with_shim = [*everyone, Peer(SHIM, _shim_calls)]
     rt, rt1, msgs, bigs = (config.round_trips, config.round_trips // 3, config.messages,
                            config.big_messages)  # fmt: skip
-    ch, sp = floor.EFX_FLOOR_CHANNEL, floor.EFX_FLOOR_SOCKETPAIR
-    Floors = dict[str, Callable[[tuple[Any, Any]], float]]
     plans: list[tuple[str, str, Sequence[Peer], Floors, int, tuple[Any, Any], Any, int]] = [
-        ("round trip, 64 B, 2 CPUs", "us", with_shim,
-         {FLOOR_CHANNEL: _floor_round_trip(ch, rt * 10),
-          FLOOR_SOCKETPAIR: _floor_round_trip(sp, rt * 10)},
+        ("round trip, 64 B, 2 CPUs", "us", with_shim, _floors(_floor_round_trip, rt * 10),
          1 << 16, across, _round_trip(rt), 0),
-        ("round trip, 64 B, 1 CPU", "us", with_shim,
-         {FLOOR_CHANNEL: _floor_round_trip(ch, rt1 * 10),
-          FLOOR_SOCKETPAIR: _floor_round_trip(sp, rt1 * 10)},
+        ("round trip, 64 B, 1 CPU", "us", with_shim, _floors(_floor_round_trip, rt1 * 10),
          1 << 16, same, _round_trip(rt1), 0),
         ("one way, 64 B, 2 CPUs", "k msgs/s", everyone,
-         {FLOOR_CHANNEL: _floor_one_way(ch, msgs * 5, len(MESSAGE)),
-          FLOOR_SOCKETPAIR: _floor_one_way(sp, msgs * 5, len(MESSAGE))},
+         _floors(_floor_one_way, msgs * 5, len(MESSAGE)),
          1 << 20, across, _one_way(msgs, MESSAGE), 1),
-        ("one way, 1 MiB, 2 CPUs", "MB/s", everyone,
-         {FLOOR_CHANNEL: _floor_one_way(ch, bigs, len(BIG)),
-          FLOOR_SOCKETPAIR: _floor_one_way(sp, bigs, len(BIG))},
+        ("one way, 1 MiB, 2 CPUs", "MB/s", everyone, _floors(_floor_one_way, bigs, len(BIG)),
          8 << 20, across, _one_way(bigs, BIG), 1),
         ("receiver CPU, nothing for 1 s", "% CPU", [everyone[0]], {}, 1 << 16, across,
          _cpu_share(0, config.idle_seconds), 1),
@@ -517,8 +520,8 @@ def goals(figures: Sequence[Figure]) -> list[dict[str, Any]]:
                 bound |= {"python_ratio": ratio, "python_reachable": ok(ratio)}
         rows.append({"goal": goal.text, "value": value, "limit": goal.limit, "met": ok(value),
                      "against": base.case if base else None,
-                     "bound": ">=" if goal.higher_is_better else "<=",
-                     "floor": bound})  # fmt: skip
+                     "compare": ">=" if goal.higher_is_better else "<=",
+                     "bound": bound})  # fmt: skip
     return rows
 
 
@@ -545,9 +548,9 @@ def table(figures: Sequence[Figure], dev: bool = False) -> str:
         vs = f" of {row['against']}" if row["against"] else ""
         line = (f"  [{'met' if row['met'] else 'MISSED'}] {row['goal']}: "
                 f"{row['value']:.3g}{'x' if vs else ''}{vs} "
-                f"(goal {row['bound']} {row['limit']:.3g})")  # fmt: skip
-        if row["floor"] is not None:
-            fl = row["floor"]
+                f"(goal {row['compare']} {row['limit']:.3g})")  # fmt: skip
+        if row["bound"] is not None:
+            fl = row["bound"]
             reach = "within reach" if fl["reachable"] else "out of reach even in C"
             line += f"; bound {fl['ratio']:.3g}x of {fl['against']}: {reach}"
             if "python_ratio" in fl:
