@@ -162,10 +162,11 @@ def spin_first(
     while True:
         limit = SPIN_SLICE_NS
         if end is not None:
-            left = end - time.monotonic()
+            left = end - time.monotonic()  # inf for a timeout past float's range
             if left <= 0:
                 return False
-            limit = min(limit, int(left * 1e9))
+            if left * 1e9 < limit:
+                limit = int(left * 1e9)
         result = spin_step(h, spin, limit)
         if result > 0:
             return True
